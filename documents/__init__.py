@@ -1,0 +1,1 @@
+"""Document storage, sniffing, hashing, scanning and bulk import. Plain Python."""

@@ -1,0 +1,39 @@
+"""gunicorn settings for the `web` process (production and `make run` alike).
+
+Environment: HOST (default 127.0.0.1), PORT (5000), WEB_CONCURRENCY (worker
+processes, 2), WEB_THREADS (threads per worker, 4), PROMETHEUS_MULTIPROC_DIR.
+"""
+import os
+import shutil
+import tempfile
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+accesslog = None  # the app logs each request itself, as redacted JSON
+errorlog = "-"
+# gunicorn 24+ opens a control socket at one fixed path per user; we do not use
+# it, and two servers on one host (tests, blue/green) would fight over it.
+control_socket_disable = True
+
+
+def on_starting(server):
+    # Metrics from every worker are aggregated through files in this directory;
+    # it must exist, and be empty, before any worker imports prometheus_client.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        directory = tempfile.mkdtemp(prefix="sluice-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,100 @@
+"""Celery wiring: `celery_init_app(app)` and the helpers task modules use.
+
+Task modules declare `@shared_task` with an explicit name, `acks_late=True`,
+`ignore_result=True` and a retry policy; they never import `webapp`. Each task
+runs inside the Flask app context, so it gets its own DB session per run.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import Celery, Task
+from flask import Flask, current_app
+from kombu import Queue
+from sqlalchemy.orm import Session
+
+from cron.schedule import build_beat_schedule
+from webhooks.outbox import Message, Publisher
+
+QUEUES = ("webhooks", "documents", "imports", "cron")
+TASK_MODULES = ("tasks.system", "tasks.cron")
+
+
+def broker_url(config: dict[str, Any]) -> str:
+    url = config.get("CELERY_BROKER_URL") or config["REDIS_URL"]
+    # kombu spells a Redis unix socket differently from redis-py.
+    return "redis+socket://" + url[len("unix://"):] if url.startswith("unix://") else url
+
+
+def celery_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "broker_url": broker_url(config),
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2,
+        "broker_transport_options": {
+            # Above the hard time limit, or a late-acked task still running is
+            # handed to a second worker (see DESIGN.md, "Celery on Redis").
+            "visibility_timeout": config["CELERY_VISIBILITY_TIMEOUT"],
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        },
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": config["CELERY_TASK_TIME_LIMIT"],
+        "task_soft_time_limit": config["CELERY_TASK_SOFT_TIME_LIMIT"],
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "cron",
+        "task_routes": {f"sluice.{name}.*": {"queue": name} for name in QUEUES},
+        "include": list(TASK_MODULES),
+        "beat_schedule": build_beat_schedule(config),
+        "beat_schedule_filename": config["BEAT_SCHEDULE_FILE"],
+        "timezone": "UTC",
+        # Our JSON logging stays in charge of the root logger.
+        "worker_hijack_root_logger": False,
+    }
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.conf.update(celery_config(app.config))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
+def outbox_publisher(celery: Celery) -> Publisher:
+    """Publish outbox messages without Celery's own publish retries.
+
+    The outbox is the retry: a failed publish leaves the row for the relay, so
+    the request that committed it is never held up waiting for the broker.
+    """
+    def publish(message: Message) -> None:
+        options = {"queue": message.queue} if message.queue else {}
+        celery.send_task(message.task_name, kwargs=message.kwargs, retry=False,
+                         headers={"outbox_id": message.id}, **options)
+    return publish
+
+
+def db_session() -> Session:
+    """The current task's session (closed when its app context ends)."""
+    return current_app.extensions["sluice.db"].session
+
+
+def redis_client() -> redis.Redis:
+    return current_app.extensions["sluice.redis"]
+
+
+def config(key: str) -> Any:
+    return current_app.config[key]

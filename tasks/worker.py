@@ -1,0 +1,8 @@
+"""Entry point for `celery -A tasks.worker worker|beat`.
+
+The only place outside the web server that builds the Flask app.
+"""
+from webapp import create_app
+
+flask_app = create_app()
+celery_app = flask_app.extensions["celery"]

@@ -1,0 +1,93 @@
+"""The Flask application factory."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from flask import Flask, g
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from webapp import config as settings
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment, then `config`."""
+    instance_path = os.environ.get("SLUICE_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
+    app.config.update(settings.DEFAULTS)
+    app.config.update(settings.from_environment(os.environ))
+    app.config.update(config or {})
+    settings.finalize(app.config, app.instance_path)
+
+    from webapp.logging import configure_logging
+
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_request_hooks(app)
+    register_commands(app)
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        hops = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from tasks import celery_init_app, outbox_publisher
+    from webapp.embedded import ensure_embedded_redis
+    from webapp.extensions import db, limiter, redis_client, redis_url_for_limiter
+
+    if not app.config.get("REDIS_URL"):
+        app.config["REDIS_URL"] = ensure_embedded_redis(app.instance_path)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url_for_limiter(app.config["REDIS_URL"]))
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["REDIS_KEY_PREFIX"] + "rl")
+    # O(1) Redis memory per key, unlike the moving window (DESIGN.md, flask-limiter).
+    app.config.setdefault("RATELIMIT_STRATEGY", "sliding-window-counter")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Redis down must not turn every limited route into a 500: fail open to a
+    # per-process in-memory budget (which multiplies the limit by the number of
+    # processes while Redis is away).
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+
+    celery = celery_init_app(app)
+    db.init_app(app, publisher=outbox_publisher(celery))
+    redis_client.init_app(app)
+    limiter.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from webapp import health, metrics
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from webapp.errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_request_hooks(app: Flask) -> None:
+    from webapp.logging import REQUEST_ID_HEADER, incoming_request_id
+    from webapp.metrics import register_metrics
+
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = incoming_request_id()
+
+    @app.after_request
+    def echo_request_id(response):
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
+        return response
+
+    register_metrics(app)
+
+
+def register_commands(app: Flask) -> None:
+    from webapp.cli import register_commands as register
+
+    register(app)

@@ -1,0 +1,107 @@
+"""Configuration: defaults, then the environment, then the mapping passed to create_app.
+
+Every key in DEFAULTS may be set from an environment variable of the same name;
+the value is coerced to the default's type. `None` defaults are derived from the
+instance folder (the embedded default) in `finalize`.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from sqlalchemy.engine import make_url
+
+DEFAULTS: dict[str, Any] = {
+    "SECRET_KEY": None,               # None: generated once into instance/secret_key
+    "DATABASE_URL": None,             # None: SQLite file under instance/
+    "REDIS_URL": None,                # None: the embedded Redis server under instance/
+    "CELERY_BROKER_URL": None,        # None: REDIS_URL (RabbitMQ's amqp:// also works)
+    "CLAMD_URL": None,                # unix:///path or tcp://host:3310; None: no scanner
+    "STORAGE_DIR": None,              # None: instance/storage
+    "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    "TRUSTED_PROXY_COUNT": 0,         # >0 enables ProxyFix for that many proxy hops
+    "LOG_LEVEL": "INFO",
+    "REDIS_KEY_PREFIX": "sluice:",
+    "HEALTH_CHECK_TIMEOUT": 1.0,      # seconds, per component in /readyz
+    "OUTBOX_RELAY_INTERVAL": 10,      # seconds between relay runs (beat)
+    "OUTBOX_RELAY_AFTER": 30,         # seconds a row may wait for its own publish
+    "OUTBOX_RELAY_BATCH": 500,
+    "CELERY_TASK_TIME_LIMIT": 1800,   # hard limit, seconds
+    "CELERY_TASK_SOFT_TIME_LIMIT": 1500,
+    "CELERY_VISIBILITY_TIMEOUT": 7200,  # must exceed the hard limit, or acks_late redelivers
+    "BEAT_SCHEDULE_FILE": None,       # None: instance/celerybeat-schedule
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(key: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a {type(default).__name__}") from None
+    return raw
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {key: _coerce(key, environ[key], default)
+            for key, default in DEFAULTS.items() if environ.get(key, "") != ""}
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for plain postgres URLs (SQLAlchemy would pick psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgres", "postgresql"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def finalize(config: dict[str, Any], instance_path: str) -> None:
+    """Fill in derived defaults and reject values we cannot run with."""
+    instance = Path(instance_path)
+    if not config.get("DATABASE_URL"):
+        instance.mkdir(parents=True, exist_ok=True)
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'sluice.db'}"
+    config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
+    config["SQLALCHEMY_BACKEND"] = make_url(config["DATABASE_URL"]).get_backend_name()
+    if config["SQLALCHEMY_BACKEND"] not in {"postgresql", "sqlite"}:
+        raise ConfigError("DATABASE_URL must be a PostgreSQL or SQLite URL")
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _instance_secret(instance)
+    config.setdefault("STORAGE_DIR", None)
+    config["STORAGE_DIR"] = config["STORAGE_DIR"] or str(instance / "storage")
+    config["BEAT_SCHEDULE_FILE"] = (config.get("BEAT_SCHEDULE_FILE")
+                                    or str(instance / "celerybeat-schedule"))
+    if config["CELERY_VISIBILITY_TIMEOUT"] <= config["CELERY_TASK_TIME_LIMIT"]:
+        raise ConfigError("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT")
+    if config["CELERY_TASK_SOFT_TIME_LIMIT"] >= config["CELERY_TASK_TIME_LIMIT"]:
+        raise ConfigError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+    if config["TRUSTED_PROXY_COUNT"] < 0:
+        raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
+    clamd_url = config.get("CLAMD_URL")
+    if clamd_url and not clamd_url.startswith(("unix:///", "tcp://")):
+        raise ConfigError("CLAMD_URL must be unix:///path or tcp://host:port")
+
+
+def _instance_secret(instance: Path) -> str:
+    """A per-install secret for the embedded default, kept across restarts."""
+    path = instance / "secret_key"
+    instance.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,79 @@
+"""Extensions, created unbound here and attached to an app by `init_app`.
+
+State lives in `app.extensions`, never on these objects, so several apps (tests,
+the worker) can coexist. Nothing here connects at import or init time: engines
+and Redis clients connect lazily on first use.
+"""
+from __future__ import annotations
+
+import redis
+from flask import Flask, current_app, g
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from webhooks.db import make_engine
+from webhooks.outbox import PUBLISHER_KEY, Publisher
+
+DB_KEY = "sluice.db"
+REDIS_KEY = "sluice.redis"
+
+
+class DatabaseState:
+    """The engine and session factory of one app; one session per app context."""
+
+    def __init__(self, engine: Engine, factory: sessionmaker):
+        self.engine = engine
+        self.sessionmaker = factory
+
+    @property
+    def session(self) -> Session:
+        if "_sluice_session" not in g:
+            g._sluice_session = self.sessionmaker()
+        return g._sluice_session
+
+
+class Database:
+    def init_app(self, app: Flask, publisher: Publisher | None = None) -> None:
+        engine = make_engine(app.config["DATABASE_URL"])
+        info = {PUBLISHER_KEY: publisher} if publisher else {}
+        factory = sessionmaker(bind=engine, expire_on_commit=False, info=info)
+        app.extensions[DB_KEY] = DatabaseState(engine, factory)
+        app.teardown_appcontext(_close_session)
+
+    @property
+    def state(self) -> DatabaseState:
+        return current_app.extensions[DB_KEY]
+
+    @property
+    def session(self) -> Session:
+        return self.state.session
+
+
+def _close_session(_exc) -> None:
+    session = g.pop("_sluice_session", None)
+    if session is not None:
+        session.close()  # rolls back anything left uncommitted
+
+
+def redis_url_for_limiter(url: str) -> str:
+    return "redis+unix://" + url[len("unix://"):] if url.startswith("unix://") else url
+
+
+class RedisClient:
+    def init_app(self, app: Flask) -> None:
+        app.extensions[REDIS_KEY] = redis.Redis.from_url(
+            app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2,
+            health_check_interval=30)
+
+    @property
+    def client(self) -> redis.Redis:
+        return current_app.extensions[REDIS_KEY]
+
+
+db = Database()
+redis_client = RedisClient()
+# Limits are declared per route (webhook sources bring their own); this instance
+# only holds storage and failure policy, configured from app.config in init_app.
+limiter = Limiter(key_func=get_remote_address)

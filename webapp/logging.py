@@ -1,0 +1,71 @@
+"""JSON logs on stderr: one object per line, with the request id and nothing secret."""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+
+from flask import Flask, g, has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
+
+from webapp.redaction import redact, redact_value
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+
+def incoming_request_id() -> str:
+    """Accept the caller's id when it is safe to echo and log; otherwise make one."""
+    candidate = request.headers.get(REQUEST_ID_HEADER, "")
+    return candidate if _SANE_REQUEST_ID.match(candidate) else uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    if has_request_context():
+        return g.get("request_id")
+    from celery import current_task  # tasks log under their task id
+
+    if current_task and current_task.request and current_task.request.id:
+        return current_task.request.id
+    return None
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id()
+        return True
+
+
+class RedactionFilter(logging.Filter):
+    """Rewrite the message, its extras and any traceback before formatting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS:
+                setattr(record, key, redact_value(key, value))
+        return True
+
+
+def configure_logging(app: Flask) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_sluice", False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._sluice = True
+    handler.addFilter(ContextFilter())
+    handler.addFilter(RedactionFilter())
+    handler.setFormatter(JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    root.addHandler(handler)
+    root.setLevel(app.config["LOG_LEVEL"].upper())
+    # Alembic announces every plugin it loads at INFO; keep its migration lines only.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -1,0 +1,94 @@
+"""Declarative base, column types and engine construction shared by every domain.
+
+It lives beside the event store because the design places "event store + outbox"
+in this package; `documents` and `cron` build their models on the same base.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names make Alembic revisions (and their downgrades) portable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no timezone type and hands back naive values; comparing those with
+    aware ones raises, so we normalise both ways here once.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """Create an engine with the connection settings each backend needs.
+
+    Postgres: a short connect timeout so a down database answers 503 quickly.
+    SQLite: WAL for concurrent readers, a busy timeout for the processes of the
+    embedded default, and explicit BEGIN so SAVEPOINT works (pysqlite otherwise
+    manages transactions itself and breaks nested ones).
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    connect_args = {"connect_timeout": 3} if url.startswith("postgresql") else {}
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # IMMEDIATE takes the write lock up front: several processes then queue on
+        # busy_timeout instead of failing a read-to-write lock upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

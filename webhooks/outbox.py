@@ -1,0 +1,165 @@
+"""Transactional outbox: enqueue work in the caller's transaction, publish after commit.
+
+`enqueue()` adds an `outbox` row to the caller's session. When that session
+commits, the message is handed to the session's publisher at once. If the broker
+is down the row simply stays unpublished and `relay_unpublished()` (run by beat)
+publishes it later, so committed work is never lost between the database and the
+broker. A rolled-back transaction publishes nothing.
+
+The publisher is any callable taking a `Message`; the Celery one lives in `tasks`.
+It is found in `session.info[PUBLISHER_KEY]`; a session without one (a CLI, a
+test) leaves every message to the relay.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any, Callable
+
+from prometheus_client import Counter
+from sqlalchemy import BigInteger, Index, Integer, String, event, inspect, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
+
+PUBLISHER_KEY = "outbox_publisher"
+_PENDING_KEY = "outbox_pending"
+
+PUBLISHED = Counter("sluice_outbox_published_total", "Outbox messages published", ["path"])
+PUBLISH_FAILURES = Counter(
+    "sluice_outbox_publish_failures_total", "Outbox publishes that failed", ["path"]
+)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    task_name: Mapped[str] = mapped_column(String(200))
+    kwargs: Mapped[dict] = mapped_column(JSONType)
+    queue: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer(), default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        # The relay only ever reads unpublished rows; keep that scan small.
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=published_at.is_(None),
+            sqlite_where=published_at.is_(None),
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    id: int
+    task_name: str
+    kwargs: dict[str, Any]
+    queue: str | None
+
+
+Publisher = Callable[[Message], None]
+
+
+def enqueue(session: Session, task_name: str, kwargs: dict[str, Any],
+            queue: str | None = None) -> OutboxMessage:
+    """Add a message to the caller's transaction; it is published after commit."""
+    row = OutboxMessage(task_name=task_name, kwargs=kwargs, queue=queue)
+    session.add(row)
+    # Keep the values on the Python side: after commit the row is expired and
+    # reading its attributes would need SQL, which after_commit cannot run.
+    session.info.setdefault(_PENDING_KEY, []).append((row, task_name, kwargs, queue))
+    return row
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_after_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, None)
+    publisher = session.info.get(PUBLISHER_KEY)
+    if not pending or publisher is None:
+        return
+    messages = []
+    for row, task_name, kwargs, queue in pending:
+        state = inspect(row)
+        # Rows added in a savepoint that was rolled back are transient again.
+        if state.persistent and state.identity:
+            messages.append(Message(state.identity[0], task_name, kwargs, queue))
+    published = []
+    for message in messages:
+        try:
+            publisher(message)
+        except Exception as exc:  # the relay will retry; never fail the caller
+            PUBLISH_FAILURES.labels("after_commit").inc()
+            log.warning("outbox publish failed, left for the relay",
+                        extra={"outbox_id": message.id, "error": type(exc).__name__})
+            break  # the broker is most likely down: leave the rest to the relay too
+        published.append(message.id)
+    if published:
+        PUBLISHED.labels("after_commit").inc(len(published))
+        _mark_published(session, published)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rolled_back(session: Session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_PENDING_KEY, None)
+
+
+def _mark_published(session: Session, ids: list[int]) -> None:
+    # A fresh session on the same bind: the committed one cannot run SQL here.
+    with Session(bind=session.get_bind(),
+                 join_transaction_mode=session.join_transaction_mode) as marker:
+        marker.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
+            .values(published_at=utcnow())
+        )
+        marker.commit()
+
+
+@dataclasses.dataclass
+class RelayResult:
+    published: int = 0
+    failed: int = 0
+
+
+def relay_unpublished(session: Session, publisher: Publisher, *,
+                      older_than: dt.timedelta, batch_size: int = 500) -> RelayResult:
+    """Publish rows that are still unpublished, oldest first, in one batch.
+
+    `older_than` leaves fresh rows to their own after-commit publish. On Postgres
+    `SKIP LOCKED` lets several relays share the backlog without double sends.
+    """
+    cutoff = utcnow() - older_than
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.published_at.is_(None), OutboxMessage.created_at <= cutoff)
+        .order_by(OutboxMessage.id)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    ).all()
+    result = RelayResult()
+    for row in rows:
+        try:
+            publisher(Message(row.id, row.task_name, row.kwargs, row.queue))
+        except Exception as exc:
+            row.attempts += 1
+            row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            result.failed += 1
+            PUBLISH_FAILURES.labels("relay").inc()
+            break  # broker down: stop hammering it, the next run resumes here
+        row.published_at = utcnow()
+        result.published += 1
+    session.commit()
+    if result.published:
+        PUBLISHED.labels("relay").inc(result.published)
+    return result
