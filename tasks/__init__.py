@@ -12,6 +12,7 @@ import redis
 from celery import Celery, Task
 from flask import Flask, current_app
 from kombu import Queue
+from kombu.pools import producers
 from sqlalchemy.orm import Session
 
 from cron.schedule import build_beat_schedule
@@ -80,10 +81,17 @@ def outbox_publisher(celery: Celery) -> Publisher:
     The outbox is the retry: a failed publish leaves the row for the relay, so
     the request that committed it is never held up waiting for the broker.
     """
+    # Celery's retry=False still lets kombu retry the *connection* (about 2 s per
+    # attempt with the Redis transport); this pool's connections fail at once.
+    fail_fast = celery.connection_for_write(transport_options={
+        **celery.conf.broker_transport_options, "max_retries": 0})
+
     def publish(message: Message) -> None:
         options = {"queue": message.queue} if message.queue else {}
-        celery.send_task(message.task_name, kwargs=message.kwargs, retry=False,
-                         headers={"outbox_id": message.id}, **options)
+        with producers[fail_fast].acquire(block=True, timeout=2) as producer:
+            celery.send_task(message.task_name, kwargs=message.kwargs, retry=False,
+                             producer=producer, headers={"outbox_id": message.id},
+                             **options)
     return publish
 
 

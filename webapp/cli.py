@@ -33,8 +33,7 @@ def db_downgrade(revision: str) -> None:
 @db_cli.command("current")
 def db_current() -> None:
     """Print the database's revision and whether it is at head."""
-    with db.state.engine.connect() as connection:
-        current = migrate.database_heads(connection)
+    current = migrate.database_heads(db.session.connection())
     heads = migrate.script_heads()
     click.echo(f"{' '.join(sorted(current)) or '(none)'}"
                f"{' (head)' if current == heads else ' (behind: head is ' + ' '.join(heads) + ')'}")

@@ -53,11 +53,26 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (servers and tests swap it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_sluice", False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler._sluice = True
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactionFilter())

@@ -26,7 +26,7 @@ _PATTERNS: list[tuple[re.Pattern, str]] = [
 
 _CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 # International numbers with a +, and bare 11-15 digit runs (WhatsApp wa_id, MSISDN).
-_PHONE = re.compile(r"\+\d(?:[\s().-]?\d){6,14}(?!\d)|(?<![\d.])\d{11,15}(?![\d.])")
+_PHONE = re.compile(r"\+\d(?:[\s().-]{0,2}\d){6,14}(?!\d)|(?<![\d.])\d{11,15}(?![\d.])")
 
 
 def _luhn_valid(digits: str) -> bool:

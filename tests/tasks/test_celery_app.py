@@ -1,0 +1,33 @@
+from webapp import create_app
+
+
+def test_worker_settings_guard_against_lost_and_duplicated_work(app):
+    conf = app.extensions["celery"].conf
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert {q.name for q in conf.task_queues} == {"webhooks", "documents", "imports", "cron"}
+
+
+def test_every_task_module_registers_its_named_tasks(app):
+    celery = app.extensions["celery"]
+    celery.loader.import_default_modules()
+    assert {"sluice.ping", "sluice.cron.relay_outbox"} <= set(celery.tasks)
+    for name in ("sluice.ping", "sluice.cron.relay_outbox"):
+        task = celery.tasks[name]
+        assert task.acks_late and task.ignore_result
+
+
+def test_beat_relays_the_outbox_at_the_configured_interval(app_config):
+    app = create_app({**app_config, "OUTBOX_RELAY_INTERVAL": 4})
+    entry = app.extensions["celery"].conf.beat_schedule["relay-outbox"]
+    assert entry["task"] == "sluice.cron.relay_outbox"
+    assert entry["schedule"].total_seconds() == 4
+    assert entry["options"]["expires"] == 3
+
+
+def test_embedded_unix_socket_urls_are_spelled_for_kombu(app_config):
+    app = create_app({**app_config, "REDIS_URL": "unix:///tmp/x/redis.sock"})
+    assert app.extensions["celery"].conf.broker_url == "redis+socket:///tmp/x/redis.sock"
+    assert app.config["RATELIMIT_STORAGE_URI"] == "redis+unix:///tmp/x/redis.sock"

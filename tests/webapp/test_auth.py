@@ -1,0 +1,75 @@
+import hashlib
+import re
+
+import pytest
+from flask import Blueprint, g
+from sqlalchemy import select, text
+
+from webapp.auth import ApiClient, require_scopes
+from webapp.extensions import db
+
+protected = Blueprint("protected", __name__)
+
+
+@protected.get("/_test/protected")
+@require_scopes("documents:write")
+def protected_view():
+    return {"client": g.client.name}
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
+    app.register_blueprint(protected)
+    return app
+
+
+def create(runner, name, scopes) -> str:
+    result = runner.invoke(args=["clients", "create", name, "--scopes", scopes])
+    assert result.exit_code == 0, result.output
+    return re.search(r"token \(store it now, it is not shown again\): (\S+)",
+                     result.output).group(1)
+
+
+def test_create_prints_the_token_once_and_stores_only_its_hash(app, runner):
+    token = create(runner, "uploader", "documents:write,documents:read")
+    with app.app_context():
+        row = db.session.scalar(select(ApiClient).where(ApiClient.name == "uploader"))
+        assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        assert row.scope_set == {"documents:write", "documents:read"}
+        dumped = db.session.execute(text("SELECT * FROM api_clients")).all()
+    assert token not in repr(dumped)
+    listing = runner.invoke(args=["clients", "list"]).output
+    assert "uploader" in listing and token not in listing
+
+
+def test_duplicate_names_and_unknown_scopes_are_refused(runner):
+    create(runner, "dup", "admin")
+    again = runner.invoke(args=["clients", "create", "dup", "--scopes", "admin"])
+    assert again.exit_code != 0 and "already exists" in again.output
+    bad = runner.invoke(args=["clients", "create", "other", "--scopes", "root"])
+    assert bad.exit_code != 0 and "unknown scopes: root" in bad.output
+
+
+def test_bearer_auth_checks_token_and_scopes(client, runner):
+    good = create(runner, "writer", "documents:write")
+    reader = create(runner, "reader", "documents:read")
+
+    missing = client.get("/_test/protected")
+    assert missing.status_code == 401
+    assert missing.get_json()["error"]["code"] == "missing_token"
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+
+    wrong = client.get("/_test/protected", headers={"Authorization": "Bearer slc_nope"})
+    assert wrong.status_code == 401 and wrong.get_json()["error"]["code"] == "invalid_token"
+
+    scoped = client.get("/_test/protected", headers={"Authorization": f"Bearer {reader}"})
+    assert scoped.status_code == 403
+    assert scoped.get_json()["error"]["code"] == "insufficient_scope"
+
+    ok = client.get("/_test/protected", headers={"Authorization": f"Bearer {good}"})
+    assert ok.status_code == 200 and ok.get_json() == {"client": "writer"}
+
+    assert runner.invoke(args=["clients", "revoke", "writer"]).exit_code == 0
+    revoked = client.get("/_test/protected", headers={"Authorization": f"Bearer {good}"})
+    assert revoked.status_code == 401

@@ -1,0 +1,130 @@
+"""The outbox publishes after commit, never for rolled-back work, and the relay
+delivers what a broker outage left behind, once."""
+import base64
+import datetime as dt
+import json
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from tasks import outbox_publisher
+from tests.services import ThrowawayRedis, free_port
+from webapp.extensions import db
+from webhooks.db import utcnow
+from webhooks.outbox import OutboxMessage, enqueue, relay_unpublished
+
+
+def queued(redis_client, queue: str) -> list[dict]:
+    """Celery messages waiting in a Redis-broker queue, decoded."""
+    messages = []
+    for raw in reversed(redis_client.lrange(queue, 0, -1)):  # LPUSH, BRPOP: oldest last
+        envelope = json.loads(raw)
+        body = json.loads(base64.b64decode(envelope["body"]))
+        messages.append({"task": envelope["headers"]["task"],
+                         "outbox_id": envelope["headers"].get("outbox_id"),
+                         "kwargs": body[1]})
+    return messages
+
+
+def rows(session) -> list[OutboxMessage]:
+    return session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+
+
+def test_commit_publishes_the_message_and_marks_the_row(app, redis_db):
+    with app.app_context():
+        message = enqueue(db.session, "sluice.ping", {"token": "t1"}, queue="cron")
+        db.session.commit()
+        assert queued(redis_db, "cron") == [
+            {"task": "sluice.ping", "outbox_id": message.id, "kwargs": {"token": "t1"}}]
+        db.session.expire_all()
+        assert rows(db.session)[0].published_at is not None
+
+
+def test_routing_by_task_name_when_no_queue_is_given(app, redis_db):
+    with app.app_context():
+        for name in ("sluice.webhooks.process", "sluice.documents.scan",
+                     "sluice.imports.run", "sluice.cron.relay_outbox"):
+            enqueue(db.session, name, {})
+        db.session.commit()
+    for queue in ("webhooks", "documents", "imports", "cron"):
+        assert [m["task"] for m in queued(redis_db, queue)] == [f"sluice.{queue}." + {
+            "webhooks": "process", "documents": "scan", "imports": "run",
+            "cron": "relay_outbox"}[queue]]
+
+
+def test_rollback_publishes_nothing_and_stores_nothing(app, redis_db):
+    with app.app_context():
+        enqueue(db.session, "sluice.ping", {"token": "gone"}, queue="cron")
+        db.session.flush()
+        db.session.rollback()
+        db.session.commit()
+        assert rows(db.session) == []
+    assert redis_db.llen("cron") == 0
+
+
+def test_a_rolled_back_savepoint_does_not_publish_its_messages(app, redis_db):
+    with app.app_context():
+        session = db.session
+        with pytest.raises(RuntimeError):
+            with session.begin_nested():
+                enqueue(session, "sluice.ping", {"token": "discarded"}, queue="cron")
+                session.flush()
+                raise RuntimeError("duplicate, say")
+        enqueue(session, "sluice.ping", {"token": "kept"}, queue="cron")
+        session.commit()
+        assert [r.kwargs for r in rows(session)] == [{"token": "kept"}]
+    assert [m["kwargs"] for m in queued(redis_db, "cron")] == [{"token": "kept"}]
+
+
+def test_broker_down_at_publish_leaves_the_row_for_the_relay_which_delivers_it_once(
+        make_app, tmp_path):
+    broker = ThrowawayRedis(tmp_path / "broker", port=free_port())
+    app = make_app(CELERY_BROKER_URL=broker.url)
+    with app.app_context():
+        session = db.session
+        started = time.monotonic()
+        enqueue(session, "sluice.ping", {"token": "survivor"}, queue="cron")
+        session.commit()  # the broker is not even running
+        assert time.monotonic() - started < 2, "a broker outage must not hold up the commit"
+        [row] = rows(session)
+        assert row.published_at is None
+
+        publisher = outbox_publisher(app.extensions["celery"])
+        down = relay_unpublished(session, publisher, older_than=dt.timedelta(0))
+        assert (down.published, down.failed) == (0, 1)
+        session.refresh(row)
+        assert row.attempts == 1 and "OperationalError" in row.last_error
+
+        broker.start()
+        try:
+            up = relay_unpublished(session, publisher, older_than=dt.timedelta(0))
+            again = relay_unpublished(session, publisher, older_than=dt.timedelta(0))
+            client = __import__("redis").Redis.from_url(broker.url)
+            delivered = queued(client, "cron")
+        finally:
+            broker.stop()
+        assert (up.published, again.published) == (1, 0)
+        assert delivered == [{"task": "sluice.ping", "outbox_id": row.id,
+                              "kwargs": {"token": "survivor"}}]
+        session.refresh(row)
+        assert row.published_at is not None
+
+
+def test_relay_leaves_fresh_rows_to_their_own_publish_and_goes_oldest_first(app, redis_db):
+    with app.app_context():
+        session = db.session
+        session.info.pop("outbox_publisher")  # as if every after-commit publish failed
+        for token in ("old-1", "old-2", "fresh"):
+            enqueue(session, "sluice.ping", {"token": token}, queue="cron")
+        session.commit()
+        old = utcnow() - dt.timedelta(minutes=5)
+        session.execute(update(OutboxMessage).where(
+            OutboxMessage.kwargs["token"].as_string().in_(["old-1", "old-2"]))
+            .values(created_at=old))
+        session.commit()
+        publisher = outbox_publisher(app.extensions["celery"])
+        result = relay_unpublished(session, publisher, older_than=dt.timedelta(seconds=30),
+                                   batch_size=10)
+        assert (result.published, result.failed) == (2, 0)
+    assert [m["kwargs"]["token"] for m in queued(redis_db, "cron")] == ["old-1", "old-2"]
