@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: run test test-e2e lint bench stop clean
 
@@ -28,6 +28,10 @@ test: $(VENV)/.test
 
 lint: $(VENV)/.test
 	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks documents cron tests bench
+
+bench: $(VENV)/.test
+	@ls bench/*/run.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \
+	for b in bench/*/run.py; do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
 
 stop:
 	-$(BIN)/python -c "import redis, webapp.embedded as e; redis.Redis(unix_socket_path=str(e.socket_path('instance'))).shutdown(nosave=True)"

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from celery import Celery, Task
 from flask import Flask, current_app
-from kombu import Queue
+from kombu import Exchange, Queue
 from kombu.pools import producers
 from sqlalchemy.orm import Session
 
@@ -50,7 +50,10 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": config["CELERY_TASK_TIME_LIMIT"],
         "task_soft_time_limit": config["CELERY_TASK_SOFT_TIME_LIMIT"],
-        "task_queues": [Queue(name) for name in QUEUES],
+        # An exchange and key per queue, so the declared bindings say what routing
+        # does (bare Queue(name)s are listed as bound to the default "cron"/"cron").
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                        for name in QUEUES],
         "task_default_queue": "cron",
         "task_routes": {f"sluice.{name}.*": {"queue": name} for name in QUEUES},
         "include": list(TASK_MODULES),

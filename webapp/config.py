@@ -70,8 +70,9 @@ def normalize_database_url(url: str) -> str:
 def finalize(config: dict[str, Any], instance_path: str) -> None:
     """Fill in derived defaults and reject values we cannot run with."""
     instance = Path(instance_path)
+    # Beat keeps its schedule file here even when both URLs point elsewhere.
+    instance.mkdir(parents=True, exist_ok=True)
     if not config.get("DATABASE_URL"):
-        instance.mkdir(parents=True, exist_ok=True)
         config["DATABASE_URL"] = f"sqlite:///{instance / 'sluice.db'}"
     config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
     config["SQLALCHEMY_BACKEND"] = make_url(config["DATABASE_URL"]).get_backend_name()
@@ -97,7 +98,6 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
 def _instance_secret(instance: Path) -> str:
     """A per-install secret for the embedded default, kept across restarts."""
     path = instance / "secret_key"
-    instance.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

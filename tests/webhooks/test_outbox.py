@@ -32,16 +32,27 @@ def rows(session) -> list[OutboxMessage]:
 
 
 def test_commit_publishes_the_message_and_marks_the_row(app, redis_db):
+    declare_worker_queues(app.extensions["celery"])
     with app.app_context():
         message = enqueue(db.session, "sluice.ping", {"token": "t1"}, queue="cron")
         db.session.commit()
         assert queued(redis_db, "cron") == [
             {"task": "sluice.ping", "outbox_id": message.id, "kwargs": {"token": "t1"}}]
+        for other in ("webhooks", "documents", "imports"):
+            assert queued(redis_db, other) == [], f"message copied into {other}"
         db.session.expire_all()
         assert rows(db.session)[0].published_at is not None
 
 
+def declare_worker_queues(celery) -> None:
+    """Bind every queue as a worker consuming all four does on start."""
+    with celery.connection_for_write() as connection:
+        for queue in celery.amqp.queues.values():
+            queue(connection.default_channel).declare()
+
+
 def test_routing_by_task_name_when_no_queue_is_given(app, redis_db):
+    declare_worker_queues(app.extensions["celery"])
     with app.app_context():
         for name in ("sluice.webhooks.process", "sluice.documents.scan",
                      "sluice.imports.run", "sluice.cron.relay_outbox"):

@@ -1,0 +1,49 @@
+import pytest
+import redis
+
+from tests import services
+from tests.e2e.harness import Stack, clean_environment
+from webapp import create_app
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory, worker_index) -> dict[str, str]:
+    workdir = tmp_path_factory.mktemp("stack")
+    redis_url = services.redis_url(2 + 2 * worker_index)
+    redis.Redis.from_url(redis_url).flushdb()
+    return clean_environment(
+        DATABASE_URL=services.fresh_database(f"sluice_e2e_{worker_index}", workdir),
+        REDIS_URL=redis_url,
+        SECRET_KEY="e2e-secret-key",
+        SLUICE_INSTANCE_PATH=str(workdir / "instance"),
+        PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
+        PORT=str(services.free_port()),
+        WEB_CONCURRENCY="2",
+        OUTBOX_RELAY_INTERVAL="1",
+        OUTBOX_RELAY_AFTER="1",
+        LOG_LEVEL="INFO",
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(stack_env, tmp_path_factory):
+    stack = Stack(tmp_path_factory.mktemp("logs"), stack_env)
+    stack.release()
+    stack.start("web", "worker", "beat")
+    try:
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack_app(stack_env, monkeypatch):
+    """An app in the test process configured like the stack, committing for real."""
+    monkeypatch.setenv("SLUICE_INSTANCE_PATH", stack_env["SLUICE_INSTANCE_PATH"])
+    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")
+    app = create_app({key: stack_env[key] for key in keys})
+    yield app
+    app.extensions["sluice.db"].engine.dispose()

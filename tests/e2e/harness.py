@@ -1,0 +1,107 @@
+"""Start the Procfile's processes for real and talk to them over HTTP.
+
+The commands come from the Procfile itself, so these tests exercise exactly what
+production and `make run` run.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.services import wait_for
+from webapp.config import DEFAULTS
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def clean_environment(**overrides: str) -> dict[str, str]:
+    """The test runner's environment without any Sluice settings, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in DEFAULTS and k not in {"SLUICE_INSTANCE_PATH", "PROMETHEUS_MULTIPROC_DIR"}}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(overrides)
+    return env
+
+
+class Stack:
+    def __init__(self, workdir: Path, env: dict[str, str]):
+        self.workdir = workdir
+        self.env = env
+        self.port = int(env["PORT"])
+        self.processes: dict[str, subprocess.Popen] = {}
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def release(self) -> None:
+        result = subprocess.run(shlex.split(procfile()["release"]), cwd=REPO, env=self.env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"release failed:\n{result.stderr[-3000:]}"
+
+    def start(self, *names: str, command: list[str] | None = None) -> "Stack":
+        """Start Procfile entries by name, or one explicit `command` under the first name."""
+        for name in names:
+            log = open(self.workdir / f"{name}.log", "ab")
+            argv = command or shlex.split(procfile()[name])
+            self.processes[name] = subprocess.Popen(
+                argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)  # its own group: we stop children with it
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> dict:
+        def ready():
+            self.assert_running()
+            try:
+                response = requests.get(self.url("/readyz"), timeout=2)
+            except (requests.ConnectionError, requests.Timeout):
+                return None
+            return response.json() if response.status_code == 200 else None
+        return wait_for(ready, timeout=timeout, interval=0.2, what="/readyz")
+
+    def assert_running(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}:\n"
+                                     f"{self.log_tail(name)}")
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) \
+            if path.exists() else ""
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            _signal_group(process, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait(timeout=10)
+        for name in self.processes:
+            print(f"----- {name} (last lines) -----\n{self.log_tail(name, 30)}")
+        self.processes.clear()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
