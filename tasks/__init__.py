@@ -19,7 +19,7 @@ from cron.schedule import build_beat_schedule
 from webhooks.outbox import Message, Publisher
 
 QUEUES = ("webhooks", "documents", "imports", "cron")
-TASK_MODULES = ("tasks.system", "tasks.cron")
+TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks")
 
 
 def broker_url(config: dict[str, Any]) -> str:

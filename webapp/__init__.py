@@ -12,8 +12,12 @@ from webapp import config as settings
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment, then `config`."""
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:  # metrics without labels write their file as soon as they are defined
+        os.makedirs(metrics_dir, exist_ok=True)
     instance_path = os.environ.get("SLUICE_INSTANCE_PATH")
-    app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
+    app = Flask(__name__, static_folder=None,
+                instance_path=os.path.abspath(instance_path) if instance_path else None)
     app.config.update(settings.DEFAULTS)
     app.config.update(settings.from_environment(os.environ))
     app.config.update(config or {})
@@ -50,6 +54,9 @@ def register_extensions(app: Flask) -> None:
     # processes while Redis is away).
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    # A hung Redis must not hang requests: give up quickly and fall back.
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS",
+                          {"socket_connect_timeout": 0.5, "socket_timeout": 0.5})
 
     celery = celery_init_app(app)
     db.init_app(app, publisher=outbox_publisher(celery))
@@ -58,10 +65,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import health, metrics
+    from webapp import admin, health, metrics
+    from webapp.webhook_views import init_webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(admin.bp)
+    init_webhooks(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -1,6 +1,8 @@
 """`flask db ...` and `flask clients ...` commands."""
 from __future__ import annotations
 
+import getpass
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -11,9 +13,12 @@ from webapp import migrate
 from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
 from webapp.extensions import db
 from webhooks.db import utcnow
+from webhooks.models import EVENT_STATUSES
+from webhooks.processing import EventNotFound, list_events, replay
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
 clients_cli = AppGroup("clients", help="API clients and their tokens.")
+webhooks_cli = AppGroup("webhooks", help="Stored webhook events and dead letters.")
 
 
 @db_cli.command("upgrade")
@@ -74,6 +79,37 @@ def clients_revoke(name: str) -> None:
     click.echo(f"revoked {name}")
 
 
+@webhooks_cli.command("list")
+@click.option("--status", type=click.Choice(EVENT_STATUSES))
+@click.option("--source")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def webhooks_list(status: str | None, source: str | None, limit: int) -> None:
+    """List stored events, newest first."""
+    for event in list_events(db.session, status=status, source=source, limit=limit):
+        click.echo(f"{event.id}\t{event.source}\t{event.event_type or '-'}\t{event.status}"
+                   f"\t{event.attempts}\t{event.last_error or ''}")
+
+
+@webhooks_cli.command("replay")
+@click.argument("event_id", required=False, type=int)
+@click.option("--status", type=click.Choice(EVENT_STATUSES),
+              help="Replay every event in this status (e.g. dead).")
+def webhooks_replay(event_id: int | None, status: str | None) -> None:
+    """Run the handler again for one event, or for every event in a status."""
+    if (event_id is None) == (status is None):
+        raise click.UsageError("give an EVENT_ID or --status, not both")
+    ids = [event_id] if event_id else [
+        e.id for e in list_events(db.session, status=status, limit=10000)]
+    try:
+        for one in ids:
+            replay(db.session, one, actor=f"cli:{getpass.getuser()}")
+    except EventNotFound:
+        raise click.ClickException(f"no webhook event {event_id}") from None
+    db.session.commit()
+    click.echo(f"replaying {len(ids)} event(s)")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(clients_cli)
+    app.cli.add_command(webhooks_cli)

@@ -32,6 +32,11 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_TASK_SOFT_TIME_LIMIT": 1500,
     "CELERY_VISIBILITY_TIMEOUT": 7200,  # must exceed the hard limit, or acks_late redelivers
     "BEAT_SCHEDULE_FILE": None,       # None: instance/celerybeat-schedule
+    "SLUICE_SOURCES_FILE": None,      # None: instance/sources.toml
+    "WEBHOOK_MAX_RETRIES": 8,         # then the event is dead until replayed
+    "WEBHOOK_RETRY_BACKOFF": 2,       # seconds, doubled per attempt, full jitter
+    "WEBHOOK_RETRY_BACKOFF_MAX": 600,
+    "WEBHOOK_INVALID_SIGNATURE_LIMIT": "60/minute",  # per client IP, failed verifications
 }
 
 
@@ -84,6 +89,10 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
     config["STORAGE_DIR"] = config["STORAGE_DIR"] or str(instance / "storage")
     config["BEAT_SCHEDULE_FILE"] = (config.get("BEAT_SCHEDULE_FILE")
                                     or str(instance / "celerybeat-schedule"))
+    config["SLUICE_SOURCES_FILE"] = (config.get("SLUICE_SOURCES_FILE")
+                                     or str(instance / "sources.toml"))
+    if config["WEBHOOK_RETRY_BACKOFF_MAX"] >= config["CELERY_VISIBILITY_TIMEOUT"]:
+        raise ConfigError("WEBHOOK_RETRY_BACKOFF_MAX must stay below CELERY_VISIBILITY_TIMEOUT")
     if config["CELERY_VISIBILITY_TIMEOUT"] <= config["CELERY_TASK_TIME_LIMIT"]:
         raise ConfigError("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT")
     if config["CELERY_TASK_SOFT_TIME_LIMIT"] >= config["CELERY_TASK_TIME_LIMIT"]:

@@ -40,9 +40,10 @@ def test_without_database_url_the_embedded_sqlite_file_lives_in_the_instance_fol
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"CELERY_VISIBILITY_TIMEOUT": 60, "CELERY_TASK_TIME_LIMIT": 120},
+    ({"CELERY_VISIBILITY_TIMEOUT": 700, "CELERY_TASK_TIME_LIMIT": 800},
      "CELERY_VISIBILITY_TIMEOUT must exceed"),
     ({"CLAMD_URL": "clamd.local:3310"}, "CLAMD_URL must be"),
+    ({"WEBHOOK_RETRY_BACKOFF_MAX": 8000}, "WEBHOOK_RETRY_BACKOFF_MAX must stay below"),
     ({"DATABASE_URL": "mysql://x/y"}, "PostgreSQL or SQLite"),
     ({"TRUSTED_PROXY_COUNT": -1}, "TRUSTED_PROXY_COUNT"),
 ])

@@ -1,0 +1,110 @@
+"""POST /webhooks/<source> (deliveries) and GET /webhooks/<source> (Meta's handshake)."""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask_limiter.util import get_remote_address
+from prometheus_client import Counter
+
+from webapp.errors import APIError
+from webapp.extensions import db, limiter
+from webhooks.ingest import InvalidPayload, accept
+from webhooks.signatures import SignatureError
+from webhooks.sources import Source, load_sources, load_sources_file
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+SOURCES_KEY = "sluice.sources"
+MAX_CHALLENGE = 256
+
+DELIVERIES = Counter("sluice_webhook_deliveries_total", "Webhook deliveries by outcome",
+                     ["source", "outcome"])
+RATE_LIMIT_FALLBACK = Counter(
+    "sluice_rate_limit_fallback_total",
+    "Requests rate-limited from per-process memory because Redis was unreachable")
+
+
+def _source_or_none() -> Source | None:
+    name = (request.view_args or {}).get("source", "")
+    return current_app.extensions[SOURCES_KEY].get(name)
+
+
+def _source() -> Source:
+    source = _source_or_none()
+    if source is None:
+        raise APIError(404, "unknown_source", "No webhook source has that name.")
+    return source
+
+
+def _source_limit() -> str:
+    source = _source_or_none()
+    return source.rate_limit if source else "6000/minute"
+
+
+def _source_bucket() -> str:
+    return "webhook-source:" + (request.view_args or {}).get("source", "")
+
+
+@bp.post("/webhooks/<source>")
+# The provider's quota counts only deliveries that passed verification, and
+# forged ones spend a separate per-IP budget, so forgeries cannot starve it.
+@limiter.limit(_source_limit, key_func=_source_bucket,
+               deduct_when=lambda response: response.status_code not in (401, 404))
+@limiter.limit(lambda: current_app.config["WEBHOOK_INVALID_SIGNATURE_LIMIT"],
+               key_func=get_remote_address,
+               deduct_when=lambda response: response.status_code == 401)
+def receive(source: str):
+    source = _source()
+    if request.content_length is not None and request.content_length > source.max_body:
+        raise APIError(413, "payload_too_large", f"The body exceeds {source.max_body} bytes.")
+    request.max_content_length = source.max_body  # also caps chunked bodies
+    body = request.get_data(cache=True)
+    try:
+        stored = accept(db.session, source, request.headers, body, time.time())
+    except SignatureError as exc:
+        DELIVERIES.labels(source.name, exc.code).inc()
+        raise APIError(401, exc.code, str(exc)) from None
+    except InvalidPayload as exc:
+        DELIVERIES.labels(source.name, exc.code).inc()
+        raise APIError(400, exc.code, str(exc)) from None
+    db.session.commit()  # raises (503) rather than acknowledge an uncommitted event
+    outcome = "duplicate" if stored.duplicate else "accepted"
+    DELIVERIES.labels(source.name, outcome).inc()
+    return jsonify(id=stored.event_id, status=outcome), 200 if stored.duplicate else 202
+
+
+@bp.get("/webhooks/<source>")
+@limiter.limit(lambda: current_app.config["WEBHOOK_INVALID_SIGNATURE_LIMIT"],
+               key_func=get_remote_address,
+               deduct_when=lambda response: response.status_code == 403)
+def verify_subscription(source: str):
+    source = _source()
+    args = request.args
+    token = args.get("hub.verify_token", "")
+    challenge = args.get("hub.challenge", "")
+    if (source.scheme != "meta" or not source.verify_token
+            or args.get("hub.mode") != "subscribe" or not challenge
+            or len(challenge) > MAX_CHALLENGE
+            or not hmac.compare_digest(token.encode(), source.verify_token.encode())):
+        raise APIError(403, "verification_failed", "The subscription could not be verified.")
+    return Response(challenge, mimetype="text/plain")
+
+
+def _count_rate_limit_fallback(response):
+    # flask-limiter keeps no public flag or hook for "Redis is down, using memory".
+    if getattr(limiter, "_storage_dead", False):
+        RATE_LIMIT_FALLBACK.inc()
+    return response
+
+
+def init_webhooks(app: Flask) -> None:
+    configured = app.config.get("WEBHOOK_SOURCES")  # a parsed sources document (tests)
+    app.extensions[SOURCES_KEY] = (
+        load_sources(configured, os.environ) if configured is not None
+        else load_sources_file(app.config["SLUICE_SOURCES_FILE"], os.environ))
+    app.register_blueprint(bp)
+    app.after_request(_count_rate_limit_fallback)

@@ -1,0 +1,33 @@
+"""The append-only audit log (on PostgreSQL a trigger refuses UPDATE and DELETE)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    subject_type: Mapped[str] = mapped_column(String(50))
+    subject_id: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[dict] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+
+def record(session: Session, actor: str, action: str, subject_type: str,
+           subject_id: object, detail: dict | None = None) -> AuditLog:
+    """Add an entry to the caller's transaction: it commits with what it describes."""
+    entry = AuditLog(actor=actor, action=action, subject_type=subject_type,
+                     subject_id=str(subject_id), detail=detail or {})
+    session.add(entry)
+    return entry

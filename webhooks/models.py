@@ -1,0 +1,36 @@
+"""The durable event store: each (source, event_key) is stored once."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+
+RECEIVED, PROCESSED, FAILED, DEAD = "received", "processed", "failed", "dead"
+EVENT_STATUSES = (RECEIVED, PROCESSED, FAILED, DEAD)
+
+
+class WebhookEvent(Base):
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))        # payment | whatsapp
+    provider: Mapped[str] = mapped_column(String(64))    # which handler reads it
+    event_type: Mapped[str | None] = mapped_column(String(100))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    headers: Mapped[dict] = mapped_column(JSONType, default=dict)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary())  # dropped by retention
+    status: Mapped[str] = mapped_column(String(20), default=RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer(), default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("source", "event_key"),
+        Index("ix_webhook_events_status_received_at", "status", "received_at"),
+    )

@@ -1,0 +1,91 @@
+"""Payments: provider events mapped onto a status that only moves forward."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from webhooks.db import Base, UTCDateTime, utcnow
+
+PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
+PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED, REFUNDED)
+
+# Where each status may go next. A failed attempt can still succeed (a customer
+# retries a card); a refund is final.
+FORWARD = {
+    PENDING: {SUCCEEDED, FAILED, REFUNDED},
+    FAILED: {SUCCEEDED, REFUNDED},
+    SUCCEEDED: {REFUNDED},
+    REFUNDED: set(),
+}
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int | None] = mapped_column(BigInteger())   # minor units
+    currency: Mapped[str | None] = mapped_column(String(10))
+    last_event_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_event_id: Mapped[str | None] = mapped_column(String(255))
+    transitions: Mapped[int] = mapped_column(Integer(), default=1)  # applied changes
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("provider", "reference"),)
+
+
+@dataclasses.dataclass(frozen=True)
+class PaymentUpdate:
+    """What one provider event says about one payment."""
+    provider: str
+    reference: str
+    status: str
+    occurred_at: dt.datetime
+    event_id: str
+    amount: int | None = None
+    currency: str | None = None
+
+
+def may_move(current: str, new: str) -> bool:
+    return new in FORWARD[current]
+
+
+def apply_update(session: Session, update: PaymentUpdate) -> bool:
+    """Apply an update if it moves the payment forward and is not older; True if applied."""
+    payment = _locked(session, update)
+    if payment is None:
+        try:
+            with session.begin_nested():
+                session.add(Payment(
+                    provider=update.provider, reference=update.reference,
+                    status=update.status, amount=update.amount, currency=update.currency,
+                    last_event_at=update.occurred_at, last_event_id=update.event_id))
+            return True
+        except IntegrityError:  # another worker created it first: fall through
+            payment = _locked(session, update)
+    if payment.last_event_at and update.occurred_at < payment.last_event_at:
+        return False
+    if not may_move(payment.status, update.status):
+        return False
+    payment.status = update.status
+    payment.amount = payment.amount if update.amount is None else update.amount
+    payment.currency = payment.currency or update.currency
+    payment.last_event_at, payment.last_event_id = update.occurred_at, update.event_id
+    payment.transitions += 1
+    payment.updated_at = utcnow()
+    return True
+
+
+def _locked(session: Session, update: PaymentUpdate) -> Payment | None:
+    return session.scalar(
+        select(Payment)
+        .where(Payment.provider == update.provider, Payment.reference == update.reference)
+        .with_for_update())

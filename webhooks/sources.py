@@ -1,0 +1,110 @@
+"""Webhook sources from a TOML file: scheme, secrets (by env var name), limits.
+
+    [sources.stripe]
+    scheme = "stripe"          # stripe | standard | paystack | meta | hmac-sha256
+    kind = "payment"           # payment | whatsapp
+    secrets_env = ["STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PREVIOUS"]
+    tolerance = 300
+    rate_limit = "6000/minute"
+    max_body = "4MB"
+
+Secret values come only from the environment, read once at load time; a source
+whose variables are all unset has no secret and rejects every delivery.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMES = ("stripe", "standard", "paystack", "meta", "hmac-sha256")
+KINDS = ("payment", "whatsapp")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1, "B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+
+
+class SourceConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    name: str
+    scheme: str
+    kind: str
+    provider: str                      # which payment handler reads its events
+    secrets: tuple[bytes, ...] = dataclasses.field(repr=False)
+    tolerance: int = 300
+    rate_limit: str = "6000/minute"
+    max_body: int = 4 * 1024 ** 2
+    verify_token: str | None = dataclasses.field(default=None, repr=False)
+    # hmac-sha256 only
+    signature_header: str = "X-Signature"
+    signature_encoding: str = "hex"    # hex | base64
+    signature_prefix: str = ""         # e.g. "sha256="
+    timestamp_header: str | None = None
+    event_key_header: str | None = None
+
+
+def parse_size(value: Any) -> int:
+    if isinstance(value, int) and value > 0:
+        return value
+    match = _SIZE.match(str(value))
+    if not match or int(match.group(1)) <= 0:
+        raise SourceConfigError(f"not a size: {value!r} (say e.g. 4MB)")
+    return int(match.group(1)) * _UNITS[match.group(2) and match.group(2).upper()]
+
+
+def load_sources(document: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Source]:
+    """Build sources from a parsed TOML document and the environment."""
+    sources = {}
+    for name, table in (document.get("sources") or {}).items():
+        sources[name] = _build(name, dict(table), environ)
+    return sources
+
+
+def load_sources_file(path: str | Path, environ: Mapping[str, str]) -> dict[str, Source]:
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with path.open("rb") as handle:
+        try:
+            document = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise SourceConfigError(f"{path}: {exc}") from None
+    return load_sources(document, environ)
+
+
+def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Source:
+    if not _NAME.match(name):
+        raise SourceConfigError(f"source name {name!r}: use a-z, 0-9, '-' and '_'")
+    scheme = table.pop("scheme", None)
+    if scheme not in SCHEMES:
+        raise SourceConfigError(f"source {name}: scheme must be one of {', '.join(SCHEMES)}")
+    kind = table.pop("kind", "whatsapp" if scheme == "meta" else "payment")
+    if kind not in KINDS:
+        raise SourceConfigError(f"source {name}: kind must be one of {', '.join(KINDS)}")
+    secret_vars = table.pop("secrets_env", [])
+    if isinstance(secret_vars, str):
+        secret_vars = [secret_vars]
+    secrets = tuple(environ[var].encode("utf-8") for var in secret_vars if environ.get(var))
+    verify_var = table.pop("verify_token_env", None)
+    fields = {
+        "provider": table.pop("provider", scheme if scheme in {"stripe", "paystack"} else name),
+        "tolerance": int(table.pop("tolerance", 300)),
+        "rate_limit": str(table.pop("rate_limit", "6000/minute")),
+        "max_body": parse_size(table.pop("max_body", "4MB")),
+        "verify_token": environ.get(verify_var) if verify_var else None,
+    }
+    for key in ("signature_header", "signature_encoding", "signature_prefix",
+                "timestamp_header", "event_key_header"):
+        if key in table:
+            fields[key] = table.pop(key)
+    if table:
+        raise SourceConfigError(f"source {name}: unknown keys {', '.join(sorted(table))}")
+    if fields.get("signature_encoding", "hex") not in {"hex", "base64"}:
+        raise SourceConfigError(f"source {name}: signature_encoding must be hex or base64")
+    return Source(name=name, scheme=scheme, kind=kind, secrets=secrets, **fields)

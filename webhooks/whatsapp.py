@@ -1,0 +1,114 @@
+"""WhatsApp Cloud API: inbound messages stored once per wamid, statuses forward only."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterator
+
+from sqlalchemy import BigInteger, Integer, String, Text, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+from webhooks.providers import PayloadError, parse_instant
+
+INBOUND, OUTBOUND = "inbound", "outbound"
+# Delivery only moves up this ladder; a failure is final and keeps its error.
+STATUS_RANK = {"received": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+
+
+class WhatsAppMessage(Base):
+    __tablename__ = "whatsapp_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    wamid: Mapped[str] = mapped_column(String(255), unique=True)
+    direction: Mapped[str] = mapped_column(String(10))
+    phone: Mapped[str | None] = mapped_column(String(32))  # personal data: never logged
+    message_type: Mapped[str | None] = mapped_column(String(30))
+    text: Mapped[str | None] = mapped_column(Text())
+    media_id: Mapped[str | None] = mapped_column(String(255))
+    media_mime_type: Mapped[str | None] = mapped_column(String(100))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    status_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    errors: Mapped[list | None] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def _values(payload: Any) -> Iterator[dict]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+        raise PayloadError("not a WhatsApp Cloud API notification")
+    for entry in payload["entry"]:
+        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if isinstance(value, dict):
+                yield value
+
+
+def _str(value: Any, limit: int = 255) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def apply_notification(session: Session, payload: Any) -> dict[str, int]:
+    counts = {"messages": 0, "statuses": 0}
+    for value in _values(payload):
+        for message in value.get("messages") or []:
+            if isinstance(message, dict) and _store_inbound(session, message):
+                counts["messages"] += 1
+        for status in value.get("statuses") or []:
+            if isinstance(status, dict) and _apply_status(session, status):
+                counts["statuses"] += 1
+    return counts
+
+
+def _store_inbound(session: Session, message: dict) -> bool:
+    wamid = _str(message.get("id"))
+    if wamid is None:
+        return False
+    kind = _str(message.get("type"), 30)
+    media = message.get(kind) if kind in MEDIA_TYPES else None
+    media = media if isinstance(media, dict) else {}
+    text = message.get("text") if isinstance(message.get("text"), dict) else {}
+    row = WhatsAppMessage(
+        wamid=wamid, direction=INBOUND, phone=_str(message.get("from"), 32),
+        message_type=kind, text=_str(text.get("body"), 65536),
+        media_id=_str(media.get("id")), media_mime_type=_str(media.get("mime_type"), 100),
+        sent_at=parse_instant(_int(message.get("timestamp"))), status="received")
+    try:
+        with session.begin_nested():
+            session.add(row)
+        return True
+    except IntegrityError:  # Meta delivered it before: stored once per wamid
+        return False
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() \
+        else value if isinstance(value, int) else None
+
+
+def _apply_status(session: Session, status: dict) -> bool:
+    wamid, new = _str(status.get("id")), status.get("status")
+    if wamid is None or new not in STATUS_RANK:
+        return False
+    at = parse_instant(_int(status.get("timestamp")))
+    errors = status.get("errors") if isinstance(status.get("errors"), list) else None
+    row = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == wamid)
+                         .with_for_update())
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(WhatsAppMessage(
+                    wamid=wamid, direction=OUTBOUND, phone=_str(status.get("recipient_id"), 32),
+                    status=new, status_at=at, errors=errors))
+            return True
+        except IntegrityError:
+            row = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == wamid)
+                                 .with_for_update())
+    if STATUS_RANK[new] <= STATUS_RANK.get(row.status, 0) or row.status == "failed":
+        return False
+    row.status, row.status_at = new, at
+    if errors:
+        row.errors = errors
+    return True
