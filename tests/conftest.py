@@ -101,3 +101,16 @@ def clamd_url(tmp_path_factory):
     clamd = services.Clamd(tmp_path_factory.mktemp("clamd")).start()
     yield clamd.url
     clamd.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limiter():
+    yield
+    # flask-limiter keeps its "storage is down" flag and in-memory fallback on the one
+    # Limiter object that every app in this process shares; production has one app.
+    from webapp.extensions import limiter
+
+    limiter._storage_dead = False
+    fallback = getattr(limiter, "_fallback_storage", None)
+    if fallback is not None:
+        fallback.reset()
