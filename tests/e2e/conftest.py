@@ -8,23 +8,51 @@ from webapp import create_app
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def stack_env(tmp_path_factory, worker_index) -> dict[str, str]:
-    workdir = tmp_path_factory.mktemp("stack")
-    redis_url = services.redis_url(2 + 2 * worker_index)
-    redis.Redis.from_url(redis_url).flushdb()
+STRIPE_SECRET = "whsec_e2e_stripe_secret"
+META_SECRET = "e2e_meta_app_secret"
+SOURCES_TOML = """
+[sources.stripe]
+scheme = "stripe"
+secrets_env = ["E2E_STRIPE_SECRET"]
+
+[sources.whatsapp]
+scheme = "meta"
+kind = "whatsapp"
+secrets_env = ["E2E_META_SECRET"]
+verify_token_env = "E2E_META_VERIFY"
+"""
+
+
+def stack_environment(workdir, redis_url: str, database_url: str) -> dict[str, str]:
+    (workdir / "sources.toml").write_text(SOURCES_TOML)
     return clean_environment(
-        DATABASE_URL=services.fresh_database(f"sluice_e2e_{worker_index}", workdir),
+        DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         SECRET_KEY="e2e-secret-key",
         SLUICE_INSTANCE_PATH=str(workdir / "instance"),
+        SLUICE_SOURCES_FILE=str(workdir / "sources.toml"),
+        E2E_STRIPE_SECRET=STRIPE_SECRET,
+        E2E_META_SECRET=META_SECRET,
+        E2E_META_VERIFY="e2e-verify",
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
         PORT=str(services.free_port()),
         WEB_CONCURRENCY="2",
         OUTBOX_RELAY_INTERVAL="1",
         OUTBOX_RELAY_AFTER="1",
+        WEBHOOK_MAX_RETRIES="2",
+        WEBHOOK_RETRY_BACKOFF="1",
         LOG_LEVEL="INFO",
     )
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory, worker_index) -> dict[str, str]:
+    workdir = tmp_path_factory.mktemp("stack")
+    redis_url = services.redis_url(2 + 2 * worker_index)
+    redis.Redis.from_url(redis_url).flushdb()
+    return stack_environment(
+        workdir, redis_url,
+        services.fresh_database(f"sluice_e2e_{worker_index}", workdir))
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +71,9 @@ def stack(stack_env, tmp_path_factory):
 def stack_app(stack_env, monkeypatch):
     """An app in the test process configured like the stack, committing for real."""
     monkeypatch.setenv("SLUICE_INSTANCE_PATH", stack_env["SLUICE_INSTANCE_PATH"])
-    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")
+    for name in ("E2E_STRIPE_SECRET", "E2E_META_SECRET"):
+        monkeypatch.setenv(name, stack_env[name])
+    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SLUICE_SOURCES_FILE")
     app = create_app({key: stack_env[key] for key in keys})
     yield app
     app.extensions["sluice.db"].engine.dispose()
