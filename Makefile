@@ -30,7 +30,7 @@ lint: $(VENV)/.test
 	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks documents cron tests bench
 
 bench: $(VENV)/.test
-	@ls bench/*/run.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	for b in bench/*/run.py; do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
 
 stop:

@@ -6,6 +6,7 @@ runs inside the Flask app context, so it gets its own DB session per run.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import redis
@@ -48,6 +49,9 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # Handlers spend most of their time waiting on the database, so a core
+        # can keep several prefork processes busy.
+        "worker_concurrency": config["WORKER_CONCURRENCY"] or 4 * (os.cpu_count() or 1),
         "task_time_limit": config["CELERY_TASK_TIME_LIMIT"],
         "task_soft_time_limit": config["CELERY_TASK_SOFT_TIME_LIMIT"],
         # An exchange and key per queue, so the declared bindings say what routing

@@ -48,7 +48,9 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["REDIS_KEY_PREFIX"] + "rl")
     # O(1) Redis memory per key, unlike the moving window (DESIGN.md, flask-limiter).
     app.config.setdefault("RATELIMIT_STRATEGY", "sliding-window-counter")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Rate-limit headers on every response cost a Redis round trip each; the 429
+    # itself carries Retry-After and the limit (webapp/errors.py).
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     # Redis down must not turn every limited route into a 500: fail open to a
     # per-process in-memory budget (which multiplies the limit by the number of
     # processes while Redis is away).

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_TASK_TIME_LIMIT": 1800,   # hard limit, seconds
     "CELERY_TASK_SOFT_TIME_LIMIT": 1500,
     "CELERY_VISIBILITY_TIMEOUT": 7200,  # must exceed the hard limit, or acks_late redelivers
+    "WORKER_CONCURRENCY": 0,          # worker processes; 0: 4 per core (tasks wait on I/O)
     "BEAT_SCHEDULE_FILE": None,       # None: instance/celerybeat-schedule
     "SLUICE_SOURCES_FILE": None,      # None: instance/sources.toml
     "WEBHOOK_MAX_RETRIES": 8,         # then the event is dead until replayed

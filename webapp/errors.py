@@ -7,6 +7,7 @@ import re
 from flask import Flask, g, jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,16 @@ def handle_api_error(exc: APIError):
 
 def handle_http_exception(exc: HTTPException):
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    if isinstance(exc, RateLimitExceeded):
+        headers.update(_rate_limit_headers(exc))
     return error_response(exc.code or 500, _http_code(exc), exc.description or exc.name, headers)
+
+
+def _rate_limit_headers(exc: RateLimitExceeded) -> dict[str, str]:
+    # The whole window is an upper bound on the wait, with no extra Redis call.
+    item = exc.limit.limit
+    return {"Retry-After": str(item.get_expiry()), "X-RateLimit-Limit": str(item.amount),
+            "X-RateLimit-Remaining": "0"}
 
 
 def handle_database_unavailable(exc: Exception):

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+from typing import Any
+
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names make Alembic revisions (and their downgrades) portable.
@@ -58,6 +62,21 @@ class UTCDateTime(TypeDecorator):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+_INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
+
+
+def insert_unless_exists(session: Session, model: type[Base], values: dict[str, Any],
+                         unique: list[str]) -> Any | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None if it existed.
+
+    The UNIQUE constraint decides, in one round trip; a savepoint around a plain
+    INSERT would cost two more, and check-then-insert would race.
+    """
+    insert = _INSERTS[session.get_bind().dialect.name](model)
+    return session.scalar(insert.values(**values)
+                          .on_conflict_do_nothing(index_elements=unique)
+                          .returning(model.id))
 
 
 def make_engine(url: str, **kwargs) -> Engine:

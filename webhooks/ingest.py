@@ -7,10 +7,10 @@ import json
 from typing import Any, Mapping
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from webhooks.models import WebhookEvent
+from webhooks.db import insert_unless_exists, utcnow
+from webhooks.models import RECEIVED, WebhookEvent
 from webhooks.outbox import enqueue
 from webhooks.signatures import verify
 from webhooks.sources import Source
@@ -77,16 +77,15 @@ def accept(session: Session, source: Source, headers: Mapping[str, str], body: b
     verify(source, headers, body, now)
     payload = parse_json(body)
     key = event_key(source, headers, body, payload)
-    event = WebhookEvent(
+    values = dict(
         source=source.name, event_key=key, kind=source.kind, provider=source.provider,
-        event_type=event_type(source, payload), body=body,
-        headers={name: headers[name] for name in KEPT_HEADERS if name in headers})
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
+        event_type=event_type(source, payload), body=body, received_at=utcnow(),
+        headers={name: headers[name] for name in KEPT_HEADERS if name in headers},
+        status=RECEIVED, attempts=0)
+    event_id = insert_unless_exists(session, WebhookEvent, values, ["source", "event_key"])
+    if event_id is None:
         existing = session.scalar(select(WebhookEvent.id).where(
             WebhookEvent.source == source.name, WebhookEvent.event_key == key))
         return Stored(existing, duplicate=True)
-    enqueue(session, PROCESS_TASK, {"event_id": event.id}, queue="webhooks")
-    return Stored(event.id, duplicate=False)
+    enqueue(session, PROCESS_TASK, {"event_id": event_id}, queue="webhooks")
+    return Stored(event_id, duplicate=False)

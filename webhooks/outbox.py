@@ -12,13 +12,18 @@ test) leaves every message to the relay.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime as dt
 import logging
+import os
+import threading
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from sqlalchemy import BigInteger, Index, Integer, String, event, inspect, select, update
+from sqlalchemy import (BigInteger, Index, Integer, String, event, inspect, select, text,
+                        update)
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from webhooks.db import Base, JSONType, UTCDateTime, utcnow
@@ -105,7 +110,11 @@ def _publish_after_commit(session: Session) -> None:
         published.append(message.id)
     if published:
         PUBLISHED.labels("after_commit").inc(len(published))
-        _mark_published(session, published)
+        bind = session.get_bind()
+        if isinstance(bind, Engine):
+            published_marks.add(bind, published)
+        else:  # a session joined to an outer transaction (tests): mark in it, now
+            _mark_published(bind, session.join_transaction_mode, published)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -114,16 +123,64 @@ def _forget_rolled_back(session: Session, transaction) -> None:
         session.info.pop(_PENDING_KEY, None)
 
 
-def _mark_published(session: Session, ids: list[int]) -> None:
+def _mark_published(bind, join_mode: str, ids: list[int]) -> None:
     # A fresh session on the same bind: the committed one cannot run SQL here.
-    with Session(bind=session.get_bind(),
-                 join_transaction_mode=session.join_transaction_mode) as marker:
+    with Session(bind=bind, join_transaction_mode=join_mode) as marker:
+        if marker.get_bind().dialect.name == "postgresql":
+            # Losing this mark in a crash only means the relay publishes the message
+            # again (tasks are idempotent), so it need not wait for its own fsync.
+            marker.execute(text("SET LOCAL synchronous_commit = off"))
         marker.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
             .values(published_at=utcnow())
         )
         marker.commit()
+
+
+class PublishedMarks:
+    """Marks published rows in batches, off the request path.
+
+    Each mark is bookkeeping only: if the process dies before flushing, the
+    relay publishes those messages again and the idempotent tasks absorb it. A
+    flusher thread per process (started lazily, so after any fork) writes one
+    UPDATE for everything published in the last FLUSH_INTERVAL.
+    """
+
+    FLUSH_INTERVAL = 0.2
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pending: dict[Engine, list[int]] = {}
+        self._wake = threading.Event()
+        self._pid: int | None = None
+
+    def add(self, engine: Engine, ids: list[int]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process
+                self._pid = os.getpid()
+                self._pending = {}
+                threading.Thread(target=self._run, name="outbox-marks", daemon=True).start()
+            self._pending.setdefault(engine, []).extend(ids)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for engine, ids in pending.items():
+            try:
+                _mark_published(engine, "conditional_savepoint", ids)
+            except Exception as exc:  # the relay will publish these again
+                log.warning("could not mark outbox rows published",
+                            extra={"count": len(ids), "error": type(exc).__name__})
+
+    def _run(self) -> None:
+        atexit.register(self.flush)
+        while True:
+            self._wake.wait(self.FLUSH_INTERVAL)
+            self.flush()
+
+
+published_marks = PublishedMarks()
 
 
 @dataclasses.dataclass

@@ -5,10 +5,9 @@ import dataclasses
 import datetime as dt
 
 from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import Base, UTCDateTime, utcnow
+from webhooks.db import Base, UTCDateTime, insert_unless_exists, utcnow
 
 PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
 PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED, REFUNDED)
@@ -60,17 +59,15 @@ def may_move(current: str, new: str) -> bool:
 
 def apply_update(session: Session, update: PaymentUpdate) -> bool:
     """Apply an update if it moves the payment forward and is not older; True if applied."""
+    now = utcnow()
+    created = insert_unless_exists(session, Payment, dict(
+        provider=update.provider, reference=update.reference, status=update.status,
+        amount=update.amount, currency=update.currency, last_event_at=update.occurred_at,
+        last_event_id=update.event_id, transitions=1, created_at=now, updated_at=now),
+        ["provider", "reference"])
+    if created is not None:  # the first word about this payment
+        return True
     payment = _locked(session, update)
-    if payment is None:
-        try:
-            with session.begin_nested():
-                session.add(Payment(
-                    provider=update.provider, reference=update.reference,
-                    status=update.status, amount=update.amount, currency=update.currency,
-                    last_event_at=update.occurred_at, last_event_id=update.event_id))
-            return True
-        except IntegrityError:  # another worker created it first: fall through
-            payment = _locked(session, update)
     if payment.last_event_at and update.occurred_at < payment.last_event_at:
         return False
     if not may_move(payment.status, update.status):

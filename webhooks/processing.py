@@ -79,4 +79,3 @@ def list_events(session: Session, *, status: str | None = None, source: str | No
     if before_id:
         query = query.where(WebhookEvent.id < before_id)
     return list(session.scalars(query))
-

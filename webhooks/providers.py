@@ -91,9 +91,9 @@ def paystack_update(payload: Any, provider: str,
                  else None) or _text(data.get("reference"))
     if reference is None:
         raise PayloadError("the event names no reference")
-    occurred = next((t for t in map(parse_instant, (data.get("updated_at"), data.get("updatedAt"),
-                                               data.get("paid_at"), data.get("created_at")))
-                     if t), received_at)
+    candidates = (data.get("updated_at"), data.get("updatedAt"), data.get("paid_at"),
+                  data.get("created_at"))
+    occurred = next((t for t in map(parse_instant, candidates) if t), received_at)
     return PaymentUpdate(
         provider=provider, reference=reference, status=status, occurred_at=occurred,
         event_id=str(data.get("id") or ""), amount=_amount(data.get("amount")),

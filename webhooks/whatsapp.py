@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+from webhooks.db import Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
 from webhooks.providers import PayloadError, parse_instant
 
 INBOUND, OUTBOUND = "inbound", "outbound"
@@ -70,17 +70,14 @@ def _store_inbound(session: Session, message: dict) -> bool:
     media = message.get(kind) if kind in MEDIA_TYPES else None
     media = media if isinstance(media, dict) else {}
     text = message.get("text") if isinstance(message.get("text"), dict) else {}
-    row = WhatsAppMessage(
+    values = dict(
         wamid=wamid, direction=INBOUND, phone=_str(message.get("from"), 32),
         message_type=kind, text=_str(text.get("body"), 65536),
         media_id=_str(media.get("id")), media_mime_type=_str(media.get("mime_type"), 100),
-        sent_at=parse_instant(_int(message.get("timestamp"))), status="received")
-    try:
-        with session.begin_nested():
-            session.add(row)
-        return True
-    except IntegrityError:  # Meta delivered it before: stored once per wamid
-        return False
+        sent_at=parse_instant(_int(message.get("timestamp"))), status="received",
+        created_at=utcnow())
+    # None when Meta delivered it before: each wamid is stored once.
+    return insert_unless_exists(session, WhatsAppMessage, values, ["wamid"]) is not None
 
 
 def _int(value: Any) -> int | None:

@@ -1,7 +1,6 @@
 """Signed deliveries to the running web process, applied by the running worker."""
 import re
 import subprocess
-import shlex
 
 import pytest
 import requests

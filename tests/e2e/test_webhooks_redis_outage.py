@@ -45,8 +45,8 @@ def test_webhooks_are_accepted_while_redis_is_down_and_processed_after(
     stack, redis_server = outage_stack
     from webapp import create_app
     monkeypatch.setenv("E2E_STRIPE_SECRET", STRIPE_SECRET)
-    app = create_app({k: stack.env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY",
-                                                 "SLUICE_SOURCES_FILE")})
+    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SLUICE_SOURCES_FILE")
+    app = create_app({k: stack.env[k] for k in keys})
     url = stack.url("/webhooks/stripe")
     before = [payment_event(f"evt_pre_{i}", f"pi_pre_{i}") for i in range(20)]
     during = [payment_event(f"evt_down_{i}", f"pi_down_{i}") for i in range(20)]

@@ -139,3 +139,29 @@ def test_relay_leaves_fresh_rows_to_their_own_publish_and_goes_oldest_first(app,
                                    batch_size=10)
         assert (result.published, result.failed) == (2, 0)
     assert [m["kwargs"]["token"] for m in queued(redis_db, "cron")] == ["old-1", "old-2"]
+
+
+def test_batched_marks_on_an_engine_reach_the_database(tmp_path):
+    """Production sessions are engine-bound: their marks are flushed in batches."""
+    from sqlalchemy.orm import Session
+
+    from webapp.migrate import upgrade
+    from webhooks.db import make_engine
+    from webhooks.outbox import PublishedMarks
+
+    url = f"sqlite:///{tmp_path / 'marks.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            queued_rows = [enqueue(session, "sluice.ping", {"token": str(i)}) for i in range(3)]
+            session.commit()
+            ids = [row.id for row in queued_rows]
+        marks = PublishedMarks()
+        marks.add(engine, ids[:2])
+        marks.flush()
+        with Session(engine) as session:
+            published = {row.id: row.published_at for row in rows(session)}
+        assert published[ids[0]] and published[ids[1]] and published[ids[2]] is None
+    finally:
+        engine.dispose()
