@@ -1,26 +1,30 @@
-"""Scheduled jobs, as Celery tasks on the `cron` queue."""
+"""Scheduled jobs, as one Celery task on the `cron` queue."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from flask import current_app
 
-from tasks import config, db_session, outbox_publisher
-from webhooks.outbox import relay_unpublished
+from cron.jobs import registry
+from cron.runner import run_job as run_locked
+from cron.schedule import RUN_JOB_TASK
+from tasks import db_session, outbox_publisher, redis_client
 
 log = logging.getLogger(__name__)
 
 
-# No retries: the next beat tick is the retry, and a relay never queues behind itself.
-@shared_task(name="sluice.cron.relay_outbox", bind=True, acks_late=True,
-             ignore_result=True, max_retries=0)
-def relay_outbox(self) -> dict:
-    result = relay_unpublished(
-        db_session(), outbox_publisher(self.app),
-        older_than=dt.timedelta(seconds=config("OUTBOX_RELAY_AFTER")),
-        batch_size=config("OUTBOX_RELAY_BATCH"))
-    if result.published or result.failed:
-        log.info("outbox relayed", extra={"published": result.published,
-                                          "failed": result.failed})
-    return {"published": result.published, "failed": result.failed}
+# No retries: the next beat tick is the retry, and a job never queues behind itself
+# (a held lock records skipped_locked). Per-job time limits come with each message.
+@shared_task(name=RUN_JOB_TASK, bind=True, acks_late=True, ignore_result=True,
+             max_retries=0)
+def run_job(self, name: str, trigger: str = "beat") -> dict:
+    job = registry(current_app.config).get(name)
+    if job is None:
+        log.warning("unknown or disabled job", extra={"job": name})
+        return {"outcome": "unknown_job"}
+    run = run_locked(db_session(), redis_client(), job, trigger=trigger,
+                     config=current_app.config, publisher=outbox_publisher(self.app),
+                     timeout_errors=(SoftTimeLimitExceeded,))
+    return {"outcome": run.outcome, "detail": run.detail}

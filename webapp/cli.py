@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp import migrate
 from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
+from webapp.cron_cli import cron_cli
 from webapp.extensions import db
 from webhooks.db import utcnow
 from webhooks.models import EVENT_STATUSES
@@ -113,3 +114,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(clients_cli)
     app.cli.add_command(webhooks_cli)
+    app.cli.add_command(cron_cli)

@@ -67,8 +67,8 @@ _INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
 def insert_unless_exists(session: Session, model: type[Base], values: dict[str, Any],
-                         unique: list[str]) -> Any | None:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None if it existed.
+                         unique: list[str], key: str = "id") -> Any | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING key: the new key, or None if it existed.
 
     The UNIQUE constraint decides, in one round trip; a savepoint around a plain
     INSERT would cost two more, and check-then-insert would race.
@@ -76,7 +76,7 @@ def insert_unless_exists(session: Session, model: type[Base], values: dict[str, 
     insert = _INSERTS[session.get_bind().dialect.name](model)
     return session.scalar(insert.values(**values)
                           .on_conflict_do_nothing(index_elements=unique)
-                          .returning(model.id))
+                          .returning(getattr(model, key)))
 
 
 def make_engine(url: str, **kwargs) -> Engine:

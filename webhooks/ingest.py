@@ -77,9 +77,11 @@ def accept(session: Session, source: Source, headers: Mapping[str, str], body: b
     verify(source, headers, body, now)
     payload = parse_json(body)
     key = event_key(source, headers, body, payload)
+    now_utc = utcnow()
     values = dict(
         source=source.name, event_key=key, kind=source.kind, provider=source.provider,
-        event_type=event_type(source, payload), body=body, received_at=utcnow(),
+        event_type=event_type(source, payload), body=body, received_at=now_utc,
+        enqueued_at=now_utc,
         headers={name: headers[name] for name in KEPT_HEADERS if name in headers},
         status=RECEIVED, attempts=0)
     event_id = insert_unless_exists(session, WebhookEvent, values, ["source", "event_key"])

@@ -23,6 +23,7 @@ class WebhookEvent(Base):
     provider: Mapped[str] = mapped_column(String(64))    # which handler reads it
     event_type: Mapped[str | None] = mapped_column(String(100))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # last hand-off
     headers: Mapped[dict] = mapped_column(JSONType, default=dict)
     body: Mapped[bytes | None] = mapped_column(LargeBinary())  # dropped by retention
     status: Mapped[str] = mapped_column(String(20), default=RECEIVED)

@@ -62,7 +62,7 @@ def replay(session: Session, event_id: int, actor: str) -> WebhookEvent:
     if event is None:
         raise EventNotFound(event_id)
     previous = event.status
-    event.status = RECEIVED
+    event.status, event.enqueued_at = RECEIVED, utcnow()
     enqueue(session, PROCESS_TASK, {"event_id": event.id}, queue="webhooks")
     audit.record(session, actor, "webhook_event.replay", "webhook_event", event.id,
                  {"previous_status": previous, "source": event.source})

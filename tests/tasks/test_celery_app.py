@@ -13,18 +13,28 @@ def test_worker_settings_guard_against_lost_and_duplicated_work(app):
 def test_every_task_module_registers_its_named_tasks(app):
     celery = app.extensions["celery"]
     celery.loader.import_default_modules()
-    assert {"sluice.ping", "sluice.cron.relay_outbox"} <= set(celery.tasks)
-    for name in ("sluice.ping", "sluice.cron.relay_outbox"):
+    names = {"sluice.ping", "sluice.cron.run_job", "sluice.webhooks.process_event"}
+    assert names <= set(celery.tasks)
+    for name in names:
         task = celery.tasks[name]
         assert task.acks_late and task.ignore_result
 
 
 def test_beat_relays_the_outbox_at_the_configured_interval(app_config):
     app = create_app({**app_config, "OUTBOX_RELAY_INTERVAL": 4})
-    entry = app.extensions["celery"].conf.beat_schedule["relay-outbox"]
-    assert entry["task"] == "sluice.cron.relay_outbox"
+    schedule = app.extensions["celery"].conf.beat_schedule
+    entry = schedule["relay-outbox"]
+    assert entry["task"] == "sluice.cron.run_job"
+    assert entry["kwargs"] == {"name": "relay_outbox", "trigger": "beat"}
     assert entry["schedule"].total_seconds() == 4
     assert entry["options"]["expires"] == 3
+    assert entry["options"]["soft_time_limit"] < entry["options"]["time_limit"]
+    assert schedule["redrive-stuck-events"]["schedule"].total_seconds() == 60
+
+
+def test_disabled_jobs_are_not_scheduled(app_config):
+    app = create_app({**app_config, "CRON_DISABLED": "redrive_stuck_events"})
+    assert set(app.extensions["celery"].conf.beat_schedule) == {"relay-outbox"}
 
 
 def test_embedded_unix_socket_urls_are_spelled_for_kombu(app_config):

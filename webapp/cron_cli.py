@@ -1,0 +1,67 @@
+"""`flask cron list|run|history`: the same jobs, lock and history as beat."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from cron.jobs import registry
+from cron.models import SKIPPED_LOCKED, SUCCEEDED, JobRun
+from cron.runner import run_job
+from tasks import outbox_publisher
+from webapp.extensions import db, redis_client
+
+cron_cli = AppGroup("cron", help="Scheduled jobs.")
+
+
+def _last_runs(job: str, limit: int) -> list[JobRun]:
+    return list(db.session.scalars(select(JobRun).where(JobRun.job == job)
+                                   .order_by(JobRun.id.desc()).limit(limit)))
+
+
+def _describe(run: JobRun) -> str:
+    duration = f"{run.duration:.3f}s" if run.duration is not None else "-"
+    return (f"{run.id}\t{run.started_at:%Y-%m-%dT%H:%M:%SZ}\t{run.trigger}\t{run.outcome}"
+            f"\t{duration}\tfence={run.fence or '-'}\t{run.detail or ''}{run.error or ''}")
+
+
+@cron_cli.command("list")
+def cron_list() -> None:
+    """Jobs, their interval, last run and when the next one is due."""
+    for job in registry(current_app.config).values():
+        last = next(iter(_last_runs(job.name, 1)), None)
+        due = last.started_at.timestamp() + job.interval if last else None
+        click.echo(f"{job.name}\tevery {job.interval:g}s\t"
+                   f"last: {_describe(last) if last else 'never'}\t"
+                   f"next due: {'now' if due is None else f'{due:.0f} (unix)'}")
+
+
+@cron_cli.command("run")
+@click.argument("name")
+@click.option("--wait", default=0.0, show_default=True,
+              help="Seconds to wait for the lock instead of skipping at once.")
+def cron_run(name: str, wait: float) -> None:
+    """Run a job now, in this process, under the same lock and history as beat."""
+    job = registry(current_app.config).get(name)
+    if job is None:
+        raise click.ClickException(f"no enabled job named {name!r}")
+    run = run_job(db.session, redis_client.client, job, trigger="manual",
+                  config=current_app.config,
+                  publisher=outbox_publisher(current_app.extensions["celery"]), wait=wait)
+    click.echo(_describe(run))
+    if run.outcome == SKIPPED_LOCKED:
+        click.echo(f"{name} is running elsewhere (its lock is held); nothing was done. "
+                   "Use --wait SECONDS to wait for it.", err=True)
+    if run.outcome != SUCCEEDED:
+        sys.exit(1)
+
+
+@cron_cli.command("history")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def cron_history(name: str, limit: int) -> None:
+    for run in _last_runs(name, limit):
+        click.echo(_describe(run))
