@@ -1,0 +1,30 @@
+from cron.lock import JobLock
+
+
+def test_cron_run_runs_the_job_under_its_lock_and_records_it(app, runner):
+    result = runner.invoke(args=["cron", "run", "relay_outbox"])
+    assert result.exit_code == 0, result.output
+    assert "\tmanual\tsucceeded\t" in result.output
+    history = runner.invoke(args=["cron", "history", "relay_outbox"]).output
+    assert "manual\tsucceeded" in history
+    listing = runner.invoke(args=["cron", "list"]).output
+    assert "relay_outbox\tevery 10s" in listing and "redrive_stuck_events\tevery 60s" in listing
+
+
+def test_cron_run_while_a_scheduled_run_holds_the_lock_says_so_and_fails(app, runner):
+    holder = JobLock(app.extensions["sluice.redis"], "relay_outbox", ttl=10,
+                     prefix=app.config["REDIS_KEY_PREFIX"])
+    assert holder.acquire()
+    try:
+        result = runner.invoke(args=["cron", "run", "relay_outbox"])
+    finally:
+        holder.release()
+    assert result.exit_code == 1
+    assert "skipped_locked" in result.output
+    assert "running elsewhere (its lock is held)" in result.output
+    assert "skipped_locked" in runner.invoke(args=["cron", "history", "relay_outbox"]).output
+
+
+def test_cron_run_rejects_unknown_jobs(runner):
+    result = runner.invoke(args=["cron", "run", "nope"])
+    assert result.exit_code != 0 and "no enabled job named 'nope'" in result.output

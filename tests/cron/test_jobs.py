@@ -1,0 +1,56 @@
+import datetime as dt
+import json
+
+from cron.jobs import registry
+from cron.runner import run_job
+from tasks import outbox_publisher
+from tests.webhooks.test_outbox import queued
+from webapp.extensions import db
+from webhooks.db import utcnow
+from webhooks.models import WebhookEvent
+from webhooks.outbox import enqueue
+
+
+def event(session, key, status, age_seconds) -> WebhookEvent:
+    then = utcnow() - dt.timedelta(seconds=age_seconds)
+    row = WebhookEvent(source="stripe", event_key=key, kind="payment", provider="stripe",
+                       body=json.dumps({"id": key}).encode(), status=status,
+                       received_at=then, enqueued_at=then)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def run(app, name):
+    return run_job(db.session, app.extensions["sluice.redis"], registry(app.config)[name],
+                   trigger="manual", config=app.config,
+                   publisher=outbox_publisher(app.extensions["celery"]))
+
+
+def test_redrive_requeues_only_events_stuck_past_the_cutoff(app, redis_db):
+    with app.app_context():
+        session = db.session
+        stuck = event(session, "stuck", "received", 3600)
+        event(session, "fresh", "received", 10)
+        event(session, "done", "processed", 3600)
+        event(session, "dead", "dead", 3600)
+        session.commit()
+        result = run(app, "redrive_stuck_events")
+        assert (result.outcome, result.detail) == ("succeeded", {"redriven": 1})
+        assert [m["kwargs"] for m in queued(redis_db, "webhooks")] == [{"event_id": stuck.id}]
+        session.refresh(stuck)
+        assert utcnow() - stuck.enqueued_at < dt.timedelta(minutes=1)
+        assert run(app, "redrive_stuck_events").detail == {"redriven": 0}  # not twice
+
+
+def test_relay_job_publishes_the_whole_backlog_in_batches(make_app, redis_db):
+    app = make_app(OUTBOX_RELAY_AFTER=0, OUTBOX_RELAY_BATCH=2)
+    with app.app_context():
+        session = db.session
+        session.info.pop("outbox_publisher")
+        for i in range(5):
+            enqueue(session, "sluice.ping", {"token": str(i)}, queue="cron")
+        session.commit()
+        result = run(app, "relay_outbox")
+    assert result.detail == {"published": 5, "failed": 0}
+    assert [m["kwargs"]["token"] for m in queued(redis_db, "cron")] == list("01234")
