@@ -5,7 +5,7 @@ import sys
 import textwrap
 import time
 
-from cron.lock import JobLock
+from cron.lock import JobLock, heartbeats
 from tests.services import wait_for
 
 
@@ -26,7 +26,7 @@ def test_one_holder_at_a_time_each_with_a_larger_fence(redis_db):
 def test_a_late_holder_cannot_release_the_new_holders_lock(redis_db):
     late = lock(redis_db, ttl=0.5)
     assert late.acquire()
-    late._stop.set()  # its heartbeat stalls, as in a frozen process
+    heartbeats.discard(late)  # its heartbeat stalls, as in a frozen process
     time.sleep(0.8)
     current = lock(redis_db)
     assert current.acquire()
@@ -56,7 +56,7 @@ def test_a_heartbeat_that_cannot_extend_says_the_lock_is_lost(redis_db):
 
 HOLDER = textwrap.dedent("""
     import sys, time, redis
-    from cron.lock import JobLock
+    from cron.lock import JobLock, heartbeats
     held = JobLock(redis.Redis.from_url(sys.argv[1]), "job", ttl=1.5, prefix="t:")
     assert held.acquire()
     print("held", flush=True)
