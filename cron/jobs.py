@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import select, update
 
+from cron.reconcile import reconcile_payments, status_clients
 from cron.runner import Job, JobContext
 from webhooks.db import utcnow
 from webhooks.ingest import PROCESS_TASK
@@ -55,6 +56,10 @@ def redrive_stuck_events(ctx: JobContext) -> dict:
     return {"redriven": redriven}
 
 
+def _reconcile(ctx: JobContext) -> dict:
+    return reconcile_payments(ctx, status_clients(ctx.config, ctx.redis))
+
+
 def registry(config: dict[str, Any]) -> dict[str, Job]:
     """Every job with its interval and limits; CRON_DISABLED (comma list) turns some off."""
     relay_every = config["OUTBOX_RELAY_INTERVAL"]
@@ -63,6 +68,8 @@ def registry(config: dict[str, Any]) -> dict[str, Job]:
             soft_time_limit=max(relay_every * 3, 30), time_limit=max(relay_every * 3, 30) + 15),
         Job("redrive_stuck_events", redrive_stuck_events, interval=config["REDRIVE_INTERVAL"],
             soft_time_limit=120, time_limit=150),
+        Job("reconcile_payments", _reconcile, interval=config["RECONCILE_INTERVAL"],
+            soft_time_limit=240, time_limit=280),
     ]
     disabled = {name.strip() for name in config.get("CRON_DISABLED", "").split(",")}
     return {job.name: job for job in jobs if job.name not in disabled}

@@ -34,6 +34,7 @@ class JobContext:
     config: dict[str, Any]
     publisher: Publisher | None
     lock: JobLock
+    redis: redis.Redis
 
     def check(self) -> None:
         """Call between batches: raises LockLost once the lock is gone."""
@@ -64,7 +65,7 @@ def run_job(session: Session, client: redis.Redis, job: Job, *, trigger: str,
     run.fence = lock.fence
     session.add(run)
     session.commit()  # a run in progress is visible to `flask cron list`
-    context = JobContext(session, lock.fence, config, publisher, lock)
+    context = JobContext(session, lock.fence, config, publisher, lock, client)
     try:
         run.detail = job.func(context) or {}
         context.check()  # work done after losing the lock is not a success

@@ -41,6 +41,19 @@ DEFAULTS: dict[str, Any] = {
     "REDRIVE_INTERVAL": 60,           # seconds between redrive_stuck_events runs
     "REDRIVE_AFTER": 300,             # seconds an accepted event may wait unprocessed
     "CRON_DISABLED": "",              # comma-separated job names beat should not run
+    "RECONCILE_INTERVAL": 300,        # seconds between reconcile_payments runs
+    "RECONCILE_AFTER": 900,           # seconds a payment may stay pending before we ask
+    "RECONCILE_BATCH": 100,
+    "RECONCILE_CONNECT_TIMEOUT": 3.0,
+    "RECONCILE_READ_TIMEOUT": 10.0,
+    "RECONCILE_HTTP_RETRIES": 3,      # on connection errors, 429 and 5xx
+    "RECONCILE_HTTP_BACKOFF": 0.5,    # seconds, doubled per retry
+    "RECONCILE_BREAKER_FAILURES": 5,  # consecutive failures that open a provider's circuit
+    "RECONCILE_BREAKER_RESET": 60,    # seconds before a half-open trial call
+    "STRIPE_API_BASE": "https://api.stripe.com",
+    "PAYSTACK_API_BASE": "https://api.paystack.co",
+    "STRIPE_API_KEY": None,           # secrets: from the environment only
+    "PAYSTACK_SECRET_KEY": None,
 }
 
 
