@@ -8,6 +8,7 @@ from prometheus_client import Counter
 from sqlalchemy import select, update
 
 from cron.reconcile import reconcile_payments, status_clients
+from cron.retention import purge_retention
 from cron.runner import Job, JobContext
 from webhooks.db import utcnow
 from webhooks.ingest import PROCESS_TASK
@@ -70,6 +71,8 @@ def registry(config: dict[str, Any]) -> dict[str, Job]:
             soft_time_limit=120, time_limit=150),
         Job("reconcile_payments", _reconcile, interval=config["RECONCILE_INTERVAL"],
             soft_time_limit=240, time_limit=280),
+        Job("purge_retention", purge_retention, interval=24 * 3600,
+            soft_time_limit=1200, time_limit=1260),
     ]
     disabled = {name.strip() for name in config.get("CRON_DISABLED", "").split(",")}
     return {job.name: job for job in jobs if job.name not in disabled}

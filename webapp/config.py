@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "RECONCILE_HTTP_BACKOFF": 0.5,    # seconds, doubled per retry
     "RECONCILE_BREAKER_FAILURES": 5,  # consecutive failures that open a provider's circuit
     "RECONCILE_BREAKER_RESET": 60,    # seconds before a half-open trial call
+    "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
+    "RETENTION_JOB_RUNS_DAYS": 30,
+    "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
     "STRIPE_API_BASE": "https://api.stripe.com",
     "PAYSTACK_API_BASE": "https://api.paystack.co",
     "STRIPE_API_KEY": None,           # secrets: from the environment only

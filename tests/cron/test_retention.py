@@ -1,0 +1,55 @@
+import datetime as dt
+import os
+import time
+
+from sqlalchemy import select
+
+from cron.jobs import registry
+from cron.models import JobRun
+from cron.runner import run_job
+from webapp.extensions import db
+from webhooks.db import utcnow
+from webhooks.models import WebhookEvent
+from webhooks.outbox import OutboxMessage
+
+
+def event(session, key, status, days_old):
+    then = utcnow() - dt.timedelta(days=days_old)
+    session.add(WebhookEvent(source="s", event_key=key, kind="payment", provider="stripe",
+                             body=b"{}", status=status, received_at=then, enqueued_at=then))
+
+
+def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
+    old, recent = utcnow() - dt.timedelta(days=40), utcnow() - dt.timedelta(days=1)
+    temp = os.path.join(app.config["STORAGE_DIR"], "tmp")
+    os.makedirs(temp)
+    for name, age in (("stale.part", 2 * 86400), ("live.part", 60)):
+        path = os.path.join(temp, name)
+        open(path, "wb").close()
+        os.utime(path, (time.time() - age, time.time() - age))
+    with app.app_context():
+        session = db.session
+        event(session, "old-done", "processed", 40)
+        event(session, "old-dead", "dead", 40)
+        event(session, "old-waiting", "received", 40)  # never drop unprocessed work
+        event(session, "new-done", "processed", 1)
+        for when in (old, recent):
+            session.add(JobRun(job="x", trigger="beat", started_at=when, outcome="succeeded",
+                               host="h", pid=1, detail={}))
+            session.add(OutboxMessage(task_name="t", kwargs={}, created_at=when,
+                                      published_at=when, attempts=0))
+        session.add(OutboxMessage(task_name="t", kwargs={}, created_at=old, attempts=0))
+        session.commit()
+        run = run_job(session, app.extensions["sluice.redis"],
+                      registry(app.config)["purge_retention"], trigger="manual",
+                      config=app.config)
+        assert run.detail == {"webhook_bodies_dropped": 2, "job_runs_deleted": 1,
+                              "outbox_rows_deleted": 1, "temp_files_removed": 1}
+        bodies = dict(session.execute(select(WebhookEvent.event_key, WebhookEvent.body)).all())
+        assert bodies == {"old-done": None, "old-dead": None, "old-waiting": b"{}",
+                          "new-done": b"{}"}
+        assert session.scalar(select(WebhookEvent.status).where(
+            WebhookEvent.event_key == "old-done")) == "processed"
+        # The old unpublished row stays: the relay still owes it.
+        assert len(session.scalars(select(OutboxMessage)).all()) == 2
+    assert os.listdir(temp) == ["live.part"]

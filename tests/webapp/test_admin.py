@@ -1,0 +1,63 @@
+"""Admin API: every route demands the admin scope; jobs can be listed and queued."""
+import pytest
+from sqlalchemy import select
+
+from cron.jobs import registry
+from cron.runner import run_job
+from tests.webhooks.test_outbox import queued
+from webapp.auth import create_client
+from webapp.extensions import db
+from webhooks.audit import AuditLog
+
+ADMIN_ROUTES = [
+    ("get", "/v1/admin/webhook-events"), ("get", "/v1/admin/webhook-events/1"),
+    ("post", "/v1/admin/webhook-events/1/replay"), ("get", "/v1/admin/jobs"),
+    ("get", "/v1/admin/jobs/relay_outbox/runs"), ("post", "/v1/admin/jobs/relay_outbox/run"),
+]
+
+
+@pytest.fixture
+def tokens(app):
+    with app.app_context():
+        _, admin = create_client(db.session, "ops", ["admin"])
+        _, writer = create_client(db.session, "uploader", ["documents:write"])
+        db.session.commit()
+    return {"admin": {"Authorization": f"Bearer {admin}"},
+            "writer": {"Authorization": f"Bearer {writer}"}}
+
+
+@pytest.mark.parametrize("method, path", ADMIN_ROUTES)
+def test_every_admin_route_needs_the_admin_scope(client, tokens, method, path):
+    assert getattr(client, method)(path).status_code == 401
+    refused = getattr(client, method)(path, headers=tokens["writer"])
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "insufficient_scope"
+
+
+def test_jobs_are_listed_with_their_last_run(app, client, tokens):
+    with app.app_context():
+        run_job(db.session, app.extensions["sluice.redis"],
+                registry(app.config)["redrive_stuck_events"], trigger="manual",
+                config=app.config)
+    body = client.get("/v1/admin/jobs", headers=tokens["admin"]).get_json()
+    jobs = {job["name"]: job for job in body["jobs"]}
+    assert set(jobs) == {"relay_outbox", "redrive_stuck_events", "reconcile_payments",
+                         "purge_retention"}
+    assert jobs["redrive_stuck_events"]["last_run"]["outcome"] == "succeeded"
+    assert jobs["relay_outbox"]["last_run"] is None
+    runs = client.get("/v1/admin/jobs/redrive_stuck_events/runs",
+                      headers=tokens["admin"]).get_json()["runs"]
+    assert [r["trigger"] for r in runs] == ["manual"]
+    assert client.get("/v1/admin/jobs/nope/runs", headers=tokens["admin"]).status_code == 404
+
+
+def test_running_a_job_queues_it_for_the_worker_and_audits_it(app, client, tokens, redis_db):
+    response = client.post("/v1/admin/jobs/purge_retention/run", headers=tokens["admin"])
+    assert response.status_code == 202
+    assert response.get_json() == {"job": "purge_retention", "status": "queued"}
+    assert [m["kwargs"] for m in queued(redis_db, "cron")] == [
+        {"name": "purge_retention", "trigger": "admin"}]
+    with app.app_context():
+        entry = db.session.scalar(select(AuditLog))
+        assert (entry.actor, entry.action, entry.subject_id) == ("client:ops", "job.run",
+                                                                 "purge_retention")
