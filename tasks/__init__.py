@@ -20,7 +20,7 @@ from cron.schedule import build_beat_schedule
 from webhooks.outbox import Message, Publisher
 
 QUEUES = ("webhooks", "documents", "imports", "cron")
-TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks")
+TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents")
 
 
 def broker_url(config: dict[str, Any]) -> str:
@@ -109,6 +109,12 @@ def db_session() -> Session:
 
 def redis_client() -> redis.Redis:
     return current_app.extensions["sluice.redis"]
+
+
+def storage():
+    from documents.storage import LocalStorage
+
+    return LocalStorage(current_app.config["STORAGE_DIR"])
 
 
 def config(key: str) -> Any:

@@ -67,12 +67,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import admin, health, metrics
+    from webapp import admin, document_views, health, metrics
     from webapp.webhook_views import init_webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(document_views.bp)
     init_webhooks(app)
 
 

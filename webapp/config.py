@@ -50,6 +50,11 @@ DEFAULTS: dict[str, Any] = {
     "RECONCILE_HTTP_BACKOFF": 0.5,    # seconds, doubled per retry
     "RECONCILE_BREAKER_FAILURES": 5,  # consecutive failures that open a provider's circuit
     "RECONCILE_BREAKER_RESET": 60,    # seconds before a half-open trial call
+    "DOCUMENT_MAX_BYTES": 100 * 1024 * 1024,  # upload cap (413 past it)
+    "DOCUMENT_SCAN_MAX_BYTES": 100 * 1024 * 1024,  # keep <= clamd's StreamMaxLength
+    "DOCUMENT_ALLOWED_TYPES": "",     # comma list; empty: PDF PNG JPEG TIFF text CSV DOCX XLSX
+    "DOCUMENT_SCAN_MAX_RETRIES": 5,   # then scan_error (a rescan can still clear it)
+    "DOWNLOAD_LINK_TTL": 300,         # seconds a signed download link stays valid
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
     "RETENTION_JOB_RUNS_DAYS": 30,
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows

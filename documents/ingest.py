@@ -1,0 +1,78 @@
+"""Take an upload: stream it to a temp file while hashing and capping, then store it once."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from documents.models import PENDING_SCAN, Document
+from documents.sniffing import sanitize_filename, sniff
+from documents.storage import LocalStorage
+from webhooks import audit
+from webhooks.db import insert_unless_exists, utcnow
+from webhooks.outbox import enqueue
+
+SCAN_TASK = "sluice.documents.scan"
+CHUNK = 64 * 1024
+
+
+class TooLarge(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Spooled:
+    path: Path
+    sha256: str
+    size: int
+
+
+def spool(stream: BinaryIO, storage: LocalStorage, max_bytes: int) -> Spooled:
+    """Copy `stream` to a temp file in chunks, hashing as it goes; never all in memory."""
+    digest, size = hashlib.sha256(), 0
+    handle, path = storage.temp_file()
+    try:
+        with handle:
+            while chunk := stream.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(f"the file exceeds {max_bytes} bytes")
+                digest.update(chunk)
+                handle.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Spooled(path, digest.hexdigest(), size)
+
+
+def create_document(session: Session, storage: LocalStorage, owner_id: int, upload: Spooled,
+                    filename: str | None, declared_type: str | None,
+                    allowlist: tuple[str, ...]) -> tuple[Document, bool]:
+    """Sniff, store and record one upload; (document, created). The caller commits.
+
+    The same owner sending the same bytes gets the existing document back, decided
+    by the UNIQUE (owner_id, sha256) constraint, so concurrent uploads cannot both
+    create one. Another owner's copy is a separate document.
+    """
+    name = sanitize_filename(filename)
+    try:
+        mime = sniff(upload.path, upload.size, declared_type, name, allowlist)
+        storage.put(upload.path, upload.sha256)
+    finally:
+        upload.path.unlink(missing_ok=True)
+    document_id = insert_unless_exists(session, Document, dict(
+        owner_id=owner_id, sha256=upload.sha256, size=upload.size, mime_type=mime,
+        filename=name, status=PENDING_SCAN, scan_attempts=0, created_at=utcnow()),
+        ["owner_id", "sha256"])
+    if document_id is None:
+        existing = session.scalar(select(Document).where(
+            Document.owner_id == owner_id, Document.sha256 == upload.sha256))
+        return existing, False
+    enqueue(session, SCAN_TASK, {"document_id": document_id}, queue="documents")
+    audit.record(session, f"client:{owner_id}", "document.upload", "document", document_id,
+                 {"size": upload.size, "mime_type": mime})
+    return session.get(Document, document_id), True

@@ -1,0 +1,80 @@
+"""What a file really is, by libmagic, with its known misses handled."""
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+import zipfile
+from pathlib import Path
+
+import magic
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+DEFAULT_ALLOWLIST = ("application/pdf", "image/png", "image/jpeg", "image/tiff",
+                     "text/plain", "text/csv", DOCX, XLSX)
+BY_EXTENSION = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg",
+                ".jpeg": "image/jpeg", ".tif": "image/tiff", ".tiff": "image/tiff",
+                ".txt": "text/plain", ".csv": "text/csv", ".docx": DOCX, ".xlsx": XLSX,
+                ".pptx": PPTX}
+OOXML_PARTS = {"word/": DOCX, "xl/": XLSX, "ppt/": PPTX}
+# Declared types that say nothing about the content.
+GENERIC = {"", "application/octet-stream", "binary/octet-stream"}
+# A CSV is plain text to libmagic, so either name is consistent with the other.
+COMPATIBLE = {frozenset({"text/plain", "text/csv"})}
+MAX_FILENAME = 255
+
+
+class Rejected(ValueError):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def sanitize_filename(name: str | None) -> str:
+    """Metadata only: no path parts, no control characters, a bounded length."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[/\\\\]", name)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
+    if len(name) > MAX_FILENAME:
+        stem, ext = os.path.splitext(name)
+        name = stem[:MAX_FILENAME - len(ext[:16])] + ext[:16]
+    return name or "upload"
+
+
+def _ooxml_type(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    for prefix, mime in OOXML_PARTS.items():
+        if any(n.startswith(prefix) for n in names) and "[Content_Types].xml" in names:
+            return mime
+    return None
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b or frozenset({a, b}) in COMPATIBLE
+
+
+def sniff(path: Path, size: int, declared_type: str | None, filename: str,
+          allowlist: tuple[str, ...]) -> str:
+    """The type to store and serve, or Rejected (400 empty, 415 unsupported/mismatch)."""
+    if size == 0:
+        raise Rejected(400, "empty_file", "The file is empty.")
+    mime = magic.from_file(str(path), mime=True)
+    if mime in {"application/zip", "application/octet-stream"}:
+        mime = _ooxml_type(path) or mime  # libmagic reports some OOXML files as zip
+    extension = BY_EXTENSION.get(os.path.splitext(filename)[1].lower())
+    declared = (declared_type or "").split(";")[0].strip().lower()
+    if mime == "text/plain" and "text/csv" in (extension, declared):
+        mime = "text/csv"  # a one-line CSV looks like plain text
+    if mime not in allowlist:
+        raise Rejected(415, "unsupported_type", f"Files of type {mime} are not accepted.")
+    for claimed, what in ((declared, "Content-Type"), (extension, "file extension")):
+        if claimed and claimed not in GENERIC and not _same(claimed, mime):
+            raise Rejected(415, "type_mismatch",
+                           f"The {what} says {claimed} but the content is {mime}.")
+    return mime

@@ -1,0 +1,186 @@
+"""Uploads, dedup, isolation, scanning with the real clamd, and signed downloads."""
+import hashlib
+import os
+import time
+import zipfile
+
+import pytest
+from sqlalchemy import select
+
+from documents.models import Document
+from documents.scanner import client_from_url
+from documents.scanning import give_up, scan_document
+from documents.storage import LocalStorage
+from tests.documents import files
+from tests.documents.conftest import make_owners, upload
+from tests.webhooks.test_outbox import queued
+from webapp.extensions import db
+
+MB = 1024 * 1024
+
+
+def scan(app, document_id, clamd_url):
+    with app.app_context():
+        status = scan_document(db.session, LocalStorage(app.config["STORAGE_DIR"]),
+                               client_from_url(clamd_url, timeout=10), document_id, 50 * MB)
+        db.session.commit()
+        return status
+
+
+def download(client, owner, document_id):
+    link = client.post(f"/v1/documents/{document_id}/download-url",
+                       headers={"Authorization": owner["Authorization"]})
+    return link, client.get(link.get_json()["url"]) if link.status_code == 200 else None
+
+
+def test_an_upload_is_stored_by_hash_and_queued_for_scanning(app, client, owners, redis_db):
+    content = files.pdf()
+    response = upload(client, owners["alice"], content, "Report 2026.pdf")
+    assert response.status_code == 201
+    body = response.get_json()
+    digest = hashlib.sha256(content).hexdigest()
+    assert body == {"id": body["id"], "sha256": digest, "size": len(content),
+                    "mime_type": "application/pdf", "filename": "Report 2026.pdf",
+                    "status": "pending_scan", "created_at": body["created_at"],
+                    "scanned_at": None}
+    blob = os.path.join(app.config["STORAGE_DIR"], "sha256", digest[:2], digest[2:4], digest)
+    assert open(blob, "rb").read() == content
+    assert [m["kwargs"] for m in queued(redis_db, "documents")] == [{"document_id": body["id"]}]
+    assert os.listdir(os.path.join(app.config["STORAGE_DIR"], "tmp")) == []
+
+
+def test_same_owner_same_bytes_is_200_another_owner_gets_a_document_of_its_own(
+        client, owners):
+    content = files.png()
+    first = upload(client, owners["alice"], content, "a.png").get_json()
+    again = upload(client, owners["alice"], content, "renamed.png")
+    assert again.status_code == 200 and again.get_json()["id"] == first["id"]
+    theirs = upload(client, owners["bob"], content, "b.png")
+    assert theirs.status_code == 201
+    assert theirs.get_json()["id"] != first["id"]
+    assert theirs.get_json()["filename"] == "b.png"  # nothing of alice's shows
+
+
+@pytest.mark.parametrize("content, filename, content_type, status, code", [
+    (files.pdf(), "invoice.png", None, 415, "type_mismatch"),
+    (files.png(), "x.png", "application/pdf", 415, "type_mismatch"),
+    (b"PK\x03\x04" + b"\x00" * 40, "a.zip", None, 415, "unsupported_type"),
+    (b"", "empty.txt", None, 400, "empty_file"),
+])
+def test_refused_uploads_store_nothing(app, client, owners, content, filename, content_type,
+                                       status, code):
+    response = upload(client, owners["alice"], content, filename, content_type)
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+    with app.app_context():
+        assert db.session.scalar(select(Document)) is None
+    assert not os.path.exists(os.path.join(app.config["STORAGE_DIR"], "sha256"))
+
+
+def test_over_the_cap_is_413_and_leaves_no_temp_file(make_app):
+    app = make_app(DOCUMENT_MAX_BYTES=MB)
+    owners = make_owners(app)
+    response = upload(app.test_client(), owners["alice"], b"a" * (MB + 10), "big.txt")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+    temp = os.path.join(app.config["STORAGE_DIR"], "tmp")
+    assert not os.path.exists(temp) or os.listdir(temp) == []
+
+
+def test_missing_file_and_missing_token(client, owners):
+    assert client.post("/v1/documents", headers={"Authorization": owners["alice"][
+        "Authorization"]}).get_json()["error"]["code"] == "missing_file"
+    assert client.post("/v1/documents").status_code == 401
+
+
+def test_owners_cannot_see_each_others_documents(client, owners):
+    mine = upload(client, owners["alice"], files.pdf("mine")).get_json()["id"]
+    bob = {"Authorization": owners["bob"]["Authorization"]}
+    assert client.get(f"/v1/documents/{mine}", headers=bob).status_code == 404
+    assert client.post(f"/v1/documents/{mine}/download-url", headers=bob).status_code == 404
+    assert client.get("/v1/documents", headers=bob).get_json()["documents"] == []
+    alice = {"Authorization": owners["alice"]["Authorization"]}
+    assert [d["id"] for d in client.get("/v1/documents", headers=alice)
+            .get_json()["documents"]] == [mine]
+
+
+@pytest.mark.parametrize("name, content, mime", [
+    ("report.pdf", files.pdf("clean"), "application/pdf"),
+    ("letter.docx", files.ooxml("word"),
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("sheet.xlsx", files.ooxml("xl"),
+     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+])
+def test_clean_files_are_downloadable_byte_identical(app, client, owners, clamd_url,
+                                                     name, content, mime):
+    document_id = upload(client, owners["alice"], content, name).get_json()["id"]
+    link, _ = download(client, owners["alice"], document_id)
+    assert link.status_code == 409 and link.get_json()["error"]["code"] == "not_clean"
+    assert scan(app, document_id, clamd_url) == "clean"
+    link, served = download(client, owners["alice"], document_id)
+    assert link.status_code == 200 and link.get_json()["expires_at"]
+    assert served.status_code == 200 and served.data == content
+    assert served.mimetype == mime
+    assert served.headers["Content-Disposition"] == f"attachment; filename*=UTF-8''{name}"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert served.headers["Content-Security-Policy"] == "default-src 'none'"
+    with app.app_context():
+        row = db.session.get(Document, document_id)
+        assert row.scanner_version.startswith("ClamAV") and row.signatures_fingerprint
+
+
+@pytest.mark.parametrize("name, content", [
+    ("eicar.txt", files.EICAR),
+    ("eicar.docx", files.ooxml("word", {"word/media/eicar.com": files.EICAR})),
+])
+def test_infected_files_are_quarantined_and_never_served(app, client, owners, clamd_url,
+                                                         name, content):
+    document_id = upload(client, owners["alice"], content, name).get_json()["id"]
+    assert scan(app, document_id, clamd_url) == "infected"
+    link, _ = download(client, owners["alice"], document_id)
+    assert link.status_code == 409
+    with app.app_context():
+        row = db.session.get(Document, document_id)
+        assert row.signature.startswith("Sluice.Test.EICAR")
+        assert not LocalStorage(app.config["STORAGE_DIR"]).path(row.sha256).exists()
+    # Bob's identical bytes are infected too, without a blob to serve.
+    bobs = upload(client, owners["bob"], content, name).get_json()["id"]
+    assert scan(app, bobs, clamd_url) == "infected"
+
+
+def test_clamd_down_is_never_clean_then_a_rescan_clears_it(app, client, owners, clamd_url,
+                                                           tmp_path):
+    document_id = upload(client, owners["alice"], files.pdf("later")).get_json()["id"]
+    with pytest.raises(Exception):
+        scan(app, document_id, f"unix://{tmp_path / 'no-clamd.sock'}")
+    with app.app_context():
+        give_up(db.session, document_id)  # what the task does once retries are spent
+        db.session.commit()
+        assert db.session.get(Document, document_id).status == "scan_error"
+    assert download(client, owners["alice"], document_id)[0].status_code == 409
+    assert scan(app, document_id, clamd_url) == "clean"
+
+
+def test_expired_and_tampered_links_are_refused(make_app, clamd_url):
+    app = make_app(DOWNLOAD_LINK_TTL=1)
+    owners = make_owners(app)
+    client = app.test_client()
+    document_id = upload(client, owners["alice"], files.pdf("ttl")).get_json()["id"]
+    scan(app, document_id, clamd_url)
+    url = client.post(f"/v1/documents/{document_id}/download-url",
+                      headers={"Authorization": owners["alice"]["Authorization"]}
+                      ).get_json()["url"]
+    token = url.rsplit("/", 1)[1]
+    tampered = client.get(f"/v1/files/{token[:-2]}{'A' if token[-2] != 'A' else 'B'}"
+                          f"{token[-1]}")
+    assert tampered.status_code == 403
+    assert tampered.get_json()["error"]["code"] == "invalid_link"
+    time.sleep(2.1)
+    expired = client.get(url)
+    assert expired.status_code == 403 and expired.get_json()["error"]["code"] == "link_expired"
+
+
+def test_eicar_docx_really_carries_the_test_string():
+    import io
+    with zipfile.ZipFile(io.BytesIO(files.ooxml("word", {"x": files.EICAR}))) as archive:
+        assert archive.read("x") == files.EICAR

@@ -1,0 +1,136 @@
+"""Documents over HTTP: upload, list, read, signed download links."""
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import quote
+
+from flask import Blueprint, current_app, g, jsonify, request, send_file, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from documents.ingest import TooLarge, create_document, spool
+from documents.models import CLEAN, DOCUMENT_STATUSES, Document
+from documents.sniffing import DEFAULT_ALLOWLIST, Rejected
+from documents.storage import LocalStorage
+from webapp.auth import require_scopes
+from webapp.errors import APIError
+from webapp.extensions import db
+from webhooks import audit
+
+bp = Blueprint("documents", __name__)
+PAGE_SIZE = 50
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def _storage() -> LocalStorage:
+    return LocalStorage(current_app.config["STORAGE_DIR"])
+
+
+def _allowlist() -> tuple[str, ...]:
+    configured = current_app.config["DOCUMENT_ALLOWED_TYPES"]
+    return tuple(t.strip() for t in configured.split(",") if t.strip()) or DEFAULT_ALLOWLIST
+
+
+def _links() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="document-download")
+
+
+def document_json(document: Document) -> dict:
+    return {"id": document.id, "sha256": document.sha256, "size": document.size,
+            "mime_type": document.mime_type, "filename": document.filename,
+            "status": document.status, "created_at": document.created_at.isoformat(),
+            "scanned_at": document.scanned_at.isoformat() if document.scanned_at else None}
+
+
+def _own_document(document_id: int) -> Document:
+    document = db.session.scalar(select(Document).where(
+        Document.id == document_id, Document.owner_id == g.client.id))
+    if document is None:  # another owner's id looks exactly like a missing one
+        raise APIError(404, "not_found", "No such document.")
+    return document
+
+
+@bp.post("/v1/documents")
+@require_scopes("documents:write")
+def upload():
+    cap = current_app.config["DOCUMENT_MAX_BYTES"]
+    request.max_content_length = cap + MULTIPART_OVERHEAD  # enforced while streaming
+    upload_file = request.files.get("file")
+    if upload_file is None:
+        raise APIError(400, "missing_file", "Send the document as multipart field 'file'.")
+    try:
+        spooled = spool(upload_file.stream, _storage(), cap)
+    except TooLarge as exc:
+        raise APIError(413, "payload_too_large", str(exc)) from None
+    try:
+        document, created = create_document(
+            db.session, _storage(), g.client.id, spooled, upload_file.filename,
+            upload_file.mimetype, _allowlist())
+    except Rejected as exc:
+        raise APIError(exc.status, exc.code, str(exc)) from None
+    db.session.commit()
+    return jsonify(document_json(document)), 201 if created else 200
+
+
+@bp.get("/v1/documents")
+@require_scopes("documents:read")
+def list_documents():
+    status = request.args.get("status")
+    if status is not None and status not in DOCUMENT_STATUSES:
+        raise APIError(400, "invalid_parameter",
+                       f"status must be one of {', '.join(DOCUMENT_STATUSES)}.")
+    page = request.args.get("page", "1")
+    if not page.isascii() or not page.isdigit() or not 1 <= int(page) <= 100000:
+        raise APIError(400, "invalid_parameter", "page must be a positive integer.")
+    query = select(Document).where(Document.owner_id == g.client.id)
+    if status:
+        query = query.where(Document.status == status)
+    rows = db.session.scalars(query.order_by(Document.id.desc())
+                              .offset((int(page) - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
+    return jsonify(documents=[document_json(d) for d in rows], page=int(page))
+
+
+@bp.get("/v1/documents/<int:document_id>")
+@require_scopes("documents:read")
+def get_document(document_id: int):
+    return jsonify(document_json(_own_document(document_id)))
+
+
+@bp.post("/v1/documents/<int:document_id>/download-url")
+@require_scopes("documents:read")
+def download_url(document_id: int):
+    document = _own_document(document_id)
+    if document.status != CLEAN:
+        raise APIError(409, "not_clean", f"The document is {document.status}; only clean "
+                       "documents can be downloaded.")
+    ttl = current_app.config["DOWNLOAD_LINK_TTL"]
+    token = _links().dumps({"d": document.id, "o": g.client.id})
+    audit.record(db.session, f"client:{g.client.name}", "document.link", "document",
+                 document.id, {"ttl": ttl})
+    db.session.commit()
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)
+    return jsonify(url=url_for("documents.download", token=token, _external=True),
+                   expires_at=expires.isoformat())
+
+
+@bp.get("/v1/files/<token>")
+def download(token: str):
+    try:
+        claims = _links().loads(token, max_age=current_app.config["DOWNLOAD_LINK_TTL"])
+    except SignatureExpired:
+        raise APIError(403, "link_expired", "This download link has expired.") from None
+    except BadSignature:
+        raise APIError(403, "invalid_link", "This download link is not valid.") from None
+    document = db.session.scalar(select(Document).where(
+        Document.id == claims.get("d"), Document.owner_id == claims.get("o")))
+    if document is None or document.status != CLEAN:  # e.g. found infected by a rescan
+        raise APIError(404, "not_found", "No such document.")
+    response = send_file(_storage().path(document.sha256), mimetype=document.mime_type,
+                         as_attachment=True, download_name=document.filename,
+                         conditional=False)
+    # RFC 5987 filename* for any name; nosniff and a no-content CSP against rendering.
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename*=UTF-8''{quote(document.filename, safe='')}")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'"
+    return response
