@@ -8,6 +8,7 @@ from prometheus_client import Counter
 from sqlalchemy import select, update
 
 from cron.reconcile import reconcile_payments, status_clients
+from cron.rescan import rescan_documents
 from cron.retention import purge_retention
 from cron.runner import Job, JobContext
 from webhooks.db import utcnow
@@ -71,6 +72,8 @@ def registry(config: dict[str, Any]) -> dict[str, Job]:
             soft_time_limit=120, time_limit=150),
         Job("reconcile_payments", _reconcile, interval=config["RECONCILE_INTERVAL"],
             soft_time_limit=240, time_limit=280),
+        Job("rescan_documents", rescan_documents, interval=config["RESCAN_INTERVAL"],
+            soft_time_limit=600, time_limit=660),
         Job("purge_retention", purge_retention, interval=24 * 3600,
             soft_time_limit=1200, time_limit=1260),
     ]

@@ -24,7 +24,7 @@ def crowded_stack(tmp_path, worker_index):
     env = stack_environment(tmp_path, redis_url, services.fresh_database(
         f"sluice_cron_e2e_{worker_index}", tmp_path))
     env.update(OUTBOX_RELAY_AFTER="0", OUTBOX_RELAY_BATCH="25", WORKER_CONCURRENCY="2",
-               CRON_DISABLED="reconcile_payments,purge_retention")
+               CRON_DISABLED="reconcile_payments,purge_retention,rescan_documents")
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     # A backlog nobody has published yet makes each relay run last long enough to
