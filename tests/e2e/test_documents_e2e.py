@@ -1,0 +1,83 @@
+"""Uploads through gunicorn, scanned by the worker with a real clamd of this test's own."""
+import subprocess
+
+import pytest
+import requests
+
+from tests import services
+from tests.documents import files
+from tests.e2e.conftest import stack_environment
+from tests.e2e.harness import REPO, Stack
+from tests.services import Clamd, wait_for
+from webapp import create_app
+from webapp.auth import create_client
+from webapp.extensions import db
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def scanning_stack(tmp_path, worker_index):
+    clamd = Clamd(tmp_path / "clamd").start()
+    redis_url = services.redis_url(2 + 2 * worker_index)
+    __import__("redis").Redis.from_url(redis_url).flushdb()
+    env = stack_environment(tmp_path, redis_url, services.fresh_database(
+        f"sluice_docs_e2e_{worker_index}", tmp_path))
+    env.update(CLAMD_URL=clamd.url, DOCUMENT_SCAN_MAX_RETRIES="1",
+               STORAGE_DIR=str(tmp_path / "storage"), WORKER_CONCURRENCY="2")
+    stack = Stack(tmp_path / "logs", env)
+    stack.release()
+    stack.start("web", "worker")
+    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    with app.app_context():
+        _, token = create_client(db.session, "e2e-uploader",
+                                 ["documents:read", "documents:write"])
+        db.session.commit()
+    try:
+        stack.wait_ready()
+        yield stack, clamd, {"Authorization": f"Bearer {token}"}
+    finally:
+        stack.stop()
+        clamd.stop()
+        app.extensions["sluice.db"].engine.dispose()
+
+
+def post(stack, auth, content, name):
+    response = requests.post(stack.url("/v1/documents"), headers=auth, timeout=30,
+                             files={"file": (name, content)})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def status_becomes(stack, auth, document_id, wanted, timeout=60):
+    def current():
+        return requests.get(stack.url(f"/v1/documents/{document_id}"), headers=auth,
+                            timeout=10).json()["status"]
+    return wait_for(lambda: current() == wanted, timeout=timeout, interval=0.3,
+                    what=f"document {document_id} to become {wanted}")
+
+
+def test_upload_scan_and_download_through_the_real_processes(scanning_stack):
+    stack, clamd, auth = scanning_stack
+    clean = files.pdf("e2e")
+    clean_id = post(stack, auth, clean, "e2e.pdf")
+    infected_id = post(stack, auth, files.EICAR, "eicar.txt")
+    status_becomes(stack, auth, clean_id, "clean")
+    status_becomes(stack, auth, infected_id, "infected")
+    link = requests.post(stack.url(f"/v1/documents/{clean_id}/download-url"), headers=auth,
+                         timeout=10).json()["url"]
+    served = requests.get(link, timeout=10)
+    assert served.status_code == 200 and served.content == clean
+    assert requests.post(stack.url(f"/v1/documents/{infected_id}/download-url"),
+                         headers=auth, timeout=10).status_code == 409
+
+    clamd.stop()
+    later_id = post(stack, auth, files.pdf("while clamd is down"), "later.pdf")
+    status_becomes(stack, auth, later_id, "scan_error")  # after its retries, never clean
+    clamd.start()
+    result = subprocess.run(["flask", "--app", "webapp", "cron", "run", "rescan_documents"],
+                            cwd=REPO, env=stack.env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "'queued': 1" in result.stdout
+    status_becomes(stack, auth, later_id, "clean")
