@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "REDRIVE_INTERVAL": 60,           # seconds between redrive_stuck_events runs
     "REDRIVE_AFTER": 300,             # seconds an accepted event may wait unprocessed
     "CRON_DISABLED": "",              # comma-separated job names beat should not run
+    "CRON_SCHEDULES": "",             # "job=m h dom mon dow; ..." crontabs instead of intervals
     "RESCAN_INTERVAL": 3600,          # seconds between rescan_documents runs
     "RECONCILE_INTERVAL": 300,        # seconds between reconcile_payments runs
     "RECONCILE_AFTER": 900,           # seconds a payment may stay pending before we ask

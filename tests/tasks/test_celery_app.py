@@ -1,3 +1,7 @@
+import re
+
+import pytest
+
 from webapp import create_app
 
 
@@ -30,6 +34,26 @@ def test_beat_relays_the_outbox_at_the_configured_interval(app_config):
     assert entry["options"]["expires"] == 3
     assert entry["options"]["soft_time_limit"] < entry["options"]["time_limit"]
     assert schedule["redrive-stuck-events"]["schedule"].total_seconds() == 60
+
+
+def test_crontab_schedules_replace_intervals(app_config):
+    from celery.schedules import crontab
+
+    app = create_app({**app_config, "CRON_SCHEDULES": "purge_retention=30 3 * * *"})
+    entry = app.extensions["celery"].conf.beat_schedule["purge-retention"]
+    assert entry["schedule"] == crontab(minute="30", hour="3")
+    assert entry["options"]["expires"] == 300
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope=* * * * *", "unknown job"), ("purge_retention=* * *", "five crontab fields"),
+    ("purge_retention=99 * * * *", "CRON_SCHEDULES[purge_retention]"),
+])
+def test_bad_crontabs_stop_the_app_from_starting(app_config, spec, message):
+    from cron.schedule import ScheduleError
+
+    with pytest.raises(ScheduleError, match=re.escape(message)):
+        create_app({**app_config, "CRON_SCHEDULES": spec})
 
 
 def test_disabled_jobs_are_not_scheduled(app_config):
