@@ -20,7 +20,8 @@ SCAN_TASK = "sluice.documents.scan"
 CHUNK = 64 * 1024
 
 
-class TooLarge(ValueError):
+class TooLarge(Exception):
+    # Not a ValueError: werkzeug's form parser silently swallows those.
     pass
 
 
@@ -47,6 +48,36 @@ def spool(stream: BinaryIO, storage: LocalStorage, max_bytes: int) -> Spooled:
         path.unlink(missing_ok=True)
         raise
     return Spooled(path, digest.hexdigest(), size)
+
+
+class HashingSpool:
+    """A writable temp file that hashes and caps what is written into it.
+
+    Handed to the multipart parser as the file's stream, so an upload is hashed,
+    capped and stored in one pass over the bytes, with no second copy.
+    """
+
+    def __init__(self, storage: LocalStorage, max_bytes: int):
+        self._file, self.path = storage.temp_file("w+b")
+        self._digest, self._size, self._max = hashlib.sha256(), 0, max_bytes
+
+    def write(self, data: bytes) -> int:
+        self._size += len(data)
+        if self._size > self._max:
+            raise TooLarge(f"the file exceeds {self._max} bytes")
+        self._digest.update(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name):  # read, readline, seek, tell, flush for the parser
+        return getattr(self._file, name)
+
+    def finish(self) -> Spooled:
+        self._file.close()
+        return Spooled(self.path, self._digest.hexdigest(), self._size)
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
 def create_document(session: Session, storage: LocalStorage, owner_id: int, upload: Spooled,

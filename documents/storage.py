@@ -17,10 +17,10 @@ class LocalStorage:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
 
-    def temp_file(self) -> tuple[BinaryIO, Path]:
+    def temp_file(self, mode: str = "wb") -> tuple[BinaryIO, Path]:
         self.tmp.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
-        return os.fdopen(fd, "wb"), Path(name)
+        return os.fdopen(fd, mode), Path(name)
 
     def path(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256

@@ -145,9 +145,9 @@ LocalSocket {socket}
 DatabaseDirectory {database}
 LogFile {log}
 PidFile {pid}
-StreamMaxLength 110M
-MaxFileSize 110M
-MaxScanSize 400M
+StreamMaxLength {max_mb}M
+MaxFileSize {max_mb}M
+MaxScanSize {scan_mb}M
 AlertExceedsMax yes
 """
 
@@ -155,8 +155,9 @@ AlertExceedsMax yes
 class Clamd:
     """clamd from the system package, with only the EICAR signature we ship."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, max_mb: int = 110):
         self.directory = directory
+        self.max_mb = max_mb
         self.socket = directory / "clamd.sock"
         self.process: subprocess.Popen | None = None
 
@@ -176,7 +177,8 @@ class Clamd:
         conf = self.directory / "clamd.conf"
         conf.write_text(CLAMD_CONF.format(socket=self.socket, database=database,
                                           log=self.directory / "clamd.log",
-                                          pid=self.directory / "clamd.pid"))
+                                          pid=self.directory / "clamd.pid",
+                                          max_mb=self.max_mb, scan_mb=4 * self.max_mb))
         self.process = subprocess.Popen([executable, "-c", str(conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self._answers, timeout=60, interval=0.2, what="clamd")

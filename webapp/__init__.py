@@ -73,7 +73,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)
-    app.register_blueprint(document_views.bp)
+    document_views.init_documents(app)
     init_webhooks(app)
 
 
