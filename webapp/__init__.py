@@ -97,6 +97,14 @@ def register_request_hooks(app: Flask) -> None:
             response.headers[REQUEST_ID_HEADER] = g.request_id
         return response
 
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # API answers carry tokens, ids and personal data: no cache keeps them.
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
     register_metrics(app)
 
 

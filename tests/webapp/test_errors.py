@@ -95,3 +95,11 @@ def test_database_down_is_a_503_with_retry_after(app_config, redis_url):
     response = app.test_client().get("/_test/query")
     assert_envelope(response, 503, "database_unavailable")
     assert response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("path", ["/livez", "/nowhere", "/metrics"])
+def test_every_response_carries_the_security_headers(client, path):
+    response = client.get(path)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
