@@ -10,6 +10,7 @@ from cron.schedule import RUN_JOB_TASK
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
+from webapp.query_args import choice_arg, int_arg
 from webhooks import audit
 from webhooks.models import EVENT_STATUSES, WebhookEvent
 from webhooks.outbox import enqueue
@@ -28,25 +29,13 @@ def event_summary(event: WebhookEvent) -> dict:
     }
 
 
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise APIError(400, "invalid_parameter", f"{name} must be an integer {low}..{high}.")
-    return int(raw)
-
-
 @bp.get("/webhook-events")
 @require_scopes("admin")
 def webhook_events():
-    status = request.args.get("status")
-    if status is not None and status not in EVENT_STATUSES:
-        raise APIError(400, "invalid_parameter",
-                       f"status must be one of {', '.join(EVENT_STATUSES)}.")
-    limit = _int_arg("limit", 50, 1, MAX_PAGE)
-    events = list_events(db.session, status=status, source=request.args.get("source"),
-                         limit=limit, before_id=_int_arg("before_id", None, 1, 2 ** 62))
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
+    events = list_events(db.session, status=choice_arg("status", EVENT_STATUSES),
+                         source=request.args.get("source"), limit=limit,
+                         before_id=int_arg("before_id", None, 1, 2 ** 62))
     return jsonify(events=[event_summary(e) for e in events],
                    next_before_id=events[-1].id if len(events) == limit else None)
 
@@ -107,7 +96,7 @@ def jobs():
 @require_scopes("admin")
 def job_runs(name: str):
     _job_or_404(name)
-    limit = _int_arg("limit", 50, 1, MAX_PAGE)
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
     return jsonify(runs=[run_summary(r) for r in _runs(name, limit)])
 
 

@@ -16,6 +16,7 @@ from documents.storage import LocalStorage
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
+from webapp.query_args import choice_arg, int_arg
 from webhooks import audit
 
 bp = Blueprint("documents", __name__)
@@ -110,19 +111,14 @@ def upload():
 @bp.get("/v1/documents")
 @require_scopes("documents:read")
 def list_documents():
-    status = request.args.get("status")
-    if status is not None and status not in DOCUMENT_STATUSES:
-        raise APIError(400, "invalid_parameter",
-                       f"status must be one of {', '.join(DOCUMENT_STATUSES)}.")
-    page = request.args.get("page", "1")
-    if not page.isascii() or not page.isdigit() or not 1 <= int(page) <= 100000:
-        raise APIError(400, "invalid_parameter", "page must be a positive integer.")
+    status = choice_arg("status", DOCUMENT_STATUSES)
+    page = int_arg("page", 1, 1, 100000)
     query = select(Document).where(Document.owner_id == g.client.id)
     if status:
         query = query.where(Document.status == status)
     rows = db.session.scalars(query.order_by(Document.id.desc())
-                              .offset((int(page) - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
-    return jsonify(documents=[document_json(d) for d in rows], page=int(page))
+                              .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
+    return jsonify(documents=[document_json(d) for d in rows], page=page)
 
 
 @bp.get("/v1/documents/<int:document_id>")

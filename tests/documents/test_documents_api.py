@@ -184,3 +184,11 @@ def test_eicar_docx_really_carries_the_test_string():
     import io
     with zipfile.ZipFile(io.BytesIO(files.ooxml("word", {"x": files.EICAR}))) as archive:
         assert archive.read("x") == files.EICAR
+
+
+@pytest.mark.parametrize("query", ["status=lost", "page=0", "page=x", "page=\u0661"])
+def test_bad_list_arguments_are_400(client, owners, query):
+    response = client.get(f"/v1/documents?{query}",
+                          headers={"Authorization": owners["alice"]["Authorization"]})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_parameter"

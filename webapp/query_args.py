@@ -1,0 +1,22 @@
+"""Query-string arguments, validated into a 400 with the error envelope."""
+from __future__ import annotations
+
+from flask import request
+
+from webapp.errors import APIError
+
+
+def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise APIError(400, "invalid_parameter", f"{name} must be an integer {low}..{high}.")
+    return int(raw)
+
+
+def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
+    value = request.args.get(name)
+    if value is not None and value not in choices:
+        raise APIError(400, "invalid_parameter", f"{name} must be one of {', '.join(choices)}.")
+    return value
