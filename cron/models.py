@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 RUNNING, SUCCEEDED, FAILED, SKIPPED_LOCKED, TIMED_OUT = (
     "running", "succeeded", "failed", "skipped_locked", "timed_out")
@@ -15,8 +15,7 @@ RUNNING, SUCCEEDED, FAILED, SKIPPED_LOCKED, TIMED_OUT = (
 class JobRun(Base):
     __tablename__ = "job_runs"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     job: Mapped[str] = mapped_column(String(100))
     trigger: Mapped[str] = mapped_column(String(20))          # beat | manual
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -32,24 +32,6 @@ class Spooled:
     size: int
 
 
-def spool(stream: BinaryIO, storage: LocalStorage, max_bytes: int) -> Spooled:
-    """Copy `stream` to a temp file in chunks, hashing as it goes; never all in memory."""
-    digest, size = hashlib.sha256(), 0
-    handle, path = storage.temp_file()
-    try:
-        with handle:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLarge(f"the file exceeds {max_bytes} bytes")
-                digest.update(chunk)
-                handle.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return Spooled(path, digest.hexdigest(), size)
-
-
 class HashingSpool:
     """A writable temp file that hashes and caps what is written into it.
 
@@ -78,6 +60,18 @@ class HashingSpool:
     def discard(self) -> None:
         self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+def spool(stream: BinaryIO, storage: LocalStorage, max_bytes: int) -> Spooled:
+    """Copy a readable stream (not an HTTP upload) into a HashingSpool, in chunks."""
+    target = HashingSpool(storage, max_bytes)
+    try:
+        while chunk := stream.read(CHUNK):
+            target.write(chunk)
+    except BaseException:
+        target.discard()
+        raise
+    return target.finish()
 
 
 def create_document(session: Session, storage: LocalStorage, owner_id: int, upload: Spooled,

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhooks.db import Base, UTCDateTime, utcnow
+from webhooks.db import BigIntId, Base, UTCDateTime, utcnow
 
 PENDING_SCAN, CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE = (
     "pending_scan", "clean", "infected", "scan_error", "unscannable")
@@ -16,8 +16,7 @@ DOCUMENT_STATUSES = (PENDING_SCAN, CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE)
 class Document(Base):
     __tablename__ = "documents"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     owner_id: Mapped[int] = mapped_column(Integer())
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger())

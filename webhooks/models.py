@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 RECEIVED, PROCESSED, FAILED, DEAD = "received", "processed", "failed", "dead"
 EVENT_STATUSES = (RECEIVED, PROCESSED, FAILED, DEAD)
@@ -15,8 +15,7 @@ EVENT_STATUSES = (RECEIVED, PROCESSED, FAILED, DEAD)
 class WebhookEvent(Base):
     __tablename__ = "webhook_events"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
     event_key: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(20))        # payment | whatsapp

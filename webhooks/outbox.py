@@ -21,12 +21,12 @@ import threading
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from sqlalchemy import (BigInteger, Index, Integer, String, event, inspect, select, text,
+from sqlalchemy import (Index, Integer, String, event, inspect, select, text,
                         update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import Base, JSONType, UTCDateTime, utcnow
+from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ PUBLISH_FAILURES = Counter(
 class OutboxMessage(Base):
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
-    )
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     task_name: Mapped[str] = mapped_column(String(200))
     kwargs: Mapped[dict] = mapped_column(JSONType)
     queue: Mapped[str | None] = mapped_column(String(50))

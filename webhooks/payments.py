@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import Base, UTCDateTime, insert_unless_exists, utcnow
+from webhooks.db import BigIntId, Base, UTCDateTime, insert_unless_exists, utcnow
 
 PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
 PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED, REFUNDED)
@@ -25,8 +25,7 @@ FORWARD = {
 class Payment(Base):
     __tablename__ = "payments"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     provider: Mapped[str] = mapped_column(String(64))
     reference: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(20))

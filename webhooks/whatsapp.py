@@ -4,11 +4,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterator
 
-from sqlalchemy import BigInteger, Integer, String, Text, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
+from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
 from webhooks.providers import PayloadError, parse_instant
 
 INBOUND, OUTBOUND = "inbound", "outbound"
@@ -20,8 +19,7 @@ MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 class WhatsAppMessage(Base):
     __tablename__ = "whatsapp_messages"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     wamid: Mapped[str] = mapped_column(String(255), unique=True)
     direction: Mapped[str] = mapped_column(String(10))
     phone: Mapped[str | None] = mapped_column(String(32))  # personal data: never logged
@@ -91,18 +89,13 @@ def _apply_status(session: Session, status: dict) -> bool:
         return False
     at = parse_instant(_int(status.get("timestamp")))
     errors = status.get("errors") if isinstance(status.get("errors"), list) else None
+    created = insert_unless_exists(session, WhatsAppMessage, dict(
+        wamid=wamid, direction=OUTBOUND, phone=_str(status.get("recipient_id"), 32),
+        status=new, status_at=at, errors=errors, created_at=utcnow()), ["wamid"])
+    if created is not None:  # the first we hear of this outbound message
+        return True
     row = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == wamid)
                          .with_for_update())
-    if row is None:
-        try:
-            with session.begin_nested():
-                session.add(WhatsAppMessage(
-                    wamid=wamid, direction=OUTBOUND, phone=_str(status.get("recipient_id"), 32),
-                    status=new, status_at=at, errors=errors))
-            return True
-        except IntegrityError:
-            row = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == wamid)
-                                 .with_for_update())
     if STATUS_RANK[new] <= STATUS_RANK.get(row.status, 0) or row.status == "failed":
         return False
     row.status, row.status_at = new, at
