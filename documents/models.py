@@ -1,4 +1,4 @@
-"""Documents: one per (owner, content hash)."""
+"""Documents and bulk imports: one document per (owner, content hash), one import per archive."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhooks.db import BigIntId, Base, UTCDateTime, utcnow
+from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 PENDING_SCAN, CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE = (
     "pending_scan", "clean", "infected", "scan_error", "unscannable")
@@ -34,3 +34,52 @@ class Document(Base):
         UniqueConstraint("owner_id", "sha256"),
         Index("ix_documents_owner_id_status", "owner_id", "status"),
     )
+
+
+QUEUED, RUNNING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED = (
+    "queued", "running", "completed", "completed_with_errors", "failed")
+IMPORT_STATUSES = (QUEUED, RUNNING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
+ROW_OK, ROW_DUPLICATE, ROW_REJECTED = "ok", "duplicate", "rejected"
+
+
+class Import(Base):
+    """A bulk import: one per (owner, archive hash)."""
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(Integer())
+    archive_sha256: Mapped[str] = mapped_column(String(64))
+    archive_size: Mapped[int] = mapped_column(BigInteger())
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    manifest_kind: Mapped[str | None] = mapped_column(String(10))   # csv | xlsx
+    status: Mapped[str] = mapped_column(String(30), default=QUEUED)
+    total: Mapped[int | None] = mapped_column(Integer())
+    uncompressed_bytes: Mapped[int] = mapped_column(BigInteger(), default=0)
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    error_message: Mapped[str | None] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(Integer(), default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("owner_id", "archive_sha256"),)
+
+
+class ImportRow(Base):
+    """What became of one archive entry or manifest row; written once per row_no."""
+    __tablename__ = "import_rows"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    import_id: Mapped[int] = mapped_column(BigInteger())
+    row_no: Mapped[int] = mapped_column(Integer())
+    entry_name: Mapped[str | None] = mapped_column(String(500))
+    manifest_row: Mapped[int | None] = mapped_column(Integer())
+    outcome: Mapped[str] = mapped_column(String(20))         # ok | duplicate | rejected
+    code: Mapped[str | None] = mapped_column(String(50))
+    message: Mapped[str | None] = mapped_column(String(500))
+    document_id: Mapped[int | None] = mapped_column(BigInteger())
+    title: Mapped[str | None] = mapped_column(String(255))
+    external_ref: Mapped[str | None] = mapped_column(String(255))
+    tags: Mapped[list | None] = mapped_column(JSONType)
+
+    __table_args__ = (UniqueConstraint("import_id", "row_no"),)

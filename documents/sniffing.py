@@ -27,9 +27,15 @@ MAX_FILENAME = 255
 
 
 class Rejected(ValueError):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, mime: str | None = None):
         super().__init__(message)
-        self.status, self.code = status, code
+        self.status, self.code, self.mime = status, code, mime
+
+
+def allowlist_from(configured: str) -> tuple[str, ...]:
+    """A comma-separated setting, or the default allowlist when it is empty."""
+    return tuple(t.strip() for t in (configured or "").split(",") if t.strip()) \
+        or DEFAULT_ALLOWLIST
 
 
 def sanitize_filename(name: str | None) -> str:
@@ -72,7 +78,8 @@ def sniff(path: Path, size: int, declared_type: str | None, filename: str,
     if mime == "text/plain" and "text/csv" in (extension, declared):
         mime = "text/csv"  # a one-line CSV looks like plain text
     if mime not in allowlist:
-        raise Rejected(415, "unsupported_type", f"Files of type {mime} are not accepted.")
+        raise Rejected(415, "unsupported_type", f"Files of type {mime} are not accepted.",
+                       mime)
     for claimed, what in ((declared, "Content-Type"), (extension, "file extension")):
         if claimed and claimed not in GENERIC and not _same(claimed, mime):
             raise Rejected(415, "type_mismatch",

@@ -6,11 +6,13 @@ runs inside the Flask app context, so it gets its own DB session per run.
 """
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+from typing import Any, Callable
 
 import redis
 from celery import Celery, Task
+from celery.utils.time import get_exponential_backoff_interval
 from flask import Flask, current_app
 from kombu import Exchange, Queue
 from kombu.pools import producers
@@ -19,8 +21,10 @@ from sqlalchemy.orm import Session
 from cron.schedule import build_beat_schedule
 from webhooks.outbox import Message, Publisher
 
+log = logging.getLogger(__name__)
 QUEUES = ("webhooks", "documents", "imports", "cron")
-TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents")
+TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents",
+                "tasks.imports")
 
 
 def broker_url(config: dict[str, Any]) -> str:
@@ -119,3 +123,19 @@ def storage():
 
 def config(key: str) -> Any:
     return current_app.config[key]
+
+
+def retry_or_give_up(task: Task, exc: Exception, max_retries: int, give_up: Callable[[], None],
+                     what: str, **context: Any) -> None:
+    """Roll back, then retry with full-jitter exponential backoff, or give up for good."""
+    session = db_session()
+    session.rollback()
+    attempt = task.request.retries
+    log.warning(f"{what} failed", extra={**context, "attempt": attempt + 1,
+                                         "error": type(exc).__name__})
+    if attempt >= max_retries:
+        give_up()
+        session.commit()
+        return
+    raise task.retry(exc=exc, countdown=get_exponential_backoff_interval(
+        factor=2, retries=attempt, maximum=300, full_jitter=True))

@@ -4,11 +4,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.utils.time import get_exponential_backoff_interval
 
 from documents.scanner import client_from_url
 from documents.scanning import give_up, scan_document
-from tasks import config, db_session, storage
+from tasks import config, db_session, retry_or_give_up, storage
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,6 @@ def scan(self, document_id: int) -> None:
         session.commit()
         return
     except Exception as exc:
-        session.rollback()
-        attempt = self.request.retries
-        log.warning("document scan failed", extra={
-            "document_id": document_id, "attempt": attempt + 1, "error": type(exc).__name__})
-        if attempt >= config("DOCUMENT_SCAN_MAX_RETRIES"):
-            give_up(session, document_id)
-            session.commit()
-            return
-        raise self.retry(exc=exc, countdown=get_exponential_backoff_interval(
-            factor=2, retries=attempt, maximum=300, full_jitter=True))
+        retry_or_give_up(self, exc, config("DOCUMENT_SCAN_MAX_RETRIES"),
+                         lambda: give_up(session, document_id), "document scan",
+                         document_id=document_id)

@@ -67,13 +67,16 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import admin, document_views, health, metrics
+    from webapp import admin, document_views, health, import_views, metrics
+    from webapp.uploads import init_uploads
     from webapp.webhook_views import init_webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)
-    document_views.init_documents(app)
+    init_uploads(app)
+    app.register_blueprint(document_views.bp)
+    app.register_blueprint(import_views.bp)
     init_webhooks(app)
 
 

@@ -81,3 +81,12 @@ def require_scopes(*scopes: str):
             return view(*args, **kwargs)
         return wrapper
     return decorator
+
+
+def owned_or_404(model, object_id: int, noun: str):
+    """The caller's own row of `model`; another owner's id looks exactly like a missing one."""
+    row = db.session.scalar(select(model).where(model.id == object_id,
+                                                model.owner_id == g.client.id))
+    if row is None:
+        raise APIError(404, "not_found", f"No such {noun}.")
+    return row

@@ -56,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
     "DOCUMENT_SCAN_MAX_BYTES": 100 * 1024 * 1024,  # keep <= clamd's StreamMaxLength
     "DOCUMENT_ALLOWED_TYPES": "",     # comma list; empty: PDF PNG JPEG TIFF text CSV DOCX XLSX
     "DOCUMENT_SCAN_MAX_RETRIES": 5,   # then scan_error (a rescan can still clear it)
+    "IMPORT_MAX_BYTES": 1024 * 1024 * 1024,  # archive upload cap (413 past it)
+    "IMPORT_MAX_ENTRIES": 20000,      # entries in an archive, and rows in its manifest
+    "IMPORT_MAX_TOTAL_BYTES": 4 * 1024 * 1024 * 1024,  # decompressed, counted while reading
+    "IMPORT_MAX_RATIO": 100.0,        # per entry, decompressed / compressed (past 1 MiB out)
+    "IMPORT_BATCH_SIZE": 100,         # rows committed together (the resume granularity)
+    "IMPORT_MAX_RETRIES": 5,          # then the import is failed
     "DOWNLOAD_LINK_TTL": 300,         # seconds a signed download link stays valid
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
     "RETENTION_JOB_RUNS_DAYS": 30,

@@ -1,6 +1,6 @@
 """Every mapped model, imported so that `metadata` is complete (Alembic, tests)."""
 from cron.models import JobCheckpoint, JobRun  # noqa: F401
-from documents.models import Document  # noqa: F401
+from documents.models import Document, Import, ImportRow  # noqa: F401
 from webapp.auth import ApiClient  # noqa: F401
 from webhooks.db import Base
 from webhooks.audit import AuditLog  # noqa: F401

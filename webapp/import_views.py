@@ -1,0 +1,69 @@
+"""Bulk imports over HTTP: accept an archive, show progress, serve the error report."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, jsonify
+
+from documents.archives import Limits, UnsafeArchive
+from documents.imports import (MANIFEST_MAX_BYTES, check_upload, create_import, error_rows,
+                               manifest_kind, progress)
+from documents.manifests import InvalidManifest
+from documents.models import Import
+from documents.reports import csv_lines
+from documents.sniffing import Rejected
+from webapp.auth import owned_or_404, require_scopes
+from webapp.errors import APIError
+from webapp.extensions import db
+from webapp.uploads import spooled_files, storage
+
+bp = Blueprint("imports", __name__)
+ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")
+
+
+def _limits() -> Limits:
+    config = current_app.config
+    return Limits(config["IMPORT_MAX_ENTRIES"], config["IMPORT_MAX_TOTAL_BYTES"],
+                  config["IMPORT_MAX_RATIO"], config["DOCUMENT_MAX_BYTES"])
+
+
+@bp.post("/v1/imports")
+@require_scopes("imports:write")
+def create():
+    files = spooled_files(current_app.config["IMPORT_MAX_BYTES"] + MANIFEST_MAX_BYTES)
+    archive_part, manifest_part = files.get("archive"), files.get("manifest")
+    if archive_part is None:
+        raise APIError(400, "missing_file", "Send the ZIP archive as multipart field 'archive'.")
+    archive = archive_part.stream.finish()
+    manifest = kind = None
+    try:
+        if manifest_part is not None:
+            manifest = manifest_part.stream.finish()
+            if manifest.size > MANIFEST_MAX_BYTES:
+                raise APIError(413, "payload_too_large",
+                               f"The manifest exceeds {MANIFEST_MAX_BYTES} bytes.")
+            kind = manifest_kind(manifest, manifest_part.filename, manifest_part.mimetype)
+        check_upload(storage(), archive, manifest, kind, _limits())
+    except Rejected as exc:
+        raise APIError(exc.status, exc.code, f"Manifest: {exc}") from None
+    except (UnsafeArchive, InvalidManifest) as exc:
+        status = 415 if exc.code == "invalid_archive" else 400
+        raise APIError(status, exc.code, str(exc)) from None
+    job, created = create_import(db.session, storage(), g.client.id, archive, manifest, kind)
+    db.session.commit()
+    return jsonify(progress(db.session, job)), 202 if created else 200
+
+
+@bp.get("/v1/imports/<int:import_id>")
+@require_scopes("imports:write")
+def show(import_id: int):
+    return jsonify(progress(db.session, owned_or_404(Import, import_id, "import")))
+
+
+@bp.get("/v1/imports/<int:import_id>/errors.csv")
+@require_scopes("imports:write")
+def errors_csv(import_id: int):
+    job = owned_or_404(Import, import_id, "import")
+    # Rows are fetched up front in pages by the query; the session must outlive the
+    # response body, so materialise the (bounded: one row per entry) report here.
+    lines = list(csv_lines(ERRORS_HEADER, error_rows(db.session, job.id)))
+    return Response(lines, mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="import-{job.id}-errors.csv"'})
