@@ -1,0 +1,93 @@
+"""A bulk import through gunicorn and a real worker whose processes are SIGKILLed mid-import."""
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from documents.models import Document, Import, ImportRow
+from tests import services
+from tests.e2e.conftest import stack_environment
+from tests.e2e.harness import Stack
+from tests.imports import archives
+from tests.services import wait_for
+from webapp import create_app
+from webapp.auth import create_client
+from webapp.extensions import db
+
+pytestmark = pytest.mark.e2e
+ENTRIES = 3000
+
+
+@pytest.fixture
+def import_stack(tmp_path, worker_index):
+    redis_url = services.redis_url(2 + 2 * worker_index)
+    __import__("redis").Redis.from_url(redis_url).flushdb()
+    env = stack_environment(tmp_path, redis_url, services.fresh_database(
+        f"sluice_imports_e2e_{worker_index}", tmp_path))
+    env.update(STORAGE_DIR=str(tmp_path / "storage"), WORKER_CONCURRENCY="2",
+               IMPORT_BATCH_SIZE="50")
+    stack = Stack(tmp_path / "logs", env)
+    stack.release()
+    stack.start("web", "worker")
+    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    with app.app_context():
+        _, token = create_client(db.session, "e2e-importer", ["imports:write"])
+        db.session.commit()
+    try:
+        stack.wait_ready()
+        yield stack, app, {"Authorization": f"Bearer {token}"}
+    finally:
+        stack.stop()
+        app.extensions["sluice.db"].engine.dispose()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_killed_mid_import_resumes_without_duplicates(import_stack):
+    stack, app, auth = import_stack
+    archive = archives.build([(f"notes/{i:05d}.txt", f"note number {i}\n".encode())
+                              for i in range(ENTRIES)])
+    response = requests.post(stack.url("/v1/imports"), headers=auth, timeout=60,
+                             files={"archive": ("notes.zip", archive)})
+    assert response.status_code == 202, response.text
+    import_id = response.json()["id"]
+
+    def progress():
+        return requests.get(stack.url(f"/v1/imports/{import_id}"), headers=auth,
+                            timeout=10).json()
+    mid = wait_for(lambda: (lambda p: p if p["processed"] >= 100 else None)(progress()),
+                   timeout=60, interval=0.05, what="the import to get going")
+    assert mid["status"] == "running" and mid["processed"] < ENTRIES
+    pool = children(stack.processes["worker"].pid)
+    assert pool, "the worker has no pool processes"
+    for pid in pool:  # what the OOM killer would do to the process running the import
+        os.kill(pid, signal.SIGKILL)
+
+    done = wait_for(lambda: (lambda p: p if p["status"] not in ("queued", "running")
+                             else None)(progress()),
+                    timeout=120, interval=0.3, what="the import to finish")
+    assert {k: done[k] for k in ("status", "total", "processed", "succeeded", "duplicates",
+                                 "rejected")} == {
+        "status": "completed", "total": ENTRIES, "processed": ENTRIES, "succeeded": ENTRIES,
+        "duplicates": 0, "rejected": 0}
+    with app.app_context():
+        job = db.session.get(Import, import_id)
+        assert job.attempts >= 2, "the import was not interrupted"
+        assert db.session.scalar(select(func.count()).select_from(Document)) == ENTRIES
+        assert db.session.scalar(select(func.count(func.distinct(ImportRow.row_no)))
+                                 .where(ImportRow.import_id == import_id)) == ENTRIES
+    assert "signal 9 (SIGKILL)" in stack.log_tail("worker", 400)
