@@ -30,7 +30,7 @@ from documents.models import (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, INFECTED
 from documents.sniffing import XLSX, Rejected, sniff
 from documents.storage import LocalStorage
 from webhooks import audit
-from webhooks.db import insert_unless_exists, utcnow
+from webhooks.db import insert_all_unless_exist, insert_unless_exists, utcnow
 from webhooks.outbox import enqueue
 
 IMPORT_TASK = "sluice.imports.run"
@@ -194,20 +194,30 @@ def _ingest(session: Session, storage: LocalStorage, job: Import, archive: zipfi
             plan: list[PlannedRow], settings: ImportSettings) -> None:
     done = session.scalar(select(func.coalesce(func.max(ImportRow.row_no), 0))
                           .where(ImportRow.import_id == job.id))
-    expanded, pending = job.uncompressed_bytes, 0
+    expanded, batch = job.uncompressed_bytes, []
     for row_no, row in enumerate(plan[done:], done + 1):
-        outcome, size = _ingest_row(session, storage, job.owner_id, archive, row, settings,
-                                    expanded)
+        # No autoflush: a batch's outbox and audit rows go in one INSERT each at commit.
+        with session.no_autoflush:
+            outcome, size = _ingest_row(session, storage, job.owner_id, archive, row, settings,
+                                        expanded)
         expanded += size
-        insert_unless_exists(session, ImportRow, dict(
+        batch.append(dict(
             import_id=job.id, row_no=row_no, entry_name=row.entry_name,
             manifest_row=row.manifest_row, title=row.title, external_ref=row.external_ref,
-            tags=list(row.tags) or None, **outcome), ["import_id", "row_no"])
-        pending += 1
-        if pending >= settings.batch_size:
-            job.uncompressed_bytes, pending = expanded, 0
-            session.commit()  # the rows, their documents and scan messages, together
+            tags=list(row.tags) or None, outcome=outcome["outcome"],
+            code=outcome.get("code"), message=outcome.get("message"),
+            document_id=outcome.get("document_id")))
+        if len(batch) >= settings.batch_size:
+            _commit_batch(session, job, batch, expanded)
+            batch = []
+    _commit_batch(session, job, batch, expanded)
+
+
+def _commit_batch(session: Session, job: Import, batch: list[dict], expanded: int) -> None:
+    """The rows, their documents and scan messages, and the progress, together."""
+    insert_all_unless_exist(session, ImportRow, batch, ["import_id", "row_no"])
     job.uncompressed_bytes = expanded
+    session.commit()
 
 
 def _ingest_row(session: Session, storage: LocalStorage, owner_id: int,

@@ -89,15 +89,15 @@ def create_document(session: Session, storage: LocalStorage, owner_id: int, uplo
         storage.put(upload.path, upload.sha256)
     finally:
         upload.path.unlink(missing_ok=True)
-    document_id = insert_unless_exists(session, Document, dict(
+    document = insert_unless_exists(session, Document, dict(
         owner_id=owner_id, sha256=upload.sha256, size=upload.size, mime_type=mime,
         filename=name, status=PENDING_SCAN, scan_attempts=0, created_at=utcnow()),
-        ["owner_id", "sha256"])
-    if document_id is None:
+        ["owner_id", "sha256"], key=None)
+    if document is None:
         existing = session.scalar(select(Document).where(
             Document.owner_id == owner_id, Document.sha256 == upload.sha256))
         return existing, False
-    enqueue(session, SCAN_TASK, {"document_id": document_id}, queue="documents")
-    audit.record(session, f"client:{owner_id}", "document.upload", "document", document_id,
+    enqueue(session, SCAN_TASK, {"document_id": document.id}, queue="documents")
+    audit.record(session, f"client:{owner_id}", "document.upload", "document", document.id,
                  {"size": upload.size, "mime_type": mime})
-    return session.get(Document, document_id), True
+    return document, True

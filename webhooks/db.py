@@ -69,16 +69,29 @@ _INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
 def insert_unless_exists(session: Session, model: type[Base], values: dict[str, Any],
-                         unique: list[str], key: str = "id") -> Any | None:
+                         unique: list[str], key: str | None = "id") -> Any | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING key: the new key, or None if it existed.
 
+    With key=None the new row comes back as a mapped object, saving a SELECT.
     The UNIQUE constraint decides, in one round trip; a savepoint around a plain
     INSERT would cost two more, and check-then-insert would race.
     """
     insert = _INSERTS[session.get_bind().dialect.name](model)
     return session.scalar(insert.values(**values)
                           .on_conflict_do_nothing(index_elements=unique)
-                          .returning(getattr(model, key)))
+                          .returning(model if key is None else getattr(model, key)))
+
+
+def insert_all_unless_exist(session: Session, model: type[Base], rows: list[dict[str, Any]],
+                            unique: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING for many rows at once; rows that exist stay as they are.
+
+    Executed as executemany, which SQLAlchemy batches into multi-row VALUES for
+    psycopg (insertmanyvalues) without compiling a new statement per batch.
+    """
+    if rows:
+        insert = _INSERTS[session.get_bind().dialect.name](model)
+        session.execute(insert.on_conflict_do_nothing(index_elements=unique), rows)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
