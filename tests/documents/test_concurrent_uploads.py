@@ -1,4 +1,7 @@
-"""Eight identical uploads at once from one owner: the UNIQUE constraint makes one document."""
+"""Eight identical uploads at once from one owner: the UNIQUE constraint makes one row.
+
+The same race for a single document and for a bulk import's archive.
+"""
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -6,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from documents.imports import create_import
 from documents.ingest import create_document, spool
-from documents.models import Document
+from documents.models import Document, Import
 from documents.sniffing import DEFAULT_ALLOWLIST
 from documents.storage import LocalStorage
 from tests import services
 from tests.documents import files
+from tests.imports import archives
 from webapp.config import normalize_database_url
 from webapp.migrate import upgrade
 from webhooks.db import make_engine
@@ -19,31 +24,45 @@ from webhooks.db import make_engine
 RACERS = 8
 
 
-def test_concurrent_identical_uploads_create_one_document(tmp_path, worker_index):
-    url = services.fresh_database(f"sluice_upload_race_{worker_index}", tmp_path)
+def race(tmp_path, worker_index, name, content, create):
+    """Run `create(session, storage, spooled)` in RACERS threads at once."""
+    url = services.fresh_database(f"sluice_{name}_race_{worker_index}", tmp_path)
     upgrade(url)
     engine = make_engine(normalize_database_url(url))
     storage = LocalStorage(tmp_path / "store")
-    content = files.pdf("race")
     start = threading.Barrier(RACERS)
 
     def racer(_):
         spooled = spool(io.BytesIO(content), storage, 10 * 1024 * 1024)
         with Session(engine) as session:
             start.wait()
-            document, created = create_document(session, storage, 7, spooled, "race.pdf",
-                                                None, DEFAULT_ALLOWLIST)
+            row, created = create(session, storage, spooled)
             session.commit()
-            return document.id, created
+            return row.id, created
 
     try:
         with ThreadPoolExecutor(RACERS) as pool:
             results = list(pool.map(racer, range(RACERS)))
         with Session(engine) as session:
-            stored = session.scalar(select(func.count()).select_from(Document))
+            counts = {model.__tablename__: session.scalar(
+                select(func.count()).select_from(model)) for model in (Document, Import)}
     finally:
         engine.dispose()
-    assert len({document_id for document_id, _ in results}) == 1
+    assert len({row_id for row_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    assert stored == 1
     assert list((tmp_path / "store" / "tmp").iterdir()) == []
+    return counts
+
+
+def test_concurrent_identical_uploads_create_one_document(tmp_path, worker_index):
+    counts = race(tmp_path, worker_index, "upload", files.pdf("race"),
+                  lambda session, storage, spooled: create_document(
+                      session, storage, 7, spooled, "race.pdf", None, DEFAULT_ALLOWLIST))
+    assert counts == {"documents": 1, "imports": 0}
+
+
+def test_concurrent_identical_archives_create_one_import(tmp_path, worker_index):
+    counts = race(tmp_path, worker_index, "import", archives.build([("a.pdf", files.pdf())]),
+                  lambda session, storage, spooled: create_import(
+                      session, storage, 7, spooled, None, None))
+    assert counts == {"documents": 0, "imports": 1}
