@@ -10,12 +10,13 @@ import functools
 import hashlib
 import secrets
 
-from flask import g, request
+from flask import current_app, g, request
+from flask_limiter.util import get_remote_address
 from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from webapp.errors import APIError
-from webapp.extensions import db
+from webapp.extensions import db, limiter
 from webhooks.db import Base, UTCDateTime, utcnow
 
 TOKEN_PREFIX = "slc_"
@@ -79,7 +80,12 @@ def require_scopes(*scopes: str):
                                f"This token lacks the scope: {', '.join(sorted(missing))}.")
             g.client = client
             return view(*args, **kwargs)
-        return wrapper
+        # Failed authentication spends one per-IP budget shared by every bearer
+        # route, so guessing tokens is slow; successful calls never spend it.
+        return limiter.shared_limit(
+            lambda: current_app.config["AUTH_FAILURE_LIMIT"], scope="bearer-auth-failures",
+            key_func=get_remote_address,
+            deduct_when=lambda response: response.status_code == 401)(wrapper)
     return decorator
 
 

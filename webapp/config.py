@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RETRY_BACKOFF": 2,       # seconds, doubled per attempt, full jitter
     "WEBHOOK_RETRY_BACKOFF_MAX": 600,
     "WEBHOOK_INVALID_SIGNATURE_LIMIT": "60/minute",  # per client IP, failed verifications
+    "AUTH_FAILURE_LIMIT": "30/minute",  # per client IP, failed bearer-token authentications
     "REDRIVE_INTERVAL": 60,           # seconds between redrive_stuck_events runs
     "REDRIVE_AFTER": 300,             # seconds an accepted event may wait unprocessed
     "CRON_DISABLED": "",              # comma-separated job names beat should not run

@@ -73,3 +73,22 @@ def test_bearer_auth_checks_token_and_scopes(client, runner):
     assert runner.invoke(args=["clients", "revoke", "writer"]).exit_code == 0
     revoked = client.get("/_test/protected", headers={"Authorization": f"Bearer {good}"})
     assert revoked.status_code == 401
+
+
+def test_failed_authentication_is_rate_limited_per_ip_across_bearer_routes(make_app):
+    app = make_app(AUTH_FAILURE_LIMIT="3/minute")
+    client = app.test_client()
+    token = create(app.test_cli_runner(), "reader", "documents:read")
+    good = {"Authorization": f"Bearer {token}"}
+    bad = {"Authorization": "Bearer slc_guess"}
+    attacker, neighbour = {"REMOTE_ADDR": "203.0.113.9"}, {"REMOTE_ADDR": "198.51.100.7"}
+    for _ in range(5):  # successful calls spend nothing
+        assert client.get("/v1/documents", headers=good,
+                          environ_base=attacker).status_code == 200
+    answers = [client.get(path, headers=bad, environ_base=attacker).status_code
+               for path in ("/v1/documents", "/v1/imports/1", "/v1/admin/jobs", "/v1/documents")]
+    assert answers == [401, 401, 401, 429]
+    limited = client.get("/v1/documents", headers=good, environ_base=attacker)
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert limited.get_json()["error"]["code"] == "rate_limited"
+    assert client.get("/v1/documents", headers=bad, environ_base=neighbour).status_code == 401
