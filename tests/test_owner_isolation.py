@@ -1,0 +1,46 @@
+"""Walk every owner-scoped route that takes an id: another owner always gets a plain 404.
+
+The routes come from the app's URL map, so a new id-taking /v1 route is covered
+(and must be given an object below) without anyone remembering to add it.
+"""
+import io
+
+from tests.documents import files
+from tests.imports import archives
+from tests.imports.conftest import make_owners
+
+ADMIN_PREFIX = "/v1/admin/"
+
+
+def owner_routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/v1/") and not rule.rule.startswith(ADMIN_PREFIX) \
+                and rule.arguments and "token" not in rule.arguments:
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                yield method, rule
+
+
+def test_no_id_route_reveals_another_owners_object(app):
+    client = app.test_client()
+    owners = make_owners(app)
+    alice, bob = ({"Authorization": owners[n]["Authorization"]} for n in ("alice", "bob"))
+    document = client.post("/v1/documents", headers=alice, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(files.pdf("alice's")), "a.pdf")}).get_json()
+    job = client.post("/v1/imports", headers=alice, content_type="multipart/form-data",
+                      data={"archive": (io.BytesIO(archives.build([("x.pdf", files.pdf())])),
+                                        "a.zip")}).get_json()
+    ids = {"document_id": document["id"], "import_id": job["id"]}
+    missing = {"document_id": 10**9, "import_id": 10**9}
+    routes = list(owner_routes(app))
+    assert len(routes) >= 4
+    for method, rule in routes:
+        assert set(rule.arguments) <= set(ids), f"give {rule.rule} an object to probe"
+        path = rule.build({k: ids[k] for k in rule.arguments})[1]
+        nowhere = rule.build({k: missing[k] for k in rule.arguments})[1]
+        theirs = client.open(path, method=method, headers=bob)
+        absent = client.open(nowhere, method=method, headers=bob)
+        assert theirs.status_code == 404, (method, path)
+        # Byte for byte what a missing id gets, apart from the request id.
+        assert {**theirs.get_json()["error"], "request_id": ""} == \
+            {**absent.get_json()["error"], "request_id": ""}, (method, path)
+        assert client.open(path, method=method, headers=alice).status_code in (200, 409)
