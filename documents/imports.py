@@ -13,7 +13,7 @@ import datetime as dt
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,10 +27,10 @@ from documents.manifests import (InvalidManifest, ManifestProblem, ManifestRow, 
 from documents.models import (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, INFECTED, QUEUED,
                               ROW_DUPLICATE, ROW_OK, ROW_REJECTED, RUNNING, Document, Import,
                               ImportRow)
-from documents.sniffing import XLSX, Rejected, sniff
+from documents.sniffing import XLSX, Rejected, allowlist_from, sniff
 from documents.storage import LocalStorage
 from webhooks import audit
-from webhooks.db import insert_all_unless_exist, insert_unless_exists, utcnow
+from webhooks.db import insert_all_unless_exist, insert_or_existing, utcnow
 from webhooks.outbox import enqueue
 
 IMPORT_TASK = "sluice.imports.run"
@@ -44,6 +44,16 @@ class ImportSettings:
     limits: Limits
     allowlist: tuple[str, ...]
     batch_size: int = 100
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ImportSettings":
+        """From the app's settings; an entry is capped like a single upload."""
+        return cls(Limits(max_entries=config["IMPORT_MAX_ENTRIES"],
+                          max_total_bytes=config["IMPORT_MAX_TOTAL_BYTES"],
+                          max_ratio=config["IMPORT_MAX_RATIO"],
+                          max_entry_bytes=config["DOCUMENT_MAX_BYTES"]),
+                   allowlist_from(config["DOCUMENT_ALLOWED_TYPES"]),
+                   batch_size=config["IMPORT_BATCH_SIZE"])
 
 
 @dataclasses.dataclass
@@ -85,18 +95,16 @@ def create_import(session: Session, storage: LocalStorage, owner_id: int, archiv
     storage.put(archive.path, archive.sha256)
     if manifest is not None:
         storage.put(manifest.path, manifest.sha256)
-    import_id = insert_unless_exists(session, Import, dict(
+    job, created = insert_or_existing(session, Import, dict(
         owner_id=owner_id, archive_sha256=archive.sha256, archive_size=archive.size,
-        manifest_sha256=manifest.sha256 if manifest else None,
-        manifest_kind=kind if manifest else None, status=QUEUED, uncompressed_bytes=0,
-        attempts=0, created_at=utcnow()), ["owner_id", "archive_sha256"])
-    if import_id is None:
-        return session.scalar(select(Import).where(
-            Import.owner_id == owner_id, Import.archive_sha256 == archive.sha256)), False
-    enqueue(session, IMPORT_TASK, {"import_id": import_id}, queue="imports")
-    audit.record(session, f"client:{owner_id}", "import.create", "import", import_id,
-                 {"archive_size": archive.size, "manifest": kind})
-    return session.get(Import, import_id), True
+        manifest_sha256=manifest.sha256 if manifest else None, manifest_kind=kind,
+        status=QUEUED, uncompressed_bytes=0, attempts=0, created_at=utcnow()),
+        ["owner_id", "archive_sha256"])
+    if created:
+        enqueue(session, IMPORT_TASK, {"import_id": job.id}, queue="imports")
+        audit.record(session, f"client:{owner_id}", "import.create", "import", job.id,
+                     {"archive_size": archive.size, "manifest": kind})
+    return job, created
 
 
 # -- running an import -----------------------------------------------------------------------
@@ -201,12 +209,12 @@ def _ingest(session: Session, storage: LocalStorage, job: Import, archive: zipfi
             outcome, size = _ingest_row(session, storage, job.owner_id, archive, row, settings,
                                         expanded)
         expanded += size
-        batch.append(dict(
-            import_id=job.id, row_no=row_no, entry_name=row.entry_name,
-            manifest_row=row.manifest_row, title=row.title, external_ref=row.external_ref,
-            tags=list(row.tags) or None, outcome=outcome["outcome"],
-            code=outcome.get("code"), message=outcome.get("message"),
-            document_id=outcome.get("document_id")))
+        batch.append({
+            "import_id": job.id, "row_no": row_no, "entry_name": row.entry_name,
+            "manifest_row": row.manifest_row, "title": row.title,
+            "external_ref": row.external_ref, "tags": list(row.tags) or None,
+            # executemany needs the same keys in every row
+            "code": None, "message": None, "document_id": None, **outcome})
         if len(batch) >= settings.batch_size:
             _commit_batch(session, job, batch, expanded)
             batch = []

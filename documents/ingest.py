@@ -6,14 +6,13 @@ import hashlib
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from documents.models import PENDING_SCAN, Document
 from documents.sniffing import sanitize_filename, sniff
 from documents.storage import LocalStorage
 from webhooks import audit
-from webhooks.db import insert_unless_exists, utcnow
+from webhooks.db import insert_or_existing, utcnow
 from webhooks.outbox import enqueue
 
 SCAN_TASK = "sluice.documents.scan"
@@ -89,14 +88,12 @@ def create_document(session: Session, storage: LocalStorage, owner_id: int, uplo
         storage.put(upload.path, upload.sha256)
     finally:
         upload.path.unlink(missing_ok=True)
-    document = insert_unless_exists(session, Document, dict(
+    document, created = insert_or_existing(session, Document, dict(
         owner_id=owner_id, sha256=upload.sha256, size=upload.size, mime_type=mime,
         filename=name, status=PENDING_SCAN, scan_attempts=0, created_at=utcnow()),
-        ["owner_id", "sha256"], key=None)
-    if document is None:
-        existing = session.scalar(select(Document).where(
-            Document.owner_id == owner_id, Document.sha256 == upload.sha256))
-        return existing, False
+        ["owner_id", "sha256"])
+    if not created:
+        return document, False
     enqueue(session, SCAN_TASK, {"document_id": document.id}, queue="documents")
     audit.record(session, f"client:{owner_id}", "document.upload", "document", document.id,
                  {"size": upload.size, "mime_type": mime})

@@ -20,9 +20,14 @@ def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]]) -> Iterat
     """The report one line at a time, so a large one is streamed, not built."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    for row in ((header,), ([escape_cell(v) for v in r] for r in rows)):
-        for cells in row:
-            writer.writerow(cells)
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
+
+    def line(cells: Iterable[object]) -> str:
+        writer.writerow(cells)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield line(header)
+    for row in rows:
+        yield line([escape_cell(value) for value in row])

@@ -5,22 +5,12 @@ import logging
 
 from celery import shared_task
 
-from documents.archives import Limits
+from flask import current_app
+
 from documents.imports import ImportSettings, fail_import, run_import
-from documents.sniffing import allowlist_from
 from tasks import config, db_session, retry_or_give_up, storage
 
 log = logging.getLogger(__name__)
-
-
-def settings() -> ImportSettings:
-    return ImportSettings(
-        Limits(max_entries=config("IMPORT_MAX_ENTRIES"),
-               max_total_bytes=config("IMPORT_MAX_TOTAL_BYTES"),
-               max_ratio=config("IMPORT_MAX_RATIO"),
-               max_entry_bytes=config("DOCUMENT_MAX_BYTES")),
-        allowlist_from(config("DOCUMENT_ALLOWED_TYPES")),
-        batch_size=config("IMPORT_BATCH_SIZE"))
 
 
 @shared_task(name="sluice.imports.run", bind=True, acks_late=True, ignore_result=True,
@@ -29,7 +19,8 @@ def run(self, import_id: int) -> None:
     """Resumable: a redelivery (worker lost) or retry continues after the last batch."""
     session = db_session()
     try:
-        status = run_import(session, storage(), import_id, settings())
+        status = run_import(session, storage(), import_id,
+                            ImportSettings.from_config(current_app.config))
         log.info("import finished", extra={"import_id": import_id, "status": status})
     except Exception as exc:
         retry_or_give_up(self, exc, config("IMPORT_MAX_RETRIES"),

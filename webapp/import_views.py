@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify
 
-from documents.archives import Limits, UnsafeArchive
-from documents.imports import (MANIFEST_MAX_BYTES, check_upload, create_import, error_rows,
-                               manifest_kind, progress)
+from documents.archives import UnsafeArchive
+from documents.imports import (MANIFEST_MAX_BYTES, ImportSettings, check_upload, create_import,
+                               error_rows, manifest_kind, progress)
 from documents.manifests import InvalidManifest
 from documents.models import Import
 from documents.reports import csv_lines
@@ -17,12 +17,6 @@ from webapp.uploads import spooled_files, storage
 
 bp = Blueprint("imports", __name__)
 ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")
-
-
-def _limits() -> Limits:
-    config = current_app.config
-    return Limits(config["IMPORT_MAX_ENTRIES"], config["IMPORT_MAX_TOTAL_BYTES"],
-                  config["IMPORT_MAX_RATIO"], config["DOCUMENT_MAX_BYTES"])
 
 
 @bp.post("/v1/imports")
@@ -41,7 +35,8 @@ def create():
                 raise APIError(413, "payload_too_large",
                                f"The manifest exceeds {MANIFEST_MAX_BYTES} bytes.")
             kind = manifest_kind(manifest, manifest_part.filename, manifest_part.mimetype)
-        check_upload(storage(), archive, manifest, kind, _limits())
+        check_upload(storage(), archive, manifest, kind,
+                     ImportSettings.from_config(current_app.config).limits)
     except Rejected as exc:
         raise APIError(exc.status, exc.code, f"Manifest: {exc}") from None
     except (UnsafeArchive, InvalidManifest) as exc:
@@ -62,8 +57,8 @@ def show(import_id: int):
 @require_scopes("imports:write")
 def errors_csv(import_id: int):
     job = owned_or_404(Import, import_id, "import")
-    # Rows are fetched up front in pages by the query; the session must outlive the
-    # response body, so materialise the (bounded: one row per entry) report here.
+    # Built before the response: the request's session closes at teardown. The
+    # report is bounded by IMPORT_MAX_ENTRIES (one line per entry or manifest row).
     lines = list(csv_lines(ERRORS_HEADER, error_rows(db.session, job.id)))
     return Response(lines, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="import-{job.id}-errors.csv"'})

@@ -9,7 +9,8 @@ import datetime as dt
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event
+from sqlalchemy import (JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event,
+                        select)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -80,6 +81,15 @@ def insert_unless_exists(session: Session, model: type[Base], values: dict[str, 
     return session.scalar(insert.values(**values)
                           .on_conflict_do_nothing(index_elements=unique)
                           .returning(model if key is None else getattr(model, key)))
+
+
+def insert_or_existing(session: Session, model: type[Base], values: dict[str, Any],
+                       unique: list[str]) -> tuple[Any, bool]:
+    """(the new row, True), or (the row that already held those unique values, False)."""
+    row = insert_unless_exists(session, model, values, unique, key=None)
+    if row is not None:
+        return row, True
+    return session.scalar(select(model).filter_by(**{c: values[c] for c in unique})), False
 
 
 def insert_all_unless_exist(session: Session, model: type[Base], rows: list[dict[str, Any]],

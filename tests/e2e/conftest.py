@@ -4,6 +4,8 @@ import redis
 from tests import services
 from tests.e2e.harness import Stack, clean_environment
 from webapp import create_app
+from webapp.auth import create_client
+from webapp.extensions import db
 
 pytestmark = pytest.mark.e2e
 
@@ -45,14 +47,25 @@ def stack_environment(workdir, redis_url: str, database_url: str) -> dict[str, s
     )
 
 
-@pytest.fixture(scope="module")
-def stack_env(tmp_path_factory, worker_index) -> dict[str, str]:
-    workdir = tmp_path_factory.mktemp("stack")
+def fresh_stack_environment(workdir, worker_index: int, name: str) -> dict[str, str]:
+    """A stack environment on this xdist worker's flushed Redis db and a new database."""
     redis_url = services.redis_url(2 + 2 * worker_index)
     redis.Redis.from_url(redis_url).flushdb()
-    return stack_environment(
-        workdir, redis_url,
-        services.fresh_database(f"sluice_e2e_{worker_index}", workdir))
+    return stack_environment(workdir, redis_url, services.fresh_database(
+        f"sluice_{name}_{worker_index}", workdir))
+
+
+def bearer(app, name: str, scopes: list[str]) -> dict[str, str]:
+    """Authorization headers for a new API client with `scopes`."""
+    with app.app_context():
+        _, token = create_client(db.session, name, scopes)
+        db.session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory, worker_index) -> dict[str, str]:
+    return fresh_stack_environment(tmp_path_factory.mktemp("stack"), worker_index, "e2e")
 
 
 @pytest.fixture(scope="module")

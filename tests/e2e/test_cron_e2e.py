@@ -5,8 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cron.models import JobRun
-from tests import services
-from tests.e2e.conftest import stack_environment
+from tests.e2e.conftest import fresh_stack_environment
 from tests.e2e.harness import Stack, procfile
 from tests.services import wait_for
 from webapp import create_app
@@ -19,10 +18,7 @@ BACKLOG = 3000
 
 @pytest.fixture
 def crowded_stack(tmp_path, worker_index):
-    redis_url = services.redis_url(2 + 2 * worker_index)
-    __import__("redis").Redis.from_url(redis_url).flushdb()
-    env = stack_environment(tmp_path, redis_url, services.fresh_database(
-        f"sluice_cron_e2e_{worker_index}", tmp_path))
+    env = fresh_stack_environment(tmp_path, worker_index, "cron_e2e")
     env.update(OUTBOX_RELAY_AFTER="0", OUTBOX_RELAY_BATCH="25", WORKER_CONCURRENCY="2",
                CRON_DISABLED="reconcile_payments,purge_retention,rescan_documents")
     stack = Stack(tmp_path / "logs", env)

@@ -4,14 +4,11 @@ import subprocess
 import pytest
 import requests
 
-from tests import services
 from tests.documents import files
-from tests.e2e.conftest import stack_environment
+from tests.e2e.conftest import bearer, fresh_stack_environment
 from tests.e2e.harness import REPO, Stack
 from tests.services import Clamd, wait_for
 from webapp import create_app
-from webapp.auth import create_client
-from webapp.extensions import db
 
 pytestmark = pytest.mark.e2e
 
@@ -19,23 +16,17 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def scanning_stack(tmp_path, worker_index):
     clamd = Clamd(tmp_path / "clamd").start()
-    redis_url = services.redis_url(2 + 2 * worker_index)
-    __import__("redis").Redis.from_url(redis_url).flushdb()
-    env = stack_environment(tmp_path, redis_url, services.fresh_database(
-        f"sluice_docs_e2e_{worker_index}", tmp_path))
+    env = fresh_stack_environment(tmp_path, worker_index, "docs_e2e")
     env.update(CLAMD_URL=clamd.url, DOCUMENT_SCAN_MAX_RETRIES="1",
                STORAGE_DIR=str(tmp_path / "storage"), WORKER_CONCURRENCY="2")
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     stack.start("web", "worker")
     app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-    with app.app_context():
-        _, token = create_client(db.session, "e2e-uploader",
-                                 ["documents:read", "documents:write"])
-        db.session.commit()
+    auth = bearer(app, "e2e-uploader", ["documents:read", "documents:write"])
     try:
         stack.wait_ready()
-        yield stack, clamd, {"Authorization": f"Bearer {token}"}
+        yield stack, clamd, auth
     finally:
         stack.stop()
         clamd.stop()

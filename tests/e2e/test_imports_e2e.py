@@ -8,13 +8,11 @@ import requests
 from sqlalchemy import func, select
 
 from documents.models import Document, Import, ImportRow
-from tests import services
-from tests.e2e.conftest import stack_environment
+from tests.e2e.conftest import bearer, fresh_stack_environment
 from tests.e2e.harness import Stack
 from tests.imports import archives
 from tests.services import wait_for
 from webapp import create_app
-from webapp.auth import create_client
 from webapp.extensions import db
 
 pytestmark = pytest.mark.e2e
@@ -23,22 +21,17 @@ ENTRIES = 3000
 
 @pytest.fixture
 def import_stack(tmp_path, worker_index):
-    redis_url = services.redis_url(2 + 2 * worker_index)
-    __import__("redis").Redis.from_url(redis_url).flushdb()
-    env = stack_environment(tmp_path, redis_url, services.fresh_database(
-        f"sluice_imports_e2e_{worker_index}", tmp_path))
+    env = fresh_stack_environment(tmp_path, worker_index, "imports_e2e")
     env.update(STORAGE_DIR=str(tmp_path / "storage"), WORKER_CONCURRENCY="2",
                IMPORT_BATCH_SIZE="50")
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     stack.start("web", "worker")
     app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-    with app.app_context():
-        _, token = create_client(db.session, "e2e-importer", ["imports:write"])
-        db.session.commit()
+    auth = bearer(app, "e2e-importer", ["imports:write"])
     try:
         stack.wait_ready()
-        yield stack, app, {"Authorization": f"Bearer {token}"}
+        yield stack, app, auth
     finally:
         stack.stop()
         app.extensions["sluice.db"].engine.dispose()

@@ -6,12 +6,11 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from tests.e2e.conftest import META_SECRET, STRIPE_SECRET
+from tests.e2e.conftest import META_SECRET, STRIPE_SECRET, bearer
 from tests.e2e.harness import REPO
 from tests.e2e.webhook_load import deliver, payment_event, redeliveries
 from tests.services import wait_for
 from tests.webhooks import signing
-from webapp.auth import create_client
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 from webhooks.payments import Payment
@@ -87,10 +86,7 @@ def test_a_failing_handler_retries_then_goes_dead_and_replay_runs_it_again(stack
     assert re.search(rf"^{event_id}\tstripe\tpayment_intent.succeeded\tdead\t3\t", listing,
                      re.MULTILINE)
 
-    with stack_app.app_context():
-        _client, token = create_client(db.session, "e2e-admin", ["admin"])
-        db.session.commit()
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = bearer(stack_app, "e2e-admin", ["admin"])
     page = requests.get(stack.url("/v1/admin/webhook-events?status=dead"), headers=auth,
                         timeout=10).json()
     assert event_id in [e["id"] for e in page["events"]]

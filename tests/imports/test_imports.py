@@ -13,12 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from documents.models import Document, ImportRow
-from documents.imports import run_import
+from documents.imports import ImportSettings, run_import
 from documents.reports import escape_cell
 from documents.scanner import client_from_url
 from documents.scanning import scan_document
 from documents.storage import LocalStorage
-from tasks.imports import settings
 from tests.documents import files
 from tests.documents.conftest import upload
 from tests.imports import archives
@@ -33,7 +32,7 @@ MB = 1024 * 1024
 def run(app, import_id):
     with app.app_context():
         return run_import(db.session, LocalStorage(app.config["STORAGE_DIR"]), import_id,
-                          settings())
+                          ImportSettings.from_config(app.config))
 
 
 def scan_pending(app, clamd_url):
