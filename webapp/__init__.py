@@ -68,9 +68,11 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp import admin, document_views, health, import_views, metrics
+    from webapp.contract import init_contract
     from webapp.uploads import init_uploads
     from webapp.webhook_views import init_webhooks
 
+    init_contract(app)  # first: the other blueprints' routes use its id converter
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)

@@ -1,7 +1,7 @@
 """Admin API (scope `admin`): webhook events, dead letters, replay; scheduled jobs."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 from sqlalchemy import select
 
 from cron.jobs import registry
@@ -10,7 +10,7 @@ from cron.schedule import RUN_JOB_TASK
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
-from webapp.query_args import choice_arg, int_arg
+from webapp.query_args import choice_arg, int_arg, text_arg
 from webhooks import audit
 from webhooks.models import EVENT_STATUSES, WebhookEvent
 from webhooks.outbox import enqueue
@@ -18,6 +18,7 @@ from webhooks.processing import EventNotFound, list_events, replay
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 MAX_PAGE = 200
+SOURCE_NAME_MAX = 64  # webhook_events.source
 
 
 def event_summary(event: WebhookEvent) -> dict:
@@ -34,13 +35,13 @@ def event_summary(event: WebhookEvent) -> dict:
 def webhook_events():
     limit = int_arg("limit", 50, 1, MAX_PAGE)
     events = list_events(db.session, status=choice_arg("status", EVENT_STATUSES),
-                         source=request.args.get("source"), limit=limit,
+                         source=text_arg("source", SOURCE_NAME_MAX), limit=limit,
                          before_id=int_arg("before_id", None, 1, 2 ** 62))
     return jsonify(events=[event_summary(e) for e in events],
                    next_before_id=events[-1].id if len(events) == limit else None)
 
 
-@bp.get("/webhook-events/<int:event_id>")
+@bp.get("/webhook-events/<id:event_id>")
 @require_scopes("admin")
 def webhook_event(event_id: int):
     event = db.session.get(WebhookEvent, event_id)
@@ -49,7 +50,7 @@ def webhook_event(event_id: int):
     return jsonify(event_summary(event))
 
 
-@bp.post("/webhook-events/<int:event_id>/replay")
+@bp.post("/webhook-events/<id:event_id>/replay")
 @require_scopes("admin")
 def replay_event(event_id: int):
     try:

@@ -64,13 +64,13 @@ def list_documents():
     return jsonify(documents=[document_json(d) for d in rows], page=page)
 
 
-@bp.get("/v1/documents/<int:document_id>")
+@bp.get("/v1/documents/<id:document_id>")
 @require_scopes("documents:read")
 def get_document(document_id: int):
     return jsonify(document_json(owned_or_404(Document, document_id, "document")))
 
 
-@bp.post("/v1/documents/<int:document_id>/download-url")
+@bp.post("/v1/documents/<id:document_id>/download-url")
 @require_scopes("documents:read")
 def download_url(document_id: int):
     document = owned_or_404(Document, document_id, "document")

@@ -47,13 +47,13 @@ def create():
     return jsonify(progress(db.session, job)), 202 if created else 200
 
 
-@bp.get("/v1/imports/<int:import_id>")
+@bp.get("/v1/imports/<id:import_id>")
 @require_scopes("imports:write")
 def show(import_id: int):
     return jsonify(progress(db.session, owned_or_404(Import, import_id, "import")))
 
 
-@bp.get("/v1/imports/<int:import_id>/errors.csv")
+@bp.get("/v1/imports/<id:import_id>/errors.csv")
 @require_scopes("imports:write")
 def errors_csv(import_id: int):
     job = owned_or_404(Import, import_id, "import")
