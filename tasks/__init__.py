@@ -68,8 +68,11 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "beat_schedule": build_beat_schedule(config),
         "beat_schedule_filename": config["BEAT_SCHEDULE_FILE"],
         "timezone": "UTC",
-        # Our JSON logging stays in charge of the root logger.
+        # Our JSON logging stays in charge of the root logger, and writes to the real
+        # stderr: with Celery's stdout redirection, the handler's writes went to a
+        # logging proxy that dropped them, and the worker logged nothing of ours.
         "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
     }
 
 
