@@ -63,10 +63,13 @@ def run_job(session: Session, client: redis.Redis, job: Job, *, trigger: str,
         return _finish(session, run, SKIPPED_LOCKED, started=time.monotonic())
     started = time.monotonic()
     run.fence = lock.fence
-    session.add(run)
-    session.commit()  # a run in progress is visible to `flask cron list`
-    context = JobContext(session, lock.fence, config, publisher, lock, client)
+    # Everything after acquire() sits inside the try: if even the first commit
+    # fails (database down), the lock must still be released, or the heartbeat
+    # would keep it alive for the life of the worker and the job never runs again.
     try:
+        session.add(run)
+        session.commit()  # a run in progress is visible to `flask cron list`
+        context = JobContext(session, lock.fence, config, publisher, lock, client)
         run.detail = job.func(context) or {}
         context.check()  # work done after losing the lock is not a success
         outcome = SUCCEEDED

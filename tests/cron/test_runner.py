@@ -2,12 +2,15 @@
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from cron.checkpoints import read_checkpoint, write_checkpoint
 from cron.lock import JobLock
 from cron.models import JobRun
 from cron.runner import Job, run_job
+from tests.services import free_port
 from webapp.extensions import db
 
 
@@ -71,6 +74,21 @@ def test_failures_and_soft_timeouts_are_recorded_and_free_the_lock(ctx):
     assert (failed.outcome, failed.error) == ("failed", "ValueError: no good")
     assert timed_out.outcome == "timed_out"
     assert after.outcome == "succeeded"
+
+
+def test_a_run_that_cannot_even_record_its_start_still_frees_its_lock(ctx):
+    """Database down at the start of a run: the run fails, and the lock is free for
+    the next one (it used to stay held, kept alive by the heartbeat, for good)."""
+    app, session = ctx
+    down = create_engine(f"postgresql+psycopg://sluice@127.0.0.1:{free_port()}/down",
+                         connect_args={"connect_timeout": 2})
+    calls = []
+    with Session(down) as unreachable, pytest.raises(OperationalError):
+        run_job(unreachable, app.extensions["sluice.redis"], job(lambda c: calls.append(1)),
+                trigger="beat", config=app.config)
+    down.dispose()
+    assert calls == []
+    assert run(ctx, lambda c: {}).outcome == "succeeded"
 
 
 def test_a_job_stops_when_its_lock_is_lost(ctx):
