@@ -76,10 +76,53 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# task name -> what giving up means for it, called as fn(session, *args, **kwargs)
+ABANDON: dict[str, Callable[..., None]] = {}
+
+
+def when_lost_too_often(task_name: str):
+    """Register how `task_name` gives up on a message whose worker keeps dying."""
+    def register(give_up: Callable[..., None]) -> Callable[..., None]:
+        ABANDON[task_name] = give_up
+        return give_up
+    return register
+
+
+def lost_too_often(task: Task, args: tuple, kwargs: dict) -> bool:
+    """Count a redelivered message; past TASK_MAX_DELIVERIES, give up on it for good.
+
+    acks_late + reject_on_worker_lost put a message back whenever its worker dies,
+    so a task that always kills its worker (OOM, a segfault) would come back
+    forever. kombu marks such messages `redelivered` but keeps no count, so the
+    count lives in Redis under the task id. Only redeliveries pay for it.
+    """
+    key = f"{config('REDIS_KEY_PREFIX')}deliveries:{task.request.id}"
+    try:
+        with redis_client().pipeline() as pipe:
+            deliveries = 1 + pipe.incr(key).expire(
+                key, config("CELERY_VISIBILITY_TIMEOUT")).execute()[0]
+    except redis.RedisError:
+        return False  # unsure: run it, as without the cap
+    log.warning("task redelivered after its worker was lost",
+                extra={"task": task.name, "task_id": task.request.id, "delivery": deliveries})
+    if deliveries <= config("TASK_MAX_DELIVERIES"):
+        return False
+    log.error("task abandoned: its worker kept dying",
+              extra={"task": task.name, "task_id": task.request.id, "delivery": deliveries})
+    give_up = ABANDON.get(task.name)
+    if give_up is not None:
+        give_up(db_session(), *args, **kwargs)
+        db_session().commit()
+    return True
+
+
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
+                if (self.request.delivery_info or {}).get("redelivered") \
+                        and lost_too_often(self, args, kwargs):
+                    return None
                 return self.run(*args, **kwargs)
 
     celery = Celery(app.name, task_cls=FlaskTask)

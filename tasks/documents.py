@@ -7,9 +7,12 @@ from celery import shared_task
 
 from documents.scanner import client_from_url
 from documents.scanning import give_up, scan_document
-from tasks import config, db_session, retry_or_give_up, storage
+from tasks import config, db_session, retry_or_give_up, storage, when_lost_too_often
 
 log = logging.getLogger(__name__)
+
+
+when_lost_too_often("sluice.documents.scan")(give_up)
 
 
 @shared_task(name="sluice.documents.scan", bind=True, acks_late=True, ignore_result=True,

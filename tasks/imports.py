@@ -8,7 +8,7 @@ from celery import shared_task
 from flask import current_app
 
 from documents.imports import ImportSettings, fail_import, run_import
-from tasks import config, db_session, retry_or_give_up, storage
+from tasks import config, db_session, retry_or_give_up, storage, when_lost_too_often
 
 log = logging.getLogger(__name__)
 
@@ -26,3 +26,8 @@ def run(self, import_id: int) -> None:
         retry_or_give_up(self, exc, config("IMPORT_MAX_RETRIES"),
                          lambda: fail_import(session, import_id, "The import kept failing."),
                          "import", import_id=import_id)
+
+
+@when_lost_too_often("sluice.imports.run")
+def abandon_import(session, import_id: int) -> None:
+    fail_import(session, import_id, "The worker running this import died on every attempt.")

@@ -6,7 +6,8 @@ import logging
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from tasks import config, db_session
+from tasks import config, db_session, when_lost_too_often
+from webhooks.models import PROCESSED, WebhookEvent
 from webhooks.processing import EventNotFound, process, record_failure
 from webhooks.providers import PayloadError
 
@@ -44,3 +45,15 @@ def process_event(self, event_id: int) -> None:
             factor=config("WEBHOOK_RETRY_BACKOFF"), retries=attempt,
             maximum=config("WEBHOOK_RETRY_BACKOFF_MAX"), full_jitter=True)
         raise self.retry(exc=exc, countdown=countdown)
+
+
+class WorkerLost(Exception):
+    pass
+
+
+@when_lost_too_often("sluice.webhooks.process_event")
+def park_event(session, event_id: int) -> None:
+    event = session.get(WebhookEvent, event_id)
+    if event is not None and event.status != PROCESSED:
+        record_failure(session, event_id, WorkerLost("its worker died on every delivery"),
+                       dead=True)

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_TASK_TIME_LIMIT": 1800,   # hard limit, seconds
     "CELERY_TASK_SOFT_TIME_LIMIT": 1500,
     "CELERY_VISIBILITY_TIMEOUT": 7200,  # must exceed the hard limit, or acks_late redelivers
+    "TASK_MAX_DELIVERIES": 5,         # a message whose worker keeps dying is abandoned after this
     "WORKER_CONCURRENCY": 0,          # worker processes; 0: 4 per core (tasks wait on I/O)
     "BEAT_SCHEDULE_FILE": None,       # None: instance/celerybeat-schedule
     "SLUICE_SOURCES_FILE": None,      # None: instance/sources.toml
