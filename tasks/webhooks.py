@@ -5,6 +5,7 @@ import logging
 
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
+from sqlalchemy.exc import DBAPIError
 
 from tasks import config, db_session, when_lost_too_often
 from webhooks.models import PROCESSED, WebhookEvent
@@ -34,8 +35,14 @@ def process_event(self, event_id: int) -> None:
         session.rollback()
         attempt = self.request.retries
         dead = isinstance(exc, PayloadError) or attempt >= config("WEBHOOK_MAX_RETRIES")
-        record_failure(session, event_id, exc, dead=dead)
-        session.commit()
+        try:
+            record_failure(session, event_id, exc, dead=dead)
+            session.commit()
+        except DBAPIError:
+            # The database is away: nothing can be recorded, and letting this raise
+            # would ack the message and leave the event to the slow redrive. Retry.
+            session.rollback()
+            dead = False
         log.warning("webhook handler failed", extra={
             "event_id": event_id, "attempt": attempt + 1, "dead": dead,
             "error": type(exc).__name__})

@@ -1,0 +1,34 @@
+"""The webhook handler task when the database itself is away."""
+import json
+
+import pytest
+from celery.exceptions import Retry
+
+from tests.services import free_port
+from webapp import create_app
+
+
+def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
+        app_config, redis_db, tmp_path, monkeypatch):
+    # Raising the OperationalError would ack the message and strand the event
+    # until the redrive; a Retry puts a new message, with a countdown, on the queue.
+    monkeypatch.setenv("SLUICE_INSTANCE_PATH", str(tmp_path / "instance"))
+    down = f"postgresql+psycopg://sluice@127.0.0.1:{free_port()}/down?connect_timeout=2"
+    app = create_app({**app_config, "DATABASE_URL": down})
+    celery = app.extensions["celery"]
+    celery.loader.import_default_modules()
+    process_event = celery.tasks["sluice.webhooks.process_event"]
+
+    # As a worker calls it: a request with the message's id, args and no retries yet.
+    process_event.push_request(id="task-db-down", args=[42], kwargs={}, retries=0,
+                               delivery_info={}, called_directly=False)
+    try:
+        with pytest.raises(Retry):
+            process_event(42)
+    finally:
+        process_event.pop_request()
+        app.extensions["sluice.db"].engine.dispose()
+
+    queued = [json.loads(m) for m in redis_db.lrange("webhooks", 0, -1)]
+    assert [m["headers"]["task"] for m in queued] == ["sluice.webhooks.process_event"]
+    assert queued[0]["headers"]["retries"] == 1  # its countdown is jittered, 0 included
