@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -86,6 +87,58 @@ def fresh_database(name: str, directory: Path) -> str:
 
 def fresh_sqlite_database(name: str, directory: Path) -> str:
     return f"sqlite:///{directory / (name + '.db')}"
+
+
+class ThrowawayPostgres:
+    """A private PostgreSQL cluster (initdb + pg_ctl from the system binaries) on a free
+    port, to stop and start at will without touching the machine's shared server."""
+
+    def __init__(self):
+        self.port = free_port()
+        # Under /tmp, not pytest's 0700 tmp dirs: as root the server runs as postgres.
+        self.directory = Path(tempfile.mkdtemp(prefix="sluice-pg-"))
+        self.data = self.directory / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @staticmethod
+    def _binary(name: str) -> str:
+        found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}")) or \
+            [Path(p) for p in [shutil.which(name)] if p]
+        if not found:
+            unavailable(f"PostgreSQL server binaries ({name}; apt-get install postgresql)")
+        return str(found[-1])
+
+    def _run(self, name: str, *args: str) -> None:
+        argv = [self._binary(name), *args]
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{name} failed: {result.stderr[-2000:]}"
+
+    def init(self) -> "ThrowawayPostgres":
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--no-sync")
+        return self.start()
+
+    def start(self) -> "ThrowawayPostgres":
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "server.log"),
+                  "-w", "-t", "60", "-o",
+                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+                  "-c fsync=off -c max_connections=200", "start")
+        return self
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 # --- Redis ------------------------------------------------------------------------
