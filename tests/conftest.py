@@ -114,3 +114,16 @@ def _fresh_rate_limiter():
     fallback = getattr(limiter, "_fallback_storage", None)
     if fallback is not None:
         fallback.reset()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the fault-injection figures (tests/e2e/test_faults.py), also under xdist."""
+    rows = [value for outcome in ("passed", "failed")
+            for report in terminalreporter.stats.get(outcome, [])
+            if report.when == "call"
+            for name, value in report.user_properties if name == "fault_report"]
+    if rows:
+        terminalreporter.section("fault injection")
+        for row in rows:
+            figures = ", ".join(f"{k} {v}" for k, v in row.items() if k != "scenario")
+            terminalreporter.write_line(f"{row['scenario']}: {figures}")

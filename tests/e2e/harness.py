@@ -81,10 +81,12 @@ class Stack:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n"
                                      f"{self.log_tail(name)}")
 
-    def log_tail(self, name: str, lines: int = 60) -> str:
+    def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) \
-            if path.exists() else ""
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        return "\n".join(self.log(name).splitlines()[-lines:])
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -1,7 +1,6 @@
 """A bulk import through gunicorn and a real worker whose processes are SIGKILLed mid-import."""
 import os
 import signal
-from pathlib import Path
 
 import pytest
 import requests
@@ -9,6 +8,7 @@ from sqlalchemy import func, select
 
 from documents.models import Document, Import, ImportRow
 from tests.e2e.conftest import bearer, fresh_stack_environment
+from tests.e2e.faults import children, report
 from tests.e2e.harness import Stack
 from tests.imports import archives
 from tests.services import wait_for
@@ -37,20 +37,8 @@ def import_stack(tmp_path, worker_index):
         app.extensions["sluice.db"].engine.dispose()
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def test_a_worker_killed_mid_import_resumes_without_duplicates(import_stack):
+@pytest.mark.faults
+def test_a_worker_killed_mid_import_resumes_without_duplicates(import_stack, record_property):
     stack, app, auth = import_stack
     archive = archives.build([(f"notes/{i:05d}.txt", f"note number {i}\n".encode())
                               for i in range(ENTRIES)])
@@ -79,8 +67,15 @@ def test_a_worker_killed_mid_import_resumes_without_duplicates(import_stack):
         "duplicates": 0, "rejected": 0}
     with app.app_context():
         job = db.session.get(Import, import_id)
-        assert job.attempts >= 2, "the import was not interrupted"
-        assert db.session.scalar(select(func.count()).select_from(Document)) == ENTRIES
-        assert db.session.scalar(select(func.count(func.distinct(ImportRow.row_no)))
-                                 .where(ImportRow.import_id == import_id)) == ENTRIES
-    assert "signal 9 (SIGKILL)" in stack.log_tail("worker", 400)
+        documents = db.session.scalar(select(func.count()).select_from(Document))
+        rows, distinct_rows = db.session.execute(
+            select(func.count(), func.count(func.distinct(ImportRow.row_no)))
+            .where(ImportRow.import_id == import_id)).one()
+    report(record_property, "worker SIGKILLed mid-import", {
+        "sent": ENTRIES, "acknowledged": ENTRIES, "processed": distinct_rows,
+        "lost": ENTRIES - distinct_rows,
+        "duplicated": (rows - distinct_rows) + (documents - distinct_rows),
+        "pool_processes_killed": len(pool), "attempts": job.attempts})
+    assert job.attempts >= 2, "the import was not interrupted"
+    assert documents == ENTRIES and rows == distinct_rows == ENTRIES
+    assert "signal 9 (SIGKILL)" in stack.log("worker")
