@@ -6,13 +6,45 @@ flushed before each test.
 """
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import redis
 
-from tests import services
+from tests import log_leaks, services
 from webapp import create_app
 from webapp.config import DEFAULTS
+from webapp.logging import json_handler
 from webapp.migrate import upgrade
+
+# Every test process, and every e2e stack when it stops, leaves its logs here; the
+# controller scans them all for secrets and personal data at the end of the run.
+LOG_DIR = "SLUICE_TEST_LOG_DIR"
+LEAK_SCAN = pytest.StashKey[tuple]()
+
+
+def pytest_configure(config):
+    """Write every log record of this process into LOG_DIR as production would:
+    through the same redaction, as the same JSON. xdist workers inherit LOG_DIR."""
+    directory = Path(os.environ.setdefault(LOG_DIR, tempfile.mkdtemp(prefix="sluice-logs-")))
+    handler = json_handler(logging.FileHandler(directory / f"pytest-{os.getpid()}.log"))
+    logging.getLogger().addHandler(handler)
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):
+        return  # the controller scans every process's logs, once
+    directory = Path(os.environ[LOG_DIR])
+    files, lines, leaks = log_leaks.scan_directory(directory)
+    session.config.stash[LEAK_SCAN] = (directory, files, lines, leaks)
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -116,8 +148,16 @@ def _fresh_rate_limiter():
         fallback.reset()
 
 
-def pytest_terminal_summary(terminalreporter):
-    """Print the fault-injection figures (tests/e2e/test_faults.py), also under xdist."""
+def pytest_terminal_summary(terminalreporter, config):
+    """Print the log scan's verdict and the fault-injection figures (also under xdist)."""
+    if LEAK_SCAN in config.stash:
+        directory, files, lines, leaks = config.stash[LEAK_SCAN]
+        terminalreporter.section("log leak scan", red=bool(leaks), green=not leaks)
+        terminalreporter.write_line(f"{files} log files, {lines} lines: {len(leaks)} leaks")
+        for leak in leaks[:50]:
+            terminalreporter.write_line(f"  {leak}", red=True)
+        if leaks:
+            terminalreporter.write_line(f"logs kept in {directory}; the run fails")
     rows = [value for outcome in ("passed", "failed")
             for report in terminalreporter.stats.get(outcome, [])
             if report.when == "call"

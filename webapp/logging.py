@@ -68,18 +68,23 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(app: Flask) -> None:
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_sluice", False)]:
-        root.removeHandler(handler)
-    handler = StderrHandler()
-    handler._sluice = True
+def json_handler(handler: logging.Handler) -> logging.Handler:
+    """`handler`, writing our log lines: redacted JSON with the request id."""
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactionFilter())
     handler.setFormatter(JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    return handler
+
+
+def configure_logging(app: Flask) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_sluice", False)]:
+        root.removeHandler(handler)
+    handler = json_handler(StderrHandler())
+    handler._sluice = True
     root.addHandler(handler)
     root.setLevel(app.config["LOG_LEVEL"].upper())
     # Alembic announces every plugin it loads at INFO; keep its migration lines only.

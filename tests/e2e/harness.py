@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import requests
@@ -97,8 +99,12 @@ class Stack:
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
                 process.wait(timeout=10)
+        kept = os.environ.get("SLUICE_TEST_LOG_DIR")  # scanned for leaks at the end of the run
         for name in self.processes:
             print(f"----- {name} (last lines) -----\n{self.log_tail(name, 30)}")
+            if kept and (self.workdir / f"{name}.log").exists():
+                shutil.copy(self.workdir / f"{name}.log",
+                            Path(kept) / f"stack-{uuid.uuid4().hex[:8]}-{name}.log")
         self.processes.clear()
 
 

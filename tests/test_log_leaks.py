@@ -1,0 +1,96 @@
+"""The log leak scanner that runs over the whole suite's logs (tests/log_leaks.py)."""
+import io
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import log_leaks
+from tests.e2e.conftest import STRIPE_SECRET
+from tests.webhooks import signing
+from webapp.logging import json_handler
+
+HERE = Path("planted.log")
+TOKEN = "slc_" + "Q" * 43
+STRIPE_SIG = signing.stripe_headers(b"{}", STRIPE_SECRET)["Stripe-Signature"]
+
+
+@pytest.mark.parametrize("line, kind", [
+    (f'"authorization": "{TOKEN}"', "API token"),
+    ('"secret": "whsec_abcdefgh12345678"', "webhook secret"),
+    ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz", "bearer credential"),
+    (f'"header": "{STRIPE_SIG}"', "Stripe signature"),
+    ("X-Hub-Signature-256: sha256=" + "ab" * 32, "Meta signature"),
+    ("webhook-signature: v1," + "A" * 43 + "=", "Standard Webhooks signature"),
+    ("x-paystack-signature: " + "0f" * 64, "Paystack signature"),
+    ("sent to alice.smith+tag@example.co.uk", "email"),
+    ("customer +447700900123 replied", "phone number"),
+    ("pan 4242 4242 4242 4242 declined", "card number"),
+    ("pan 4242-4242-4242-4242 declined", "card number"),
+    ("the key is meta_app_secret, in the clear", "test secret (META_SECRET)"),
+    ('"from": "15551230000"', "test phone number"),
+])
+def test_each_kind_of_leak_is_found(line, kind):
+    leaks = log_leaks.scan_text(line, HERE, log_leaks.known_values())
+    assert kind in {leak.kind for leak in leaks}, leaks
+    # The report names the file and line but does not repeat the whole value.
+    assert all(leak.line_no == 1 and len(leak.excerpt) < 20 for leak in leaks)
+
+
+@pytest.mark.parametrize("line", [
+    '{"time": "2026-11-24T07:01:21+0000", "level": "INFO", "request_id": '
+    '"e6e822e6-aeeb-4f57-a887-0a79d257b2a6", "sha256": "' + "3" * 10 + "ab" * 27 + '"}',
+    "transport: redis://:**@127.0.0.1:6379/2 celery@vm v5.7.0",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    '"runtime": 0.00022671399892715272, "ts_ms": 1732431681123, "id": 9223372036854775807',
+    "pan 4242 4242 4242 4241 (fails the Luhn check)",
+    "wa_id 1155512300001 is a longer number",
+    '"secret": "[redacted]", "phone": "[phone ..00]", "email": "[email]"',
+])
+def test_ordinary_log_lines_are_not_leaks(line):
+    assert log_leaks.scan_text(line, HERE, log_leaks.known_values()) == []
+
+
+def test_known_values_come_from_what_the_tests_configure(tmp_path):
+    source = tmp_path / "conftest.py"
+    source.write_text(
+        'API_SECRET = "s3cr3t-value"\n'
+        'config = {"SECRET_KEY": "flask-key-1", "secrets_env": "STRIPE_WEBHOOK_SECRET"}\n'
+        'make(token="tok-abcdefgh", name="not-a-secret")\n'
+        'payload = {"from": "447700900123", "ts": "1700000000"}\n')
+    assert log_leaks.known_values([source]) == {
+        "s3cr3t-value": "test secret (API_SECRET)",
+        "flask-key-1": "test secret (SECRET_KEY)",
+        "tok-abcdefgh": "test secret (token)",
+        "447700900123": "test phone number"}
+
+
+def test_the_production_log_chain_writes_nothing_the_scanner_objects_to():
+    """The same record, through our JSON handler and through a bare one."""
+    def write(handler: logging.Handler) -> str:
+        stream = io.StringIO()
+        handler.setStream(stream)
+        logger = logging.getLogger("tests.log_leaks.chain")
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            logger.warning("delivery from +447700900123 to bob@example.com with %s",
+                           STRIPE_SIG, extra={"token": TOKEN, "card": "4242424242424242",
+                                              "note": f"Bearer {TOKEN}"})
+        finally:
+            logger.removeHandler(handler)
+            logger.propagate = True
+        return stream.getvalue()
+
+    bare = write(logging.StreamHandler())
+    assert log_leaks.scan_text(bare, HERE, {}) != []  # there is something to hide
+    ours = write(json_handler(logging.StreamHandler()))
+    assert log_leaks.scan_text(ours, HERE, log_leaks.known_values()) == [], ours
+
+
+def test_this_run_is_teeing_its_logs_for_the_scan():
+    directory = Path(os.environ["SLUICE_TEST_LOG_DIR"])
+    mine = directory / f"pytest-{os.getpid()}.log"
+    logging.getLogger("tests.log_leaks").warning("tee check %s", "marker-7f3a")
+    assert "marker-7f3a" in mine.read_text()
