@@ -13,10 +13,11 @@ from webapp.logging import json_handler
 
 HERE = Path("planted.log")
 TOKEN = "slc_" + "Q" * 43
-STRIPE_SIG = signing.stripe_headers(b"{}", STRIPE_SECRET)["Stripe-Signature"]
+# A fixed timestamp: xdist workers must collect identical test ids.
+STRIPE_SIG = signing.stripe_headers(b"{}", STRIPE_SECRET, timestamp=1700000000)["Stripe-Signature"]
 
 
-@pytest.mark.parametrize("line, kind", [
+LEAKS = [
     (f'"authorization": "{TOKEN}"', "API token"),
     ('"secret": "whsec_abcdefgh12345678"', "webhook secret"),
     ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz", "bearer credential"),
@@ -30,7 +31,11 @@ STRIPE_SIG = signing.stripe_headers(b"{}", STRIPE_SECRET)["Stripe-Signature"]
     ("pan 4242-4242-4242-4242 declined", "card number"),
     ("the key is meta_app_secret, in the clear", "test secret (META_SECRET)"),
     ('"from": "15551230000"', "test phone number"),
-])
+]
+
+
+@pytest.mark.parametrize("line, kind", LEAKS,
+                         ids=[f"{i}-{kind}" for i, (_, kind) in enumerate(LEAKS)])
 def test_each_kind_of_leak_is_found(line, kind):
     leaks = log_leaks.scan_text(line, HERE, log_leaks.known_values())
     assert kind in {leak.kind for leak in leaks}, leaks
