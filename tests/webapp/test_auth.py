@@ -3,7 +3,7 @@ import re
 
 import pytest
 from flask import Blueprint, g
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from webapp.auth import ApiClient, require_scopes
 from webapp.extensions import db
@@ -73,6 +73,34 @@ def test_bearer_auth_checks_token_and_scopes(client, runner):
     assert runner.invoke(args=["clients", "revoke", "writer"]).exit_code == 0
     revoked = client.get("/_test/protected", headers={"Authorization": f"Bearer {good}"})
     assert revoked.status_code == 401
+
+
+def test_an_unknown_token_and_a_near_miss_of_a_real_one_are_indistinguishable(app, runner):
+    """No timing or answer difference to learn from: both are one lookup of a
+    SHA-256 by the same statement, with no comparison of the secret in Python."""
+    real = create(runner, "writer", "documents:write")
+    near_miss = real[:-1] + ("A" if real[-1] != "A" else "B")
+    unknown = "slc_" + "Z" * (len(real) - 4)
+    engine = app.extensions["sluice.db"].engine
+
+    def attempt(token: str):
+        statements = []
+
+        def record(conn, cursor, statement, parameters, context, executemany):
+            # the test's rolled-back transaction numbers its savepoints
+            statements.append(re.sub(r"sa_savepoint_\d+", "sa_savepoint", statement))
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            response = app.test_client().get("/_test/protected", headers={
+                "Authorization": f"Bearer {token}", "X-Request-Id": "same-request-id"})
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        return response.status_code, response.get_json(), dict(response.headers), statements
+
+    status, body, headers, statements = attempt(near_miss)
+    assert (status, body["error"]["code"]) == (401, "invalid_token")
+    assert attempt(unknown) == (status, body, headers, statements)
+    assert [s for s in statements if "api_clients" in s and "token_hash" in s]
 
 
 def test_failed_authentication_is_rate_limited_per_ip_across_bearer_routes(make_app):
