@@ -6,6 +6,7 @@ in this package; `documents` and `cron` build their models on the same base.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from typing import Any
 
@@ -77,10 +78,23 @@ def insert_unless_exists(session: Session, model: type[Base], values: dict[str, 
     The UNIQUE constraint decides, in one round trip; a savepoint around a plain
     INSERT would cost two more, and check-then-insert would race.
     """
-    insert = _INSERTS[session.get_bind().dialect.name](model)
-    return session.scalar(insert.values(**values)
-                          .on_conflict_do_nothing(index_elements=unique)
-                          .returning(model if key is None else getattr(model, key)))
+    dialect = session.get_bind().dialect.name
+    if key is None:
+        insert = _INSERTS[dialect](model)
+        return session.scalar(insert.values(**values)
+                              .on_conflict_do_nothing(index_elements=tuple(unique))
+                              .returning(model))
+    # A Core statement built once, with the values as parameters: SQLAlchemy then
+    # reuses its compiled form. `.values(**values)` on the ORM entity cost about
+    # 1 ms of CPU per webhook delivery (cache keys over every value, ORM bulk path).
+    return session.execute(_insert_returning(dialect, model.__table__, tuple(unique), key),
+                           values).scalar()
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_returning(dialect: str, table, unique: tuple[str, ...], key: str):
+    return (_INSERTS[dialect](table).on_conflict_do_nothing(index_elements=unique)
+            .returning(table.c[key]))
 
 
 def insert_or_existing(session: Session, model: type[Base], values: dict[str, Any],

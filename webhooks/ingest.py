@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from webhooks.db import insert_unless_exists, utcnow
 from webhooks.models import RECEIVED, WebhookEvent
-from webhooks.outbox import enqueue
+from webhooks.outbox import enqueue_now
 from webhooks.signatures import verify
 from webhooks.sources import Source
 
@@ -89,5 +89,5 @@ def accept(session: Session, source: Source, headers: Mapping[str, str], body: b
         existing = session.scalar(select(WebhookEvent.id).where(
             WebhookEvent.source == source.name, WebhookEvent.event_key == key))
         return Stored(existing, duplicate=True)
-    enqueue(session, PROCESS_TASK, {"event_id": event_id}, queue="webhooks")
+    enqueue_now(session, PROCESS_TASK, {"event_id": event_id}, queue="webhooks")
     return Stored(event_id, duplicate=False)

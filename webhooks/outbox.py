@@ -21,7 +21,7 @@ import threading
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from sqlalchemy import (Index, Integer, String, event, inspect, select, text,
+from sqlalchemy import (Index, Integer, String, event, insert, inspect, select, text,
                         update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -62,6 +62,9 @@ class OutboxMessage(Base):
     )
 
 
+_INSERT_RETURNING_ID = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
+
+
 @dataclasses.dataclass(frozen=True)
 class Message:
     id: int
@@ -84,6 +87,26 @@ def enqueue(session: Session, task_name: str, kwargs: dict[str, Any],
     return row
 
 
+def enqueue_now(session: Session, task_name: str, kwargs: dict[str, Any],
+                queue: str | None = None) -> int:
+    """Like `enqueue()`, but INSERT the row at once with a Core statement; its id.
+
+    For a request that enqueues one message: the ORM unit of work cost about
+    0.5 ms of CPU per webhook delivery for a single row. `enqueue()` stays the
+    choice for many rows (they go in one statement at flush) and inside a
+    savepoint, whose rollback must take the message with it.
+    """
+    if session.in_nested_transaction():
+        enqueue(session, task_name, kwargs, queue)
+        session.flush()
+        return session.info[_PENDING_KEY][-1][0].id
+    outbox_id = session.execute(_INSERT_RETURNING_ID, {
+        "task_name": task_name, "kwargs": kwargs, "queue": queue,
+        "created_at": utcnow(), "attempts": 0}).scalar_one()
+    session.info.setdefault(_PENDING_KEY, []).append((outbox_id, task_name, kwargs, queue))
+    return outbox_id
+
+
 @event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, None)
@@ -92,6 +115,9 @@ def _publish_after_commit(session: Session) -> None:
         return
     messages = []
     for row, task_name, kwargs, queue in pending:
+        if isinstance(row, int):  # enqueue_now(): inserted at top level, committed now
+            messages.append(Message(row, task_name, kwargs, queue))
+            continue
         state = inspect(row)
         # Rows added in a savepoint that was rolled back are transient again.
         if state.persistent and state.identity:

@@ -12,7 +12,7 @@ from tasks import outbox_publisher
 from tests.services import ThrowawayRedis, free_port
 from webapp.extensions import db
 from webhooks.db import utcnow
-from webhooks.outbox import OutboxMessage, enqueue, relay_unpublished
+from webhooks.outbox import OutboxMessage, enqueue, enqueue_now, relay_unpublished
 
 
 def queued(redis_client, queue: str) -> list[dict]:
@@ -31,13 +31,26 @@ def rows(session) -> list[OutboxMessage]:
     return session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
 
 
-def test_commit_publishes_the_message_and_marks_the_row(app, redis_db):
+def enqueue_by_orm(session, *args, **kwargs) -> int:
+    row = enqueue(session, *args, **kwargs)
+    session.flush()
+    return row.id
+
+
+# enqueue() adds an ORM row; enqueue_now() inserts at once with one Core statement
+# (the webhook ingest path). Both must publish, and not publish, alike.
+BOTH_WAYS = pytest.mark.parametrize("add", [enqueue_by_orm, enqueue_now],
+                                    ids=["enqueue", "enqueue_now"])
+
+
+@BOTH_WAYS
+def test_commit_publishes_the_message_and_marks_the_row(app, redis_db, add):
     declare_worker_queues(app.extensions["celery"])
     with app.app_context():
-        message = enqueue(db.session, "sluice.ping", {"token": "t1"}, queue="cron")
+        message_id = add(db.session, "sluice.ping", {"token": "t1"}, queue="cron")
         db.session.commit()
         assert queued(redis_db, "cron") == [
-            {"task": "sluice.ping", "outbox_id": message.id, "kwargs": {"token": "t1"}}]
+            {"task": "sluice.ping", "outbox_id": message_id, "kwargs": {"token": "t1"}}]
         for other in ("webhooks", "documents", "imports"):
             assert queued(redis_db, other) == [], f"message copied into {other}"
         db.session.expire_all()
@@ -64,28 +77,30 @@ def test_routing_by_task_name_when_no_queue_is_given(app, redis_db):
             "cron": "relay_outbox"}[queue]]
 
 
-def test_rollback_publishes_nothing_and_stores_nothing(app, redis_db):
+@BOTH_WAYS
+def test_rollback_publishes_nothing_and_stores_nothing(app, redis_db, add):
     with app.app_context():
-        enqueue(db.session, "sluice.ping", {"token": "gone"}, queue="cron")
-        db.session.flush()
+        add(db.session, "sluice.ping", {"token": "gone"}, queue="cron")
         db.session.rollback()
         db.session.commit()
         assert rows(db.session) == []
     assert redis_db.llen("cron") == 0
 
 
-def test_a_rolled_back_savepoint_does_not_publish_its_messages(app, redis_db):
+@BOTH_WAYS
+def test_a_rolled_back_savepoint_does_not_publish_its_messages(app, redis_db, add):
     with app.app_context():
         session = db.session
+        add(session, "sluice.ping", {"token": "before"}, queue="cron")
         with pytest.raises(RuntimeError):
             with session.begin_nested():
-                enqueue(session, "sluice.ping", {"token": "discarded"}, queue="cron")
-                session.flush()
+                add(session, "sluice.ping", {"token": "discarded"}, queue="cron")
                 raise RuntimeError("duplicate, say")
-        enqueue(session, "sluice.ping", {"token": "kept"}, queue="cron")
+        add(session, "sluice.ping", {"token": "kept"}, queue="cron")
         session.commit()
-        assert [r.kwargs for r in rows(session)] == [{"token": "kept"}]
-    assert [m["kwargs"] for m in queued(redis_db, "cron")] == [{"token": "kept"}]
+        assert [r.kwargs for r in rows(session)] == [{"token": "before"}, {"token": "kept"}]
+    assert [m["kwargs"] for m in queued(redis_db, "cron")] == [{"token": "before"},
+                                                               {"token": "kept"}]
 
 
 def test_broker_down_at_publish_leaves_the_row_for_the_relay_which_delivers_it_once(
