@@ -12,8 +12,8 @@ from prometheus_client import Counter
 
 from webapp.errors import APIError
 from webapp.extensions import db, limiter
-from webhooks.ingest import InvalidPayload, accept
-from webhooks.signatures import SignatureError
+from webhooks.ingest import InvalidPayload, store
+from webhooks.signatures import SignatureError, verify
 from webhooks.sources import Source, load_sources, load_sources_file
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,17 @@ def _source_bucket() -> str:
     return "webhook-source:" + (request.view_args or {}).get("source", "")
 
 
+# The provider's quota is spent only by deliveries that passed verification, and a
+# forged one spends its sender's per-address budget instead, so forgeries cannot
+# starve a provider. Both are applied inside the view, after verification, as
+# flask-limiter's context manager: one Redis round trip per delivery, where the
+# route decorators with deduct_when made three (test, test, then hit).
+SOURCE_QUOTA = limiter.limit(_source_limit, key_func=_source_bucket)
+FORGERY_BUDGET = limiter.limit(lambda: current_app.config["WEBHOOK_INVALID_SIGNATURE_LIMIT"],
+                               key_func=get_remote_address)
+
+
 @bp.post("/webhooks/<source>")
-# The provider's quota counts only deliveries that passed verification, and
-# forged ones spend a separate per-IP budget, so forgeries cannot starve it.
-@limiter.limit(_source_limit, key_func=_source_bucket,
-               deduct_when=lambda response: response.status_code not in (401, 404))
-@limiter.limit(lambda: current_app.config["WEBHOOK_INVALID_SIGNATURE_LIMIT"],
-               key_func=get_remote_address,
-               deduct_when=lambda response: response.status_code == 401)
 def receive(source: str):
     source = _source()
     if request.content_length is not None and request.content_length > source.max_body:
@@ -64,14 +67,18 @@ def receive(source: str):
     request.max_content_length = source.max_body  # also caps chunked bodies
     body = request.get_data(cache=True)
     try:
-        stored = accept(db.session, source, request.headers, body, time.time())
+        verify(source, request.headers, body, time.time())
     except SignatureError as exc:
-        DELIVERIES.labels(source.name, exc.code).inc()
-        raise APIError(401, exc.code, str(exc)) from None
-    except InvalidPayload as exc:
-        DELIVERIES.labels(source.name, exc.code).inc()
-        raise APIError(400, exc.code, str(exc)) from None
-    db.session.commit()  # raises (503) rather than acknowledge an uncommitted event
+        with FORGERY_BUDGET:  # 429 instead, once this address has failed too often
+            DELIVERIES.labels(source.name, exc.code).inc()
+            raise APIError(401, exc.code, str(exc)) from None
+    with SOURCE_QUOTA:
+        try:
+            stored = store(db.session, source, request.headers, body)
+        except InvalidPayload as exc:
+            DELIVERIES.labels(source.name, exc.code).inc()
+            raise APIError(400, exc.code, str(exc)) from None
+        db.session.commit()  # raises (503) rather than acknowledge an uncommitted event
     outcome = "duplicate" if stored.duplicate else "accepted"
     DELIVERIES.labels(source.name, outcome).inc()
     return jsonify(id=stored.event_id, status=outcome), 200 if stored.duplicate else 202

@@ -69,12 +69,18 @@ def event_type(source: Source, payload: Any) -> str | None:
 
 def accept(session: Session, source: Source, headers: Mapping[str, str], body: bytes,
            now: float) -> Stored:
-    """Verify and store; the caller commits. Raises SignatureError or InvalidPayload.
+    """Verify, then store; the caller commits. Raises SignatureError or InvalidPayload."""
+    verify(source, headers, body, now)
+    return store(session, source, headers, body)
+
+
+def store(session: Session, source: Source, headers: Mapping[str, str], body: bytes) -> Stored:
+    """Store a verified delivery once, with its outbox row; the caller commits.
 
     The UNIQUE (source, event_key) constraint decides duplicates, so concurrent
     deliveries of one event store exactly one row and enqueue exactly one task.
+    Raises InvalidPayload.
     """
-    verify(source, headers, body, now)
     payload = parse_json(body)
     key = event_key(source, headers, body, payload)
     now_utc = utcnow()
