@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     "TRUSTED_PROXY_COUNT": 0,         # >0 enables ProxyFix for that many proxy hops
     "LOG_LEVEL": "INFO",
+    "LOG_TASK_LINES": False,          # Celery's INFO line per task received and succeeded
     "REDIS_KEY_PREFIX": "sluice:",
     "HEALTH_CHECK_TIMEOUT": 1.0,      # seconds, per component in /readyz
     "OUTBOX_RELAY_INTERVAL": 10,      # seconds between relay runs (beat)

@@ -48,3 +48,19 @@ def test_log_lines_are_json_with_the_request_id_and_redacted_extras(app, capfd):
     assert record["authorization"] == "[redacted]"
     assert record["detail"] == {"phone": "[redacted]"}
     assert "7946" not in record["note"] and "0958" not in record["note"]
+
+
+@pytest.mark.parametrize("task_lines", [False, True])
+def test_celerys_line_per_task_is_off_unless_asked_for(make_app, capfd, task_lines):
+    from celery.app.trace import build_tracer
+
+    app = make_app(LOG_TASK_LINES=task_lines)
+    celery = app.extensions["celery"]
+    celery.loader.import_default_modules()  # as a worker does on start
+    ping = celery.tasks["sluice.ping"]
+    # The tracer a worker runs each message through, which writes "succeeded in".
+    tracer = build_tracer(ping.name, ping, app=celery, eager=False)
+    tracer("task-lines-1", (), {"token": "lines"}, {"delivery_info": {}})
+    logged = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    succeeded = [x for x in logged if "succeeded in" in x["message"]]
+    assert len(succeeded) == (1 if task_lines else 0)
