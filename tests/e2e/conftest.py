@@ -44,6 +44,9 @@ def stack_environment(workdir, redis_url: str, database_url: str) -> dict[str, s
         WEBHOOK_MAX_RETRIES="2",
         WEBHOOK_RETRY_BACKOFF="1",
         LOG_LEVEL="INFO",
+        # Celery's per-task lines carry each task's arguments: keep them in the
+        # stack logs, so the end-of-run leak scan reads them too.
+        LOG_TASK_LINES="1",
     )
 
 
