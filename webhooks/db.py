@@ -82,7 +82,7 @@ def insert_unless_exists(session: Session, model: type[Base], values: dict[str, 
     if key is None:
         insert = _INSERTS[dialect](model)
         return session.scalar(insert.values(**values)
-                              .on_conflict_do_nothing(index_elements=tuple(unique))
+                              .on_conflict_do_nothing(index_elements=unique)
                               .returning(model))
     # A Core statement built once, with the values as parameters: SQLAlchemy then
     # reuses its compiled form. `.values(**values)` on the ORM entity cost about

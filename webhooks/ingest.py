@@ -1,4 +1,4 @@
-"""Accept one delivery: verify it, work out its key, store it once with its outbox row."""
+"""Store one verified delivery: work out its key, store it once with its outbox row."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from webhooks.db import insert_unless_exists, utcnow
 from webhooks.models import RECEIVED, WebhookEvent
 from webhooks.outbox import enqueue_now
-from webhooks.signatures import verify
 from webhooks.sources import Source
 
 PROCESS_TASK = "sluice.webhooks.process_event"
@@ -65,13 +64,6 @@ def event_type(source: Source, payload: Any) -> str | None:
     if source.kind == "whatsapp":
         value = payload.get("object")
     return value[:100] if isinstance(value, str) else None
-
-
-def accept(session: Session, source: Source, headers: Mapping[str, str], body: bytes,
-           now: float) -> Stored:
-    """Verify, then store; the caller commits. Raises SignatureError or InvalidPayload."""
-    verify(source, headers, body, now)
-    return store(session, source, headers, body)
 
 
 def store(session: Session, source: Source, headers: Mapping[str, str], body: bytes) -> Stored:

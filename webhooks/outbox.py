@@ -97,12 +97,12 @@ def enqueue_now(session: Session, task_name: str, kwargs: dict[str, Any],
     savepoint, whose rollback must take the message with it.
     """
     if session.in_nested_transaction():
-        enqueue(session, task_name, kwargs, queue)
+        row = enqueue(session, task_name, kwargs, queue)
         session.flush()
-        return session.info[_PENDING_KEY][-1][0].id
+        return row.id
+    # created_at and attempts come from the columns' defaults, as for ORM rows.
     outbox_id = session.execute(_INSERT_RETURNING_ID, {
-        "task_name": task_name, "kwargs": kwargs, "queue": queue,
-        "created_at": utcnow(), "attempts": 0}).scalar_one()
+        "task_name": task_name, "kwargs": kwargs, "queue": queue}).scalar_one()
     session.info.setdefault(_PENDING_KEY, []).append((outbox_id, task_name, kwargs, queue))
     return outbox_id
 

@@ -8,11 +8,12 @@ from sqlalchemy.exc import DBAPIError
 from tests import services
 from webapp.extensions import db
 from webhooks.audit import AuditLog
-from webhooks.ingest import accept
+from webhooks import ingest
 from webhooks.models import WebhookEvent
 from webhooks.payments import Payment
 from webhooks.processing import process, record_failure, replay
 from webhooks.providers import PayloadError
+from webhooks.signatures import verify
 from webhooks.sources import Source
 from webhooks.whatsapp import WhatsAppMessage
 
@@ -188,6 +189,8 @@ def test_accept_then_process_end_to_end_in_process(session):
 
     from tests.webhooks import signing
     body = json.dumps(stripe("evt_ip", "payment_intent.succeeded", 100, intent="pi_ip")).encode()
-    stored = accept(session, STRIPE, signing.stripe_headers(body, "s"), body, time.time())
+    headers = signing.stripe_headers(body, "s")
+    verify(STRIPE, headers, body, time.time())
+    stored = ingest.store(session, STRIPE, headers, body)
     process(session, stored.event_id)
     assert payment(session, "pi_ip").status == "succeeded"
