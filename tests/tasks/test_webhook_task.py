@@ -6,6 +6,8 @@ from celery.exceptions import Retry
 
 from tests.services import free_port
 from webapp import create_app
+from webapp.extensions import db
+from webhooks.models import WebhookEvent
 
 
 def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
@@ -32,3 +34,32 @@ def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
     queued = [json.loads(m) for m in redis_db.lrange("webhooks", 0, -1)]
     assert [m["headers"]["task"] for m in queued] == ["sluice.webhooks.process_event"]
     assert queued[0]["headers"]["retries"] == 1  # its countdown is jittered, 0 included
+
+
+def test_a_payload_that_cannot_be_handled_goes_dead_and_its_claim_is_rolled_back(app):
+    # process() marks the event processed before it runs the handler; the handler's
+    # failure must take that mark away, leaving one recorded attempt and no processed_at.
+    celery = app.extensions["celery"]
+    celery.loader.import_default_modules()
+    process_event = celery.tasks["sluice.webhooks.process_event"]
+    with app.app_context():
+        session = db.session
+        event = WebhookEvent(source="stripe", event_key="evt_no_object", kind="payment",
+                             provider="stripe",
+                             body=json.dumps({"id": "evt_no_object", "type":
+                                              "payment_intent.succeeded"}).encode())
+        session.add(event)
+        session.commit()
+        event_id = event.id
+
+    process_event.push_request(id="task-bad-payload", args=[event_id], kwargs={},
+                               retries=0, delivery_info={}, called_directly=False)
+    try:
+        process_event(event_id)  # goes dead at once: no Retry raised
+    finally:
+        process_event.pop_request()
+
+    with app.app_context():
+        stored = db.session.get(WebhookEvent, event_id)
+        assert (stored.status, stored.attempts, stored.processed_at) == ("dead", 1, None)
+        assert stored.last_error.startswith("PayloadError")

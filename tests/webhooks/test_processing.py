@@ -83,10 +83,12 @@ def test_a_failed_payment_can_still_succeed_but_a_newer_failure_cannot_undo_succ
 def test_processing_an_event_twice_applies_its_effect_once(session):
     event_id = store(session, stripe("h1", "payment_intent.succeeded", 100, intent="pi_4"),
                      "h1")
+    event = session.get(WebhookEvent, event_id)  # loaded in this session beforehand
     process(session, event_id)
+    assert (event.status, event.attempts) == ("processed", 1)
     process(session, event_id)
     assert payment(session, "pi_4").transitions == 1
-    assert session.get(WebhookEvent, event_id).status == "processed"
+    assert (event.status, event.attempts) == ("processed", 2)
 
 
 def test_event_types_we_do_not_act_on_are_processed_without_effect(session):
