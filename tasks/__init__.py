@@ -19,6 +19,7 @@ from kombu.pools import producers
 from sqlalchemy.orm import Session
 
 from cron.schedule import build_beat_schedule
+from tasks.broker import transport_for
 from webhooks.outbox import Message, Publisher
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,10 @@ def broker_url(config: dict[str, Any]) -> str:
 
 
 def celery_config(config: dict[str, Any]) -> dict[str, Any]:
+    url = broker_url(config)
     return {
-        "broker_url": broker_url(config),
+        "broker_url": url,
+        "broker_transport": transport_for(url),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "broker_transport_options": {
