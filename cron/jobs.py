@@ -7,7 +7,6 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import select, update
 
-from cron.reconcile import reconcile_payments, status_clients
 from cron.rescan import rescan_documents
 from cron.retention import purge_retention
 from cron.runner import Job, JobContext
@@ -59,6 +58,11 @@ def redrive_stuck_events(ctx: JobContext) -> dict:
 
 
 def _reconcile(ctx: JobContext) -> dict:
+    # Imported here: the web process builds this registry (beat schedule, admin API)
+    # but never runs a job, and the provider API clients bring requests and pybreaker,
+    # about 4 MB of each web worker's RSS.
+    from cron.reconcile import reconcile_payments, status_clients
+
     return reconcile_payments(ctx, status_clients(ctx.config, ctx.redis))
 
 

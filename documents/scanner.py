@@ -14,10 +14,31 @@ import dataclasses
 import re
 import socket
 import struct
+import sys
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-import clamd
+
+def _import_clamd():
+    """`import clamd`, without the pkg_resources it loads only to read its own version.
+
+    clamd 1.0.2 does that inside a bare try/except. pkg_resources indexes every
+    installed distribution when imported: about 5 MB and 0.1 s in each web worker,
+    which imports this module for /readyz. A None in sys.modules makes that import
+    fail, and clamd sets its __version__ to ''.
+    """
+    if "clamd" in sys.modules or "pkg_resources" in sys.modules:
+        import clamd
+        return clamd
+    sys.modules["pkg_resources"] = None
+    try:
+        import clamd
+    finally:
+        del sys.modules["pkg_resources"]
+    return clamd
+
+
+clamd = _import_clamd()
 
 CHUNK = 64 * 1024
 CLEAN, INFECTED, ERROR = "clean", "infected", "error"

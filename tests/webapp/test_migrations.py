@@ -1,12 +1,15 @@
-"""upgrade -> downgrade -> upgrade on both backends, and models == migrations."""
+"""upgrade -> downgrade -> upgrade on both backends, models == migrations, and the
+heads /startupz reads without Alembic == Alembic's own."""
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from tests import services
 from webapp.config import normalize_database_url
-from webapp.migrate import downgrade, script_heads, upgrade
+from webapp.migrate import (_constants, alembic_config, database_heads, downgrade,
+                            script_heads, upgrade)
 from webapp.models import metadata
 from webhooks.db import make_engine
 
@@ -19,29 +22,72 @@ def empty_database_url(request, tmp_path, worker_index):
     return services.fresh_postgres_database(base, f"sluice_migrations_{worker_index}")
 
 
-def tables(url: str) -> set[str]:
+def read(url: str, query):
     engine = make_engine(normalize_database_url(url))
     try:
-        return set(inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            return set(query(connection))
     finally:
         engine.dispose()
 
 
+def tables(url: str) -> set[str]:
+    return read(url, lambda connection: inspect(connection).get_table_names())
+
+
+def alembic_heads(url: str) -> set[str]:
+    return read(url, lambda connection: MigrationContext.configure(connection)
+                .get_current_heads())
+
+
+def our_heads(url: str) -> set[str]:
+    return read(url, database_heads)
+
+
 def test_upgrade_downgrade_upgrade(empty_database_url):
+    assert our_heads(empty_database_url) == alembic_heads(empty_database_url) == set()
+    upgrade(empty_database_url, "0002")
+    assert our_heads(empty_database_url) == alembic_heads(empty_database_url) == {"0002"}
     upgrade(empty_database_url)
     expected = set(metadata.tables) | {"alembic_version"}
     assert tables(empty_database_url) == expected
     downgrade(empty_database_url, "base")
     assert tables(empty_database_url) == {"alembic_version"}
+    assert our_heads(empty_database_url) == alembic_heads(empty_database_url) == set()
     upgrade(empty_database_url)
     assert tables(empty_database_url) == expected
     engine = make_engine(normalize_database_url(empty_database_url))
     try:
         with engine.connect() as connection:
             assert set(MigrationContext.configure(connection).get_current_heads()) \
-                == script_heads()
+                == database_heads(connection) == script_heads()
             diff = compare_metadata(MigrationContext.configure(
                 connection, opts={"compare_type": True}), metadata)
     finally:
         engine.dispose()
     assert diff == [], f"models and migrations disagree: {diff}"
+
+
+def test_script_heads_match_alembics_reading_of_the_migrations():
+    assert script_heads() == set(ScriptDirectory.from_config(alembic_config("")).get_heads())
+
+
+def test_script_heads_follow_merges_and_annotated_assignments(tmp_path, monkeypatch):
+    # Alembic's newer templates annotate (`revision: str = ...`); a merge names two parents.
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for name, text in {
+        "a.py": 'revision = "a"\ndown_revision = None\n',
+        "b.py": 'revision: str = "b"\ndown_revision: str | None = "a"\n',
+        "c.py": 'revision = "c"\ndown_revision = "a"\n',
+        "m.py": 'revision = "m"\ndown_revision = ("b", "c")\n',
+        "d.py": 'revision = "d"\ndown_revision = "a"\n',
+    }.items():
+        (versions / name).write_text(text)
+    monkeypatch.setattr("webapp.migrate.MIGRATIONS_DIR", tmp_path)
+    script_heads.cache_clear()
+    try:
+        assert script_heads() == {"m", "d"}
+    finally:
+        script_heads.cache_clear()
+    assert _constants(versions / "b.py", {"revision"}) == {"revision": "b"}

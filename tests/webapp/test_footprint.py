@@ -1,0 +1,25 @@
+"""What a web worker does not load: each of these cost it megabytes of RSS
+(bench/documents), for work only the CLI or the Celery worker does."""
+import json
+import subprocess
+import sys
+
+WORKER_ONLY = ("alembic", "requests", "pybreaker", "pkg_resources", "openpyxl")
+
+
+def test_the_web_app_leaves_cli_and_worker_only_libraries_unloaded(app_config, tmp_path):
+    script = f"""
+import json, sys
+from webapp import create_app
+app = create_app({app_config!r})
+client = app.test_client()
+statuses = [client.get(path).status_code for path in ("/livez", "/startupz", "/readyz")]
+print(json.dumps({{"statuses": statuses,
+                  "loaded": [name for name in {WORKER_ONLY!r} if name in sys.modules]}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, env={"SLUICE_INSTANCE_PATH": str(tmp_path / "i"),
+                                             "PATH": "/usr/bin:/bin"})
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["statuses"][:2] == [200, 200]  # /readyz may be 503: no clamd here
+    assert outcome["loaded"] == []
