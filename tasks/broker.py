@@ -7,8 +7,10 @@ building a client (its response-callback tables are copied each time), which cam
 to about a tenth of the worker's main process in the drain profile. The client
 only wraps the channel's connection pool and is thread-safe, so one per pool does.
 
-Used for plain `redis://` brokers only (see `transport_for`); other schemes keep
-kombu's own transport.
+Used for plain `redis://` brokers only (see `transport_for`). kombu picks its SSL
+defaults by the transport's name being "rediss", and takes a `redis+socket://`
+URL's transport from the URL itself, so those and non-Redis schemes keep kombu's
+own transport.
 """
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ rate_limit = "100000000/minute"
 """
 
 
-def presigned(path: Path, count: int, prefix: str = "bench") -> Path:
+def presigned(path: Path, count: int, prefix: str) -> Path:
     """`count` signed deliveries of new events; signed now, so within the tolerance."""
     with path.open("w") as out:
         for i in range(count):

@@ -1,4 +1,6 @@
-"""The webhook handler task when the database itself is away."""
+"""The webhook handler task, called as a worker calls it: the database away, a
+payload that can never be handled."""
+import contextlib
 import json
 
 import pytest
@@ -10,6 +12,23 @@ from webapp.extensions import db
 from webhooks.models import WebhookEvent
 
 
+def process_event_task(app):
+    celery = app.extensions["celery"]
+    celery.loader.import_default_modules()
+    return celery.tasks["sluice.webhooks.process_event"]
+
+
+@contextlib.contextmanager
+def as_worker(task, task_id: str, event_id: int):
+    """A request with the message's id, args and no retries yet, as a worker sets it."""
+    task.push_request(id=task_id, args=[event_id], kwargs={}, retries=0,
+                      delivery_info={}, called_directly=False)
+    try:
+        yield
+    finally:
+        task.pop_request()
+
+
 def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
         app_config, redis_db, tmp_path, monkeypatch):
     # Raising the OperationalError would ack the message and strand the event
@@ -17,18 +36,11 @@ def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
     monkeypatch.setenv("SLUICE_INSTANCE_PATH", str(tmp_path / "instance"))
     down = f"postgresql+psycopg://sluice@127.0.0.1:{free_port()}/down?connect_timeout=2"
     app = create_app({**app_config, "DATABASE_URL": down})
-    celery = app.extensions["celery"]
-    celery.loader.import_default_modules()
-    process_event = celery.tasks["sluice.webhooks.process_event"]
-
-    # As a worker calls it: a request with the message's id, args and no retries yet.
-    process_event.push_request(id="task-db-down", args=[42], kwargs={}, retries=0,
-                               delivery_info={}, called_directly=False)
+    process_event = process_event_task(app)
     try:
-        with pytest.raises(Retry):
+        with as_worker(process_event, "task-db-down", 42), pytest.raises(Retry):
             process_event(42)
     finally:
-        process_event.pop_request()
         app.extensions["sluice.db"].engine.dispose()
 
     queued = [json.loads(m) for m in redis_db.lrange("webhooks", 0, -1)]
@@ -39,9 +51,7 @@ def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
 def test_a_payload_that_cannot_be_handled_goes_dead_and_its_claim_is_rolled_back(app):
     # process() marks the event processed before it runs the handler; the handler's
     # failure must take that mark away, leaving one recorded attempt and no processed_at.
-    celery = app.extensions["celery"]
-    celery.loader.import_default_modules()
-    process_event = celery.tasks["sluice.webhooks.process_event"]
+    process_event = process_event_task(app)
     with app.app_context():
         session = db.session
         event = WebhookEvent(source="stripe", event_key="evt_no_object", kind="payment",
@@ -52,12 +62,8 @@ def test_a_payload_that_cannot_be_handled_goes_dead_and_its_claim_is_rolled_back
         session.commit()
         event_id = event.id
 
-    process_event.push_request(id="task-bad-payload", args=[event_id], kwargs={},
-                               retries=0, delivery_info={}, called_directly=False)
-    try:
+    with as_worker(process_event, "task-bad-payload", event_id):
         process_event(event_id)  # goes dead at once: no Retry raised
-    finally:
-        process_event.pop_request()
 
     with app.app_context():
         stored = db.session.get(WebhookEvent, event_id)
