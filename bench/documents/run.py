@@ -5,7 +5,10 @@
    of hashlib.sha256 over the same file in the same run (the upload hashes, caps
    and stores it in one pass). The same upload to a bare WSGI app on the same
    gunicorn config that only reads and hashes the body (bench/documents/ceiling.py)
-   shows how much of the gap is gunicorn's own body reading.
+   shows how much of the gap is gunicorn's own body reading, and the same upload
+   to a bare socket server that reads, hashes and writes it with no HTTP server at
+   all (bench/documents/bare_socket.py) how much is left for anything on this
+   machine. BENCH_ROUNDS (default 3) alternating rounds of the three.
 2. Our clamd INSTREAM client against a raw INSTREAM of the same bytes.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import base64
 import hashlib
 import os
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -24,7 +28,8 @@ from pathlib import Path
 import redis
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 
 from documents.scanner import client_from_url  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
@@ -32,6 +37,7 @@ from tests.services import Clamd, fresh_postgres_database, free_port, wait_for  
 
 MB = 1024 * 1024
 SIZE_MB = int(os.environ.get("BENCH_DOC_MB", "1024"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def make_file(path: Path) -> None:
@@ -83,6 +89,25 @@ def post_file(url: str, path: Path, token: str) -> tuple[float, str]:
     return time.perf_counter() - started, result.stdout
 
 
+def bare_socket_seconds(path: Path, token: str) -> float:
+    """The same upload to bench/documents/bare_socket.py: no HTTP server at all."""
+    server = subprocess.Popen([sys.executable, "-m", "bench.documents.bare_socket"],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        port = int(server.stdout.readline())
+        seconds, status = post_file(f"http://127.0.0.1:{port}/", path, token)
+        assert status == "200", status
+        server.wait(timeout=30)
+    finally:
+        server.kill()
+    return seconds
+
+
+def spread(values: list[float]) -> str:
+    """'median (min-max)' of a few runs."""
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
 def _answers(url: str) -> bool:
     try:
         return requests.post(url, data=b"", timeout=2).status_code == 200
@@ -109,21 +134,25 @@ def main() -> None:
     ).stdout.rsplit(" ", 1)[1].strip()
     path = workdir / "upload.bin"
     make_file(path)
-    sha256_seconds(path)  # warm the page cache for both measurements
-    hash_s = sha256_seconds(path)
+    sha256_seconds(path)  # warm the page cache for every measurement
 
     stack.start("web")
     stack.wait_ready()
     idle_rss = peak_rss_mb(stack.processes["web"].pid)
-    upload_s, status = post_file(stack.url("/v1/documents"), path, token)
-    rss = peak_rss_mb(stack.processes["web"].pid)
-    stack.stop()
-
     ceiling = Stack(workdir / "ceiling", {**env, "PORT": str(free_port())})
     ceiling.start("web", command=["gunicorn", "-c", "gunicorn.conf.py",
                                   "bench.documents.ceiling:app"])
     wait_for(lambda: _answers(ceiling.url("/")), timeout=30, what="the ceiling app")
-    ceiling_s, _ = post_file(ceiling.url("/"), path, token)
+    rounds = []
+    for _ in range(ROUNDS):  # alternated, so a slow spell of the machine hits all four
+        hash_s = sha256_seconds(path)
+        upload_s, status = post_file(stack.url("/v1/documents"), path, token)
+        ceiling_s, _ = post_file(ceiling.url("/"), path, token)
+        socket_s = bare_socket_seconds(path, token)
+        rounds.append({"sha256": hash_s, "upload": upload_s, "ceiling": ceiling_s,
+                       "socket": socket_s, "status": status})
+    rss = peak_rss_mb(stack.processes["web"].pid)
+    stack.stop()
     ceiling.stop()
 
     clamd = Clamd(workdir / "clamd", max_mb=SIZE_MB + 16).start()
@@ -143,13 +172,20 @@ def main() -> None:
         clamd.stop()
 
     print("\n== bench/documents ==")
-    print(f"file: {SIZE_MB} MiB of random text; upload answered HTTP {status}")
-    print(f"hashlib.sha256 alone      {SIZE_MB / hash_s:7.0f} MiB/s")
-    print(f"upload (hash+store, HTTP) {SIZE_MB / upload_s:7.0f} MiB/s   ratio "
-          f"{hash_s / upload_s:.2f} (target >= 0.7)")
-    print(f"gunicorn read+sha256 only {SIZE_MB / ceiling_s:7.0f} MiB/s   ratio "
-          f"{hash_s / ceiling_s:.2f} (the ceiling for any upload through gunicorn); "
-          f"upload/ceiling {ceiling_s / upload_s:.2f}")
+    print(f"file: {SIZE_MB} MiB of random text; {ROUNDS} alternating rounds; "
+          "ratios are median (range)")
+    for number, r in enumerate(rounds, 1):
+        print(f"round {number}: sha256 {SIZE_MB / r['sha256']:5.0f} MiB/s | upload "
+              f"{SIZE_MB / r['upload']:4.0f} (HTTP {r['status']}) | gunicorn ceiling "
+              f"{SIZE_MB / r['ceiling']:4.0f} | bare socket {SIZE_MB / r['socket']:4.0f} MiB/s")
+
+    def ratio(name):
+        return spread([r["sha256"] / r[name] for r in rounds])
+    print(f"upload (hash+store, HTTP) vs sha256: {ratio('upload')} (target >= 0.7)")
+    print(f"gunicorn read+sha256 only vs sha256: {ratio('ceiling')} (the ceiling for any "
+          "upload through gunicorn)")
+    print(f"socket recv+sha256+write vs sha256:  {ratio('socket')} (no HTTP server: the "
+          "ceiling for any upload on this machine)")
     print(f"web worker peak RSS       {rss:7.1f} MB (target < 100; {idle_rss:.1f} MB "
           "before the upload)")
     print(f"raw INSTREAM              {SIZE_MB / raw_s:7.0f} MiB/s  ({raw_reply!r})")
