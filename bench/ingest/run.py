@@ -7,6 +7,9 @@
    BENCH_ROUNDS rounds, so a slow spell of this shared machine hits both sides of
    a ratio. The worker is not running meanwhile, so the web process has the
    machine's cores to itself, as the baseline does.
+   Each round also runs three ceilings (bench/ingest/minimal.py): bare Flask
+   endpoints on the same config that do only what the issue requires of every
+   delivery, the rate limit on Redis, the committed INSERT, and both.
 2. Drain, BENCH_ROUNDS times: 10,000 accepted events, then the worker starts;
    events/s from the first to the last processed_at.
 
@@ -31,6 +34,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.ingest.minimal import TABLE as MINIMAL_TABLE  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
 from tests.services import fresh_postgres_database, free_port, wait_for  # noqa: E402
@@ -43,6 +47,11 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = 64
 DRAIN_EVENTS = 10_000
 PAD = 1100  # brings a delivery to about 1.5 KB
+# bench/ingest/minimal.py: what every delivery requires, and nothing else; each
+# is a ceiling for the ingest endpoint, which does all of it and more
+MINIMAL_APPS = {"rate_limited": "rate limit (flask-limiter on Redis) only",
+                "committed": "committed INSERT only                  ",
+                "limited_and_committed": "rate limit + committed INSERT          "}
 SOURCES = """
 [sources.stripe]
 scheme = "stripe"
@@ -79,6 +88,13 @@ def wrk(port: int, requests_file: Path, seconds: int) -> dict:
             "p50": ms("50"), "p99": ms("99"),
             "errors": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else "none"}
+
+
+def minimal_run(engine, port: int, requests_file: Path, seconds: int) -> dict:
+    """wrk against a bench/ingest/minimal.py app, every delivery a new row again."""
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE minimal_events"))
+    return wrk(port, requests_file, seconds)
 
 
 def web_env(workdir: Path, database_url: str, redis_url: str) -> dict:
@@ -154,18 +170,30 @@ def main() -> None:
     baseline = serve(workdir / "baseline", {**env, "PORT": str(free_port())}, "gunicorn",
                      "-c", "gunicorn.conf.py", "bench.ingest.baseline:app")
     web = serve(workdir / "web", env)
-    assert web.port != baseline.port
+    minimal_apps = {name: serve(workdir / name, {**env, "PORT": str(free_port())},
+                                "gunicorn", "-c", "gunicorn.conf.py",
+                                f"bench.ingest.minimal:{name}")
+                    for name in MINIMAL_APPS}
+    ports = {web.port, baseline.port, *(server.port for server in minimal_apps.values())}
+    assert len(ports) == 2 + len(MINIMAL_APPS)
+    with engine.begin() as connection:
+        connection.execute(text(MINIMAL_TABLE))
     base_file = presigned(workdir / "baseline.tsv", per_run, "baseline")
     wrk(baseline.port, base_file, 3)  # warm-ups
+    for name, server in minimal_apps.items():
+        warm_up = minimal_run(engine, server.port, base_file, 3)
+        assert warm_up["errors"] == 0, f"{name} answered errors: see {server.workdir}"
     warm = wrk(web.port, presigned(workdir / "warm.tsv", per_run, "warm"), 3)
-    rounds = []
+    rounds, minimal_rounds = [], []
     for round_no in range(ROUNDS):
         base = wrk(baseline.port, base_file, SECONDS)
         ingest = wrk(web.port, presigned(workdir / f"ingest-{round_no}.tsv", per_run,
                                          f"run{round_no}"), SECONDS)
         rounds.append((base, ingest))
-    baseline.stop()
-    web.stop()
+        minimal_rounds.append({name: minimal_run(engine, server.port, base_file, SECONDS)
+                               for name, server in minimal_apps.items()})
+    for server in (baseline, web, *minimal_apps.values()):
+        server.stop()
     stored = count(engine, "SELECT count(*) FROM webhook_events")
     drains = [drain(workdir, env, engine, redis_url, round_no) for round_no in range(ROUNDS)]
 
@@ -186,6 +214,12 @@ def main() -> None:
           f"errors {sum(i['errors'] for _, i in rounds)}")
     print(f"ratio ingest/baseline  {spread(ratios, '{:.2f}')}   (target >= 0.5, "
           f"p99 <= 50 ms, 0 errors)")
+    for name, what in MINIMAL_APPS.items():
+        runs = [minimal_round[name] for minimal_round in minimal_rounds]
+        print(f"ceiling, {what}: {spread([r['rps'] for r in runs])} req/s, p99 "
+              f"{spread([r['p99'] for r in runs], '{:.1f}')} ms, errors "
+              f"{sum(r['errors'] for r in runs)}, ratio "
+              f"{spread([r['rps'] / b['rps'] for r, (b, _) in zip(runs, rounds)], '{:.2f}')}")
     sent = warm["requests"] + sum(ingest["requests"] for _, ingest in rounds)
     print(f"events stored: {stored} of {sent} deliveries (each a new event; wrk counts "
           "only completed requests)")
