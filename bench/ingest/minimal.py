@@ -4,8 +4,8 @@ the baseline, that do only what the issue requires of every delivery.
 - `rate_limited`: the rate limit, with flask-limiter on Redis and the same strategy
   as webapp/ (one sliding-window-counter hit per request).
 - `committed`: the delivery made durable before it is answered (DESIGN.md: never a
-  2xx for an event not committed): one INSERT, in autocommit, by psycopg on a
-  connection kept per thread.
+  2xx for an event not committed): one INSERT into `minimal_events` (made by
+  bench/ingest/run.py), in autocommit, by psycopg on a connection kept per thread.
 - `limited_and_committed`: both, and nothing else: no signature check, no outbox
   row, no publish, no logging, no metrics.
 
@@ -21,12 +21,6 @@ import psycopg
 from flask import Flask, jsonify, request
 from flask_limiter import Limiter
 
-TABLE = """
-CREATE TABLE IF NOT EXISTS minimal_events (
-    event_key text PRIMARY KEY,
-    body bytea NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT now()
-)"""
 LIMIT = "100000000/minute"
 _connections = threading.local()
 
