@@ -17,7 +17,6 @@ import base64
 import hashlib
 import os
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -31,13 +30,13 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench import ROUNDS, spread  # noqa: E402
 from documents.scanner import client_from_url  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.services import Clamd, fresh_postgres_database, free_port, wait_for  # noqa: E402
 
 MB = 1024 * 1024
 SIZE_MB = int(os.environ.get("BENCH_DOC_MB", "1024"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def make_file(path: Path) -> None:
@@ -101,11 +100,6 @@ def bare_socket_seconds(path: Path, token: str) -> float:
     finally:
         server.kill()
     return seconds
-
-
-def spread(values: list[float]) -> str:
-    """'median (min-max)' of a few runs."""
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def _answers(url: str) -> bool:
@@ -180,7 +174,7 @@ def main() -> None:
               f"{SIZE_MB / r['ceiling']:4.0f} | bare socket {SIZE_MB / r['socket']:4.0f} MiB/s")
 
     def ratio(name):
-        return spread([r["sha256"] / r[name] for r in rounds])
+        return spread([r["sha256"] / r[name] for r in rounds], "{:.2f}")
     print(f"upload (hash+store, HTTP) vs sha256: {ratio('upload')} (target >= 0.7)")
     print(f"gunicorn read+sha256 only vs sha256: {ratio('ceiling')} (the ceiling for any "
           "upload through gunicorn)")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench import ROUNDS, spread  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
 from tests.services import fresh_postgres_database, free_port, wait_for  # noqa: E402
@@ -42,15 +42,14 @@ from tests.webhooks import signing  # noqa: E402
 HERE = Path(__file__).resolve().parent
 SECRET = "whsec_bench_secret"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = 64
 DRAIN_EVENTS = 10_000
 PAD = 1100  # brings a delivery to about 1.5 KB
 # bench/ingest/minimal.py: what every delivery requires, and nothing else; each
 # is a ceiling for the ingest endpoint, which does all of it and more
 MINIMAL_APPS = {"rate_limited": "rate limit (flask-limiter on Redis) only",
-                "committed": "committed INSERT only                  ",
-                "limited_and_committed": "rate limit + committed INSERT          "}
+                "committed": "committed INSERT only",
+                "limited_and_committed": "rate limit + committed INSERT"}
 MINIMAL_TABLE = """
 CREATE TABLE IF NOT EXISTS minimal_events (
     event_key text PRIMARY KEY,
@@ -153,12 +152,6 @@ def drain(workdir: Path, env: dict, engine, redis_url: str, round_no: int) -> fl
     return (DRAIN_EVENTS - 1) / float(span)
 
 
-def spread(values: list[float], fmt: str = "{:.0f}") -> str:
-    """'median (min-max)' of a few runs."""
-    return (f"{fmt.format(statistics.median(values))} "
-            f"({fmt.format(min(values))}-{fmt.format(max(values))})")
-
-
 def main() -> None:
     base_db = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -224,7 +217,7 @@ def main() -> None:
           f"p99 <= 50 ms, 0 errors)")
     for name, what in MINIMAL_APPS.items():
         runs = [minimal_round[name] for minimal_round in minimal_rounds]
-        print(f"ceiling, {what}: {spread([r['rps'] for r in runs])} req/s, p99 "
+        print(f"ceiling, {what:<40}: {spread([r['rps'] for r in runs])} req/s, p99 "
               f"{spread([r['p99'] for r in runs], '{:.1f}')} ms, errors "
               f"{sum(r['errors'] for r in runs)}, ratio "
               f"{spread([r['rps'] / b['rps'] for r, (b, _) in zip(runs, rounds)], '{:.2f}')}")
