@@ -1,4 +1,4 @@
-"""kombu's Redis transport, with one reused client per channel.
+"""kombu's Redis transport, with one reused client per channel, that survives a lost broker.
 
 kombu 5.7's Redis channel builds a new `redis.Redis` for every command it sends
 outside the event loop (`conn_or_acquire`): each publish, and the MULTI that
@@ -11,9 +11,13 @@ Used for plain `redis://` brokers only (see `transport_for`). kombu picks its SS
 defaults by the transport's name being "rediss", and takes a `redis+socket://`
 URL's transport from the URL itself, so those and non-Redis schemes keep kombu's
 own transport.
+
+It also turns one teardown crash into the connection error it is (see
+`Channel._connparams`).
 """
 from __future__ import annotations
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 TRANSPORT = "tasks.broker:Transport"
@@ -31,6 +35,22 @@ class Channel(kombu_redis.Channel):
         if client is None or client.connection_pool is not self.pool:
             client = self._sync_client = super()._create_client()
         return client
+
+    def _connparams(self, asynchronous=False):
+        # When the broker goes away, Celery 5.7's consumer tears the connection down
+        # twice: Connection.collect(), then Connection.close(). collect() closes the
+        # channels until one fails (a fanout consumer such as gossip deletes its
+        # queue on close, which needs Redis), then detaches the transport, so close()
+        # meets a channel still open after its connection is gone. Closing it
+        # restores its unacked messages, which asks for a new pool, and kombu reads
+        # the host from the detached connection: AttributeError. Nothing treats that
+        # as a connection error, so the worker exited ("Unrecoverable error") instead
+        # of reconnecting. Say what it is: Celery and kombu swallow a connection
+        # error here and the worker reconnects. The unacked messages stay in Redis's
+        # unacked set, and kombu restores them after the visibility timeout.
+        if self.connection.client is None:
+            raise redis.ConnectionError("the broker connection is already closed")
+        return super()._connparams(asynchronous=asynchronous)
 
 
 class Transport(kombu_redis.Transport):

@@ -2,8 +2,11 @@
 import json
 
 import pytest
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.common import ignore_errors
 
 from tasks import broker
+from tests.services import ThrowawayRedis
 from webapp import create_app
 
 
@@ -38,3 +41,38 @@ def test_other_broker_urls_keep_kombus_own_transport(app_config, url, transport)
     celery = app.extensions["celery"]
     assert celery.conf.broker_transport is None
     assert celery.connection_for_write().transport_cls == transport
+
+
+def test_a_lost_broker_is_torn_down_as_a_connection_error_not_a_crash(tmp_path):
+    """What Celery 5.7's consumer does when Redis goes away mid-task.
+
+    It calls collect(), then close() under ignore_errors, which swallows only
+    connection and channel errors: anything else exits the worker. Before the fix
+    close() raised AttributeError ('NoneType' object has no attribute 'hostname')
+    and the worker exited instead of reconnecting.
+    """
+    redis_server = ThrowawayRedis(tmp_path / "redis").start()
+    connection = Connection(redis_server.url, transport=broker.TRANSPORT)
+    try:
+        tasks = connection.default_channel
+        queue = Queue("work", Exchange("work", type="direct"), routing_key="work")
+        Producer(tasks).publish({"n": 1}, exchange=queue.exchange, routing_key="work",
+                                declare=[queue])
+        running = []  # received, not acked: a late-acked task still in progress
+        Consumer(tasks, [queue], callbacks=[lambda body, message: running.append(body)]
+                 ).consume()
+        connection.drain_events(timeout=5)
+        assert running == [{"n": 1}]
+        # Like Celery's gossip: a second channel consuming an auto-delete fanout
+        # queue, which its close deletes, so collect() stops there.
+        gossip = connection.channel()
+        Consumer(gossip, [Queue("gossip.one", Exchange("gossip", type="fanout"),
+                                auto_delete=True)]).consume()
+        gossip.client  # noqa: B018 - cached by its first use, as in the worker
+        tasks._brpop_start()  # the worker waits in BRPOP when the broker dies
+
+        redis_server.stop()
+        connection.collect(socket_timeout=5)
+        ignore_errors(connection, connection.close)  # raised before the fix
+    finally:
+        redis_server.stop()
