@@ -111,6 +111,7 @@ def _answers(url: str) -> bool:
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-docs-"))
+    print(f"process logs: {workdir}", flush=True)
     base_db = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
     redis.Redis.from_url(redis_url).flushdb()
@@ -120,7 +121,7 @@ def main() -> None:
         SLUICE_INSTANCE_PATH=str(workdir / "instance"), STORAGE_DIR=str(workdir / "storage"),
         DOCUMENT_MAX_BYTES=str((SIZE_MB + 1) * MB), PORT=str(free_port()),
         LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"))
-    stack = Stack(workdir, env)
+    stack = Stack(workdir, env, printed_log_lines=0)
     stack.release()
     token = subprocess.run(
         ["flask", "--app", "webapp", "clients", "create", "bench", "--scopes",
@@ -133,7 +134,8 @@ def main() -> None:
     stack.start("web")
     stack.wait_ready()
     idle_rss = peak_rss_mb(stack.processes["web"].pid)
-    ceiling = Stack(workdir / "ceiling", {**env, "PORT": str(free_port())})
+    ceiling = Stack(workdir / "ceiling", {**env, "PORT": str(free_port())},
+                    printed_log_lines=0)
     ceiling.start("web", command=["gunicorn", "-c", "gunicorn.conf.py",
                                   "bench.documents.ceiling:app"])
     wait_for(lambda: _answers(ceiling.url("/")), timeout=30, what="the ceiling app")

@@ -58,7 +58,7 @@ def import_through_the_stack(workdir: Path, archive: bytes) -> dict:
         REDIS_URL=redis_url, SECRET_KEY="bench", SLUICE_INSTANCE_PATH=str(workdir / "instance"),
         STORAGE_DIR=str(workdir / "storage"), PORT=str(free_port()), LOG_LEVEL="WARNING",
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"))
-    stack = Stack(workdir, env)
+    stack = Stack(workdir, env, printed_log_lines=0)
     stack.release()
     token = subprocess.run(
         ["flask", "--app", "webapp", "clients", "create", "bench", "--scopes", "imports:write"],
@@ -115,6 +115,7 @@ def manifest_rows(n: int) -> list[dict]:
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-imports-"))
+    print(f"process logs: {workdir}", flush=True)
     archive = make_archive()
     baseline = max(baseline_entries_per_second(archive) for _ in range(2))
     result = import_through_the_stack(workdir, archive)

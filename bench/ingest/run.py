@@ -112,7 +112,7 @@ def web_env(workdir: Path, database_url: str, redis_url: str) -> dict:
 
 
 def serve(workdir: Path, env: dict, *argv: str) -> Stack:
-    stack = Stack(workdir, env)
+    stack = Stack(workdir, env, printed_log_lines=0)
     stack.start("web", command=list(argv) if argv else None)
     wait_for(lambda: _answers(stack), timeout=60, what="gunicorn")
     return stack
@@ -142,7 +142,8 @@ def drain(workdir: Path, env: dict, engine, redis_url: str, round_no: int) -> fl
     statuses = deliver(web.url("/webhooks/stripe"), bodies, SECRET, connections=32)
     web.stop()
     assert statuses == {202: DRAIN_EVENTS}, statuses
-    worker = Stack(workdir / f"worker-{round_no}", env).start("worker")
+    worker = Stack(workdir / f"worker-{round_no}", env, printed_log_lines=0)
+    worker.start("worker")
     wait_for(lambda: count(engine, "SELECT count(*) FROM webhook_events "
                                    "WHERE status = 'processed'") == DRAIN_EVENTS,
              timeout=600, interval=0.5, what="the drain")
@@ -156,6 +157,7 @@ def main() -> None:
     base_db = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    print(f"process logs: {workdir}", flush=True)
     database_url = fresh_postgres_database(base_db, "sluice_bench")
     redis.Redis.from_url(redis_url).flushdb()
     env = web_env(workdir, database_url, redis_url)

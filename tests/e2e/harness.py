@@ -42,9 +42,12 @@ def clean_environment(**overrides: str) -> dict[str, str]:
 
 
 class Stack:
-    def __init__(self, workdir: Path, env: dict[str, str]):
+    def __init__(self, workdir: Path, env: dict[str, str], printed_log_lines: int = 30):
+        """`printed_log_lines`: how many of each log's last lines stop() prints (pytest
+        shows them with a failure); the benchmarks pass 0 and say where the logs are."""
         self.workdir = workdir
         self.env = env
+        self.printed_log_lines = printed_log_lines
         self.port = int(env["PORT"])
         self.processes: dict[str, subprocess.Popen] = {}
         workdir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +104,9 @@ class Stack:
                 process.wait(timeout=10)
         kept = os.environ.get("SLUICE_TEST_LOG_DIR")  # scanned for leaks at the end of the run
         for name in self.processes:
-            print(f"----- {name} (last lines) -----\n{self.log_tail(name, 30)}")
+            if self.printed_log_lines:
+                print(f"----- {name} (last lines) -----\n"
+                      f"{self.log_tail(name, self.printed_log_lines)}")
             if kept and (self.workdir / f"{name}.log").exists():
                 shutil.copy(self.workdir / f"{name}.log",
                             Path(kept) / f"stack-{uuid.uuid4().hex[:8]}-{name}.log")
