@@ -19,7 +19,7 @@ from kombu.pools import producers
 from sqlalchemy.orm import Session
 
 from cron.schedule import build_beat_schedule
-from tasks.broker import transport_for
+from tasks.broker import broker_ssl, transport_for
 from webhooks.outbox import Message, Publisher
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "broker_url": url,
         "broker_transport": transport_for(url),
+        "broker_use_ssl": broker_ssl(url),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "broker_transport_options": {

@@ -7,15 +7,17 @@ building a client (its response-callback tables are copied each time), which cam
 to about a tenth of the worker's main process in the drain profile. The client
 only wraps the channel's connection pool and is thread-safe, so one per pool does.
 
-Used for plain `redis://` brokers only (see `transport_for`). kombu picks its SSL
-defaults by the transport's name being "rediss", and takes a `redis+socket://`
-URL's transport from the URL itself, so those and non-Redis schemes keep kombu's
-own transport.
+Used for `redis://` and `rediss://` brokers (see `transport_for`). kombu takes a
+`redis+socket://` URL's transport from the URL itself, so that and non-Redis
+schemes keep kombu's own transport. kombu turns TLS on for `rediss://` by the
+transport's name, so with ours `broker_ssl` says it instead.
 
 It also turns one teardown crash into the connection error it is (see
 `Channel._connparams`).
 """
 from __future__ import annotations
+
+import ssl
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -59,4 +61,16 @@ class Transport(kombu_redis.Transport):
 
 def transport_for(url: str) -> str | None:
     """The transport Celery should use for broker `url` (None: the URL scheme's own)."""
-    return TRANSPORT if url.startswith("redis://") else None
+    return TRANSPORT if url.startswith(("redis://", "rediss://")) else None
+
+
+def broker_ssl(url: str) -> dict | bool:
+    """Celery's `broker_use_ssl` for `url`: for `rediss://`, certificates verified
+    unless the URL says otherwise; else False, Celery's default.
+
+    kombu's own transport gives a `rediss://` URL without `ssl_*` options no
+    verification at all (with a warning). redis-py, which Sluice's other Redis
+    clients use, verifies by default; so does the broker. The URL's `ssl_*` options
+    (`ssl_ca_certs=...`, `ssl_cert_reqs=none`) replace these.
+    """
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if url.startswith("rediss://") else False

