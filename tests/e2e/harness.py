@@ -80,6 +80,12 @@ class Stack:
             return response.json() if response.status_code == 200 else None
         return wait_for(ready, timeout=timeout, interval=0.2, what="/readyz")
 
+    def metric(self, name: str) -> float:
+        """A counter from the web's /metrics, summed over its labels."""
+        text = requests.get(self.url("/metrics"), timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + " ") or line.startswith(name + "{"))
+
     def assert_running(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:

@@ -52,12 +52,6 @@ def reader(env: dict[str, str]):
     return create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
 
 
-def metric(stack: Stack, name: str) -> float:
-    text = requests.get(stack.url("/metrics"), timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
-
-
 def unpublished(app) -> int:
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(OutboxMessage)
@@ -114,7 +108,7 @@ def test_redis_killed_for_10s_under_load(tmp_path, worker_index, record_property
             during = fault_window(sender, redis_server.stop, redis_server.start)
             figures = wait_until_applied(app, sender)
             wait_for(lambda: unpublished(app) == 0, timeout=60, what="the outbox to drain")
-            fallbacks = metric(stack, "sluice_rate_limit_fallback_total")
+            fallbacks = stack.metric("sluice_rate_limit_fallback_total")
             report(record_property, "Redis killed for 10 s", {
                 **figures, "answered_while_down": len(during),
                 "rate_limit_fallbacks": int(fallbacks)})
