@@ -3,7 +3,6 @@
 The stack runs on its own throwaway redis-server, never the machine's shared one.
 """
 import time
-from typing import Callable
 
 import pytest
 from sqlalchemy import func, select
@@ -68,12 +67,10 @@ def test_webhooks_are_accepted_while_redis_is_down_and_processed_after(
     time.sleep(3)
     redis_server.start()  # same port, empty: nothing was left in it to lose
 
-    def all_processed(expected: int) -> Callable[[], bool]:
-        def check() -> bool:
-            stack.assert_running()  # a worker that exited on the outage fails here, with its log
-            return count(app, WebhookEvent.status == "processed") == expected
-        return check
-    wait_for(all_processed(40), timeout=90, interval=0.5,
+    def processed() -> int:
+        stack.assert_running()  # a worker that exited on the outage fails here, with its log
+        return count(app, WebhookEvent.status == "processed")
+    wait_for(lambda: processed() == 40, timeout=90, interval=0.5,
              what="the relay and the reconnected worker to process the rest")
     assert count(app) == 40
 
@@ -85,5 +82,5 @@ def test_webhooks_are_accepted_while_redis_is_down_and_processed_after(
     after = [payment_event(f"evt_after_{i}", f"pi_after_{i}") for i in range(20)]
     assert deliver(url, after, STRIPE_SECRET, connections=5) == {202: 20}
     assert stack.metric(failures) == failed_in_outage
-    wait_for(all_processed(60), timeout=60, interval=0.5, what="the later deliveries")
+    wait_for(lambda: processed() == 60, timeout=60, interval=0.5, what="the later deliveries")
     app.extensions["sluice.db"].engine.dispose()
