@@ -24,10 +24,12 @@ run: $(VENV)/.embedded
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT) web worker beat
 
 test: $(VENV)/.test
+	$(BIN)/lint-imports
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
-	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks documents cron tests bench
+	$(BIN)/lint-imports
+	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks payments documents cron store migrations tests bench
 
 bench: $(VENV)/.test
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

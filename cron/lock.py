@@ -4,7 +4,8 @@ Three Lua scripts, each one round trip and atomic:
 
 - acquire: SET key token NX PX ttl and, only if that succeeded, INCR the job's
   fencing counter. A late holder whose lock expired carries a smaller fence than
-  the new one, so fenced writes (cron/checkpoints.py) refuse it.
+  the new one; each run records its fence in job_runs, so the history shows which
+  holder did what.
 - extend and release: only while the key still holds our token, so nobody ever
   frees or prolongs someone else's lock (the plain-DEL pitfall of celery-once).
 

@@ -1,4 +1,4 @@
-"""Job run history and fenced checkpoints."""
+"""Job run history: every run, skips included."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 RUNNING, SUCCEEDED, FAILED, SKIPPED_LOCKED, TIMED_OUT = (
     "running", "succeeded", "failed", "skipped_locked", "timed_out")
@@ -29,13 +29,3 @@ class JobRun(Base):
     error: Mapped[str | None] = mapped_column(String(1000))
 
     __table_args__ = (Index("ix_job_runs_job_started_at", "job", "started_at"),)
-
-
-class JobCheckpoint(Base):
-    """State a job carries between runs, written only by the newest lock holder."""
-    __tablename__ = "job_checkpoints"
-
-    job: Mapped[str] = mapped_column(String(100), primary_key=True)
-    fence: Mapped[int] = mapped_column(BigInteger())
-    data: Mapped[dict] = mapped_column(JSONType, default=dict)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -3,38 +3,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 import pybreaker
-import redis
 from sqlalchemy import select
 
-from cron.provider_api import (ProviderStatusClient, ProviderUnavailable, PaymentUnknown,
-                               breaker, http_session)
 from cron.runner import JobContext
-from webhooks.db import utcnow
-from webhooks.payments import PENDING, Payment, apply_update
+from payments.ledger import PENDING, Payment, apply_update
+from payments.status_api import (PaymentUnknown, ProviderStatusClient, ProviderUnavailable,
+                                 status_clients)
+from store.db import utcnow
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = {"stripe": ("STRIPE_API_BASE", "STRIPE_API_KEY"),
-             "paystack": ("PAYSTACK_API_BASE", "PAYSTACK_SECRET_KEY")}
 
-
-def status_clients(config: dict[str, Any], client: redis.Redis) -> dict[str, ProviderStatusClient]:
-    """One client per provider that has an API key configured."""
-    session = http_session(config["RECONCILE_HTTP_RETRIES"], config["RECONCILE_HTTP_BACKOFF"])
-    timeout = (config["RECONCILE_CONNECT_TIMEOUT"], config["RECONCILE_READ_TIMEOUT"])
-    clients = {}
-    for provider, (base_key, secret_key) in PROVIDERS.items():
-        if config.get(secret_key):
-            circuit = breaker(client, provider, failures=config["RECONCILE_BREAKER_FAILURES"],
-                              reset_after=config["RECONCILE_BREAKER_RESET"],
-                              prefix=config["REDIS_KEY_PREFIX"])
-            clients[provider] = ProviderStatusClient(provider, config[base_key],
-                                                     config[secret_key], session, circuit,
-                                                     timeout)
-    return clients
+def reconcile(ctx: JobContext) -> dict:
+    return reconcile_payments(ctx, status_clients(ctx.config, ctx.redis))
 
 
 def reconcile_payments(ctx: JobContext, clients: dict[str, ProviderStatusClient]) -> dict:

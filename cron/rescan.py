@@ -4,11 +4,11 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 
 from cron.runner import JobContext
-from documents.ingest import SCAN_TASK
 from documents.models import CLEAN, SCAN_ERROR, Document
 from documents.scanner import client_from_url
 from documents.scanning import signatures_fingerprint
-from webhooks.outbox import enqueue
+from store.outbox import enqueue
+from store.task_names import SCAN_DOCUMENT
 
 BATCH = 500
 
@@ -35,6 +35,6 @@ def rescan_documents(ctx: JobContext) -> dict:
         if not ids:
             return {"queued": queued, "fingerprint": current}
         for document_id in ids:
-            enqueue(ctx.session, SCAN_TASK, {"document_id": document_id}, queue="documents")
+            enqueue(ctx.session, SCAN_DOCUMENT, {"document_id": document_id})
         ctx.session.commit()
         queued, after_id = queued + len(ids), ids[-1]

@@ -9,9 +9,9 @@ from sqlalchemy import delete, select, update
 
 from cron.models import JobRun
 from cron.runner import JobContext
-from webhooks.db import utcnow
+from store.db import utcnow
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
-from webhooks.outbox import OutboxMessage
+from store.outbox import OutboxMessage
 
 BATCH = 1000
 TEMP_FILE_MAX_AGE = 24 * 3600

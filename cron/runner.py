@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import socket
@@ -14,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from cron.lock import JobLock
 from cron.models import FAILED, SKIPPED_LOCKED, SUCCEEDED, TIMED_OUT, JobRun
-from webhooks.db import utcnow
-from webhooks.outbox import Publisher
+from store.db import utcnow
+from store.outbox import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,17 @@ class JobContext:
 @dataclasses.dataclass(frozen=True)
 class Job:
     name: str
-    func: Callable[[JobContext], dict]
+    func: Callable[[JobContext], dict] | str   # or "module:function", imported when run
     interval: float          # seconds between beat runs
     soft_time_limit: float   # then the run ends as timed_out and frees its lock
     time_limit: float        # hard kill; the lock still frees itself after lock_ttl
     lock_ttl: float = 30.0   # kept alive by the heartbeat while the job runs
+
+    def function(self) -> Callable[[JobContext], dict]:
+        if callable(self.func):
+            return self.func
+        module, _, name = self.func.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 def run_job(session: Session, client: redis.Redis, job: Job, *, trigger: str,
@@ -70,7 +77,7 @@ def run_job(session: Session, client: redis.Redis, job: Job, *, trigger: str,
         session.add(run)
         session.commit()  # a run in progress is visible to `flask cron list`
         context = JobContext(session, lock.fence, config, publisher, lock, client)
-        run.detail = job.func(context) or {}
+        run.detail = job.function()(context) or {}
         context.check()  # work done after losing the lock is not a success
         outcome = SUCCEEDED
     except timeout_errors:

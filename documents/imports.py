@@ -29,11 +29,11 @@ from documents.models import (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, INFECTED
                               ImportRow)
 from documents.sniffing import XLSX, Rejected, allowlist_from, sniff
 from documents.storage import LocalStorage
-from webhooks import audit
-from webhooks.db import insert_all_unless_exist, insert_or_existing, utcnow
-from webhooks.outbox import enqueue
+from store import audit
+from store.db import insert_all_unless_exist, insert_or_existing, utcnow
+from store.outbox import enqueue
+from store.task_names import RUN_IMPORT
 
-IMPORT_TASK = "sluice.imports.run"
 FINISHED = (COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
 MANIFEST_TYPES = ("text/plain", "text/csv", XLSX)
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
@@ -101,7 +101,7 @@ def create_import(session: Session, storage: LocalStorage, owner_id: int, archiv
         status=QUEUED, uncompressed_bytes=0, attempts=0, created_at=utcnow()),
         ["owner_id", "archive_sha256"])
     if created:
-        enqueue(session, IMPORT_TASK, {"import_id": job.id}, queue="imports")
+        enqueue(session, RUN_IMPORT, {"import_id": job.id})
         audit.record(session, f"client:{owner_id}", "import.create", "import", job.id,
                      {"archive_size": archive.size, "manifest": kind})
     return job, created

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from documents.models import PENDING_SCAN, Document
 from documents.sniffing import sanitize_filename, sniff
 from documents.storage import LocalStorage
-from webhooks import audit
-from webhooks.db import insert_or_existing, utcnow
-from webhooks.outbox import enqueue
+from store import audit
+from store.db import insert_or_existing, utcnow
+from store.outbox import enqueue
+from store.task_names import SCAN_DOCUMENT
 
-SCAN_TASK = "sluice.documents.scan"
 CHUNK = 64 * 1024
 
 
@@ -94,7 +94,7 @@ def create_document(session: Session, storage: LocalStorage, owner_id: int, uplo
         ["owner_id", "sha256"])
     if not created:
         return document, False
-    enqueue(session, SCAN_TASK, {"document_id": document.id}, queue="documents")
+    enqueue(session, SCAN_DOCUMENT, {"document_id": document.id})
     audit.record(session, f"client:{owner_id}", "document.upload", "document", document.id,
                  {"size": upload.size, "mime_type": mime})
     return document, True

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 PENDING_SCAN, CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE = (
     "pending_scan", "clean", "infected", "scan_error", "unscannable")

@@ -23,8 +23,8 @@ def _import_clamd():
     """`import clamd`, without the pkg_resources it loads only to read its own version.
 
     clamd 1.0.2 does that inside a bare try/except. pkg_resources indexes every
-    installed distribution when imported: about 5 MB and 0.1 s in each web worker,
-    which imports this module for /readyz. A None in sys.modules makes that import
+    installed distribution when imported, memory and start-up time in each web
+    worker, which imports this module for /readyz. A None in sys.modules makes that import
     fail, and clamd sets its __version__ to ''.
     """
     if "clamd" in sys.modules or "pkg_resources" in sys.modules:

@@ -9,8 +9,8 @@ from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
 from documents.storage import LocalStorage
-from webhooks import audit
-from webhooks.db import utcnow
+from store import audit
+from store.db import utcnow
 
 
 class ScanFailed(RuntimeError):

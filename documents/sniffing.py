@@ -25,10 +25,10 @@ GENERIC = {"", "application/octet-stream", "binary/octet-stream"}
 # A CSV is plain text to libmagic, so either name is consistent with the other.
 COMPATIBLE = {frozenset({"text/plain", "text/csv"})}
 MAX_FILENAME = 255
-# libmagic 5.41 and newer read up to 7 MiB of a file to classify it; for a long text
-# file that cost the web worker about 15 MB of peak RSS per upload (bench/documents).
-# Every type we accept is known by its first bytes; 256 KiB (about 2 MB of peak RSS)
-# still gives the text-or-binary call a long sample.
+# libmagic 5.41 and newer read up to 7 MiB of a file to classify it, which for a long
+# text upload raised the web worker's peak RSS by that much (bench/documents). Every
+# type we accept is known by its first bytes; 256 KiB still gives the text-or-binary
+# call a long sample.
 SNIFF_BYTES = 256 * 1024
 
 
@@ -69,7 +69,7 @@ def _ooxml_type(path: Path) -> str | None:
 
 @functools.cache
 def _libmagic() -> magic.Magic:
-    # Built on first use: loading libmagic's database costs about 8 MB, which
+    # Built on first use: loading libmagic's database costs memory, which
     # processes that never sniff (beat, the scan-only paths) need not pay.
     detector = magic.Magic(mime=True)
     detector.setparam(magic.MAGIC_PARAM_BYTES_MAX, SNIFF_BYTES)

@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import text
 
 from webapp.models import metadata
-from webhooks.db import make_engine
+from store.db import make_engine
 
 # One constant for every Sluice deploy: two releases never migrate at once.
 MIGRATION_LOCK_ID = 0x51C1CE

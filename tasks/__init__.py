@@ -18,9 +18,9 @@ from kombu import Exchange, Queue
 from kombu.pools import producers
 from sqlalchemy.orm import Session
 
-from cron.schedule import build_beat_schedule
+from tasks.schedule import build_beat_schedule
 from tasks.broker import broker_ssl, transport_for
-from webhooks.outbox import Message, Publisher
+from store.outbox import Message, Publisher
 
 log = logging.getLogger(__name__)
 QUEUES = ("webhooks", "documents", "imports", "cron")

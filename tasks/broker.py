@@ -2,9 +2,9 @@
 
 kombu 5.7's Redis channel builds a new `redis.Redis` for every command it sends
 outside the event loop (`conn_or_acquire`): each publish, and the MULTI that
-records and then clears every unacked message. redis-py 8 spends about 60 us
-building a client (its response-callback tables are copied each time), which came
-to about a tenth of the worker's main process in the drain profile. The client
+records and then clears every unacked message. redis-py 8 copies its
+response-callback tables for every client it builds, which showed up as a large
+share of the worker's main process in the drain profile. The client
 only wraps the channel's connection pool and is thread-safe, so one per pool does.
 
 Used for `redis://` and `rediss://` brokers (see `transport_for`). kombu takes a

@@ -9,7 +9,7 @@ from flask import current_app
 
 from cron.jobs import registry
 from cron.runner import run_job as run_locked
-from cron.schedule import RUN_JOB_TASK
+from store.task_names import RUN_JOB
 from tasks import db_session, outbox_publisher, redis_client
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # No retries: the next beat tick is the retry, and a job never queues behind itself
 # (a held lock records skipped_locked). Per-job time limits come with each message.
-@shared_task(name=RUN_JOB_TASK, bind=True, acks_late=True, ignore_result=True,
+@shared_task(name=RUN_JOB, bind=True, acks_late=True, ignore_result=True,
              max_retries=0)
 def run_job(self, name: str, trigger: str = "beat") -> dict:
     job = registry(current_app.config).get(name)

@@ -7,15 +7,16 @@ from celery import shared_task
 
 from documents.scanner import client_from_url
 from documents.scanning import give_up, scan_document
+from store.task_names import SCAN_DOCUMENT
 from tasks import config, db_session, retry_or_give_up, storage, when_lost_too_often
 
 log = logging.getLogger(__name__)
 
 
-when_lost_too_often("sluice.documents.scan")(give_up)
+when_lost_too_often(SCAN_DOCUMENT)(give_up)
 
 
-@shared_task(name="sluice.documents.scan", bind=True, acks_late=True, ignore_result=True,
+@shared_task(name=SCAN_DOCUMENT, bind=True, acks_late=True, ignore_result=True,
              max_retries=None)
 def scan(self, document_id: int) -> None:
     """Retry while clamd is down or unsure; then scan_error. Never clean without OK."""

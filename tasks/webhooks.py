@@ -7,15 +7,16 @@ from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
+from store.task_names import PROCESS_EVENT
 from tasks import config, db_session, when_lost_too_often
 from webhooks.models import PROCESSED, WebhookEvent
 from webhooks.processing import EventNotFound, process, record_failure
-from webhooks.providers import PayloadError
+from store.payloads import PayloadError
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="sluice.webhooks.process_event", bind=True, acks_late=True,
+@shared_task(name=PROCESS_EVENT, bind=True, acks_late=True,
              ignore_result=True, max_retries=None)
 def process_event(self, event_id: int) -> None:
     """Retry with exponential backoff and full jitter, then park the event as dead.
@@ -58,7 +59,7 @@ class WorkerLost(Exception):
     pass
 
 
-@when_lost_too_often("sluice.webhooks.process_event")
+@when_lost_too_often(PROCESS_EVENT)
 def park_event(session, event_id: int) -> None:
     event = session.get(WebhookEvent, event_id)
     if event is not None and event.status != PROCESSED:

@@ -14,8 +14,8 @@ from documents.manifests import InvalidManifest, ManifestProblem, ManifestRow, r
 from documents.sniffing import MAX_FILENAME, sanitize_filename
 from tests.imports import archives
 from webapp.extensions import db
-from webhooks.payments import FORWARD, PAYMENT_STATUSES, Payment, PaymentUpdate, apply_update
-from webhooks.signatures import SignatureError, verify
+from payments.ledger import FORWARD, PAYMENT_STATUSES, Payment, PaymentUpdate, apply_update
+from webhooks.schemes import SignatureError, verify
 from webhooks.sources import Source
 from webhooks.whatsapp import STATUS_RANK, WhatsAppMessage, apply_notification
 
@@ -45,7 +45,7 @@ SLOW = settings(max_examples=60, deadline=None,
 @given(data=st.data(), body=st.binary(max_size=300))
 def test_any_signature_headers_get_a_verdict_never_an_exception(scheme, data, body):
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" if scheme == "standard" else "secret"
-    extra = {"timestamp_header": "X-Timestamp"} if scheme == "hmac-sha256" else {}
+    extra = {"options": {"timestamp_header": "X-Timestamp"}} if scheme == "hmac-sha256" else {}
     source = Source(name="s", scheme=scheme, kind="payment", provider=scheme,
                     secrets=(secret.encode(),), **extra)
     headers = Headers()

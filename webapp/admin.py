@@ -6,14 +6,14 @@ from sqlalchemy import select
 
 from cron.jobs import registry
 from cron.models import JobRun
-from cron.schedule import RUN_JOB_TASK
+from store.task_names import RUN_JOB
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, text_arg
-from webhooks import audit
+from store import audit
 from webhooks.models import EVENT_STATUSES, WebhookEvent
-from webhooks.outbox import enqueue
+from store.outbox import enqueue
 from webhooks.processing import EventNotFound, list_events, replay
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -106,7 +106,7 @@ def job_runs(name: str):
 def run_job_now(name: str):
     """Queue a run on the worker, under the same lock and history as beat."""
     job = _job_or_404(name)
-    enqueue(db.session, RUN_JOB_TASK, {"name": job.name, "trigger": "admin"}, queue="cron")
+    enqueue(db.session, RUN_JOB, {"name": job.name, "trigger": "admin"})
     audit.record(db.session, f"client:{g.client.name}", "job.run", "job", job.name)
     db.session.commit()
     return jsonify(job=job.name, status="queued"), 202

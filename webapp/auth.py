@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from webapp.errors import APIError
 from webapp.extensions import db, limiter
-from webhooks.db import Base, UTCDateTime, utcnow
+from store.db import Base, UTCDateTime, utcnow
 
 TOKEN_PREFIX = "slc_"
 KNOWN_SCOPES = ("documents:read", "documents:write", "imports:write", "admin")

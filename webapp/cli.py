@@ -13,7 +13,7 @@ from webapp import migrate
 from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
 from webapp.cron_cli import cron_cli
 from webapp.extensions import db
-from webhooks.db import utcnow
+from store.db import utcnow
 from webhooks.models import EVENT_STATUSES
 from webhooks.processing import EventNotFound, list_events, replay
 

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from sqlalchemy.engine import make_url
 
+from payments.providers import PROVIDERS
+
 DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,               # None: generated once into instance/secret_key
     "DATABASE_URL": None,             # None: SQLite file under instance/
@@ -69,11 +71,12 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
     "RETENTION_JOB_RUNS_DAYS": 30,
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
-    "STRIPE_API_BASE": "https://api.stripe.com",
-    "PAYSTACK_API_BASE": "https://api.paystack.co",
-    "STRIPE_API_KEY": None,           # secrets: from the environment only
-    "PAYSTACK_SECRET_KEY": None,
 }
+# Each payment provider's status API: its base URL, and its key (a secret: from the
+# environment only), under the setting names its module declares.
+for _provider in PROVIDERS.values():
+    DEFAULTS[_provider.api_base_setting] = _provider.default_api_base
+    DEFAULTS[_provider.api_key_setting] = None
 
 
 class ConfigError(ValueError):

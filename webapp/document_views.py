@@ -16,7 +16,7 @@ from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg
 from webapp.uploads import spooled_files, storage
-from webhooks import audit
+from store import audit
 
 bp = Blueprint("documents", __name__)
 PAGE_SIZE = 50

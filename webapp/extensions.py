@@ -13,8 +13,8 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from webhooks.db import make_engine
-from webhooks.outbox import PUBLISHER_KEY, Publisher
+from store.db import make_engine
+from store.outbox import PUBLISHER_KEY, Publisher
 
 DB_KEY = "sluice.db"
 REDIS_KEY = "sluice.redis"

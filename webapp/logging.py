@@ -90,8 +90,8 @@ def configure_logging(app: Flask) -> None:
     # Alembic announces every plugin it loads at INFO; keep its migration lines only.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # Celery logs two INFO lines per task (received, succeeded). Redacted as JSON
-    # they cost about 1 ms of worker CPU per webhook event, a fifth of the drain
-    # rate; failures still log (our tasks warn, Celery logs errors at ERROR).
+    # they are a large share of the worker's CPU per webhook event (bench/ingest's
+    # drain); failures still log (our tasks warn, Celery logs errors at ERROR).
     task_lines = logging.NOTSET if app.config["LOG_TASK_LINES"] else logging.WARNING
     for name in ("celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(name).setLevel(task_lines)

@@ -6,8 +6,8 @@ few Alembic commands we need are a handful of lines over `alembic.command`.
 
 Alembic is imported only by the commands that migrate. /startupz needs two facts,
 the revisions in the database's alembic_version table and the heads of
-migrations/versions, and importing Alembic to read them cost each web worker about
-11 MB of RSS (bench/documents), a tenth of its budget. Both are read here directly;
+migrations/versions, and importing Alembic to read them costs each web worker a
+real share of its RSS budget (bench/documents). Both are read here directly;
 tests/webapp/test_migrations.py checks them against Alembic's own answers.
 """
 from __future__ import annotations

@@ -26,9 +26,9 @@ class BufferedFormDataParser(FormDataParser):
 
     werkzeug's MultiPartParser always reads 64 KB (FormDataParser builds it without
     a buffer size, so setting one does nothing). Under gunicorn each small read
-    copies the rest of the body reader's ~1 MB receive buffer into a new BytesIO,
-    and large uploads spent most of their time there (bench/documents). A 1 MB
-    BufferedReader in between serves werkzeug's 64 KB reads from memory.
+    copies the rest of the body reader's receive buffer into a new BytesIO, and
+    large uploads spent most of their time there (bench/documents measures it). A
+    1 MB BufferedReader in between serves werkzeug's 64 KB reads from memory.
     """
 
     def parse(self, stream, mimetype, content_length, options=None):

@@ -13,7 +13,7 @@ from prometheus_client import Counter
 from webapp.errors import APIError
 from webapp.extensions import db, limiter
 from webhooks.ingest import InvalidPayload, store
-from webhooks.signatures import SignatureError, verify
+from webhooks.schemes import SignatureError, verify
 from webhooks.sources import Source, load_sources, load_sources_file
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _count_rate_limit_fallback(response):
 
 
 def init_webhooks(app: Flask) -> None:
-    configured = app.config.get("WEBHOOK_SOURCES")  # a parsed sources document (tests)
+    configured = app.config.get("WEBHOOK_SOURCES")  # the sources inline, instead of a file
     app.extensions[SOURCES_KEY] = (
         load_sources(configured, os.environ) if configured is not None
         else load_sources_file(app.config["SLUICE_SOURCES_FILE"], os.environ))

@@ -1,15 +1,17 @@
 """Webhook sources from a TOML file: scheme, secrets (by env var name), limits.
 
     [sources.stripe]
-    scheme = "stripe"          # stripe | standard | paystack | meta | hmac-sha256
-    kind = "payment"           # payment | whatsapp
+    scheme = "stripe"          # a name in webhooks/schemes/__init__.py
+    kind = "payment"           # payment | whatsapp (default: the scheme's)
+    provider = "stripe"        # payment sources: a name in payments/providers/
     secrets_env = ["STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PREVIOUS"]
     tolerance = 300
     rate_limit = "6000/minute"
     max_body = "4MB"
 
-Secret values come only from the environment, read once at load time; a source
-whose variables are all unset has no secret and rejects every delivery.
+A scheme may take keys of its own (hmac-sha256 does; see its module). Secret
+values come only from the environment, read once at load time; a source whose
+variables are all unset has no secret and rejects every delivery.
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-SCHEMES = ("stripe", "standard", "paystack", "meta", "hmac-sha256")
+from payments.providers import PROVIDERS
+from webhooks.schemes import SCHEMES
+
 KINDS = ("payment", "whatsapp")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
@@ -35,18 +39,13 @@ class Source:
     name: str
     scheme: str
     kind: str
-    provider: str                      # which payment handler reads its events
+    provider: str                      # payment sources: which provider reads its events
     secrets: tuple[bytes, ...] = dataclasses.field(repr=False)
     tolerance: int = 300
     rate_limit: str = "6000/minute"
     max_body: int = 4 * 1024 ** 2
     verify_token: str | None = dataclasses.field(default=None, repr=False)
-    # hmac-sha256 only
-    signature_header: str = "X-Signature"
-    signature_encoding: str = "hex"    # hex | base64
-    signature_prefix: str = ""         # e.g. "sha256="
-    timestamp_header: str | None = None
-    event_key_header: str | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the scheme's own
 
 
 def parse_size(value: Any) -> int:
@@ -62,6 +61,8 @@ def load_sources(document: Mapping[str, Any], environ: Mapping[str, str]) -> dic
     """Build sources from a parsed TOML document and the environment."""
     sources = {}
     for name, table in (document.get("sources") or {}).items():
+        if not isinstance(table, Mapping):
+            raise SourceConfigError(f"source {name}: expected a table of settings")
         sources[name] = _build(name, dict(table), environ)
     return sources
 
@@ -75,36 +76,41 @@ def load_sources_file(path: str | Path, environ: Mapping[str, str]) -> dict[str,
             document = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise SourceConfigError(f"{path}: {exc}") from None
-    return load_sources(document, environ)
+    try:
+        return load_sources(document, environ)
+    except SourceConfigError as exc:
+        raise SourceConfigError(f"{path}: {exc}") from None
 
 
 def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Source:
     if not _NAME.match(name):
         raise SourceConfigError(f"source name {name!r}: use a-z, 0-9, '-' and '_'")
-    scheme = table.pop("scheme", None)
-    if scheme not in SCHEMES:
+    scheme = SCHEMES.get(table.pop("scheme", None))
+    if scheme is None:
         raise SourceConfigError(f"source {name}: scheme must be one of {', '.join(SCHEMES)}")
-    kind = table.pop("kind", "whatsapp" if scheme == "meta" else "payment")
+    kind = table.pop("kind", scheme.kind)
     if kind not in KINDS:
         raise SourceConfigError(f"source {name}: kind must be one of {', '.join(KINDS)}")
+    provider = table.pop("provider", scheme.name if scheme.name in PROVIDERS else None)
+    if kind == "payment" and provider not in PROVIDERS:
+        raise SourceConfigError(f"source {name}: a payment source needs provider = one of "
+                                f"{', '.join(PROVIDERS)}")
     secret_vars = table.pop("secrets_env", [])
     if isinstance(secret_vars, str):
         secret_vars = [secret_vars]
     secrets = tuple(environ[var].encode("utf-8") for var in secret_vars if environ.get(var))
     verify_var = table.pop("verify_token_env", None)
-    fields = {
-        "provider": table.pop("provider", scheme if scheme in {"stripe", "paystack"} else name),
-        "tolerance": int(table.pop("tolerance", 300)),
-        "rate_limit": str(table.pop("rate_limit", "6000/minute")),
-        "max_body": parse_size(table.pop("max_body", "4MB")),
-        "verify_token": environ.get(verify_var) if verify_var else None,
-    }
-    for key in ("signature_header", "signature_encoding", "signature_prefix",
-                "timestamp_header", "event_key_header"):
-        if key in table:
-            fields[key] = table.pop(key)
+    try:
+        fields = {
+            "tolerance": int(table.pop("tolerance", 300)),
+            "rate_limit": str(table.pop("rate_limit", "6000/minute")),
+            "max_body": parse_size(table.pop("max_body", "4MB")),
+            "verify_token": environ.get(verify_var) if verify_var else None,
+            "options": scheme.parse_options(table),
+        }
+    except ValueError as exc:
+        raise SourceConfigError(f"source {name}: {exc}") from None
     if table:
         raise SourceConfigError(f"source {name}: unknown keys {', '.join(sorted(table))}")
-    if fields.get("signature_encoding", "hex") not in {"hex", "base64"}:
-        raise SourceConfigError(f"source {name}: signature_encoding must be hex or base64")
-    return Source(name=name, scheme=scheme, kind=kind, secrets=secrets, **fields)
+    return Source(name=name, scheme=scheme.name, kind=kind, provider=provider or name,
+                  secrets=secrets, **fields)

@@ -7,8 +7,8 @@ from typing import Any, Iterator
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
-from webhooks.providers import PayloadError, parse_instant
+from store.db import BigIntId, Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
+from store.payloads import PayloadError, parse_instant
 
 INBOUND, OUTBOUND = "inbound", "outbound"
 # Delivery only moves up this ladder; a failure is final and keeps its error.

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from webhooks.db import UTCDateTime
+from store.db import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -7,7 +7,7 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
-from webhooks.db import UTCDateTime
+from store.db import UTCDateTime
 
 revision = "0004"
 down_revision = "0003"

@@ -6,9 +6,9 @@ from cron.runner import run_job
 from tasks import outbox_publisher
 from tests.webhooks.test_outbox import queued
 from webapp.extensions import db
-from webhooks.db import utcnow
+from store.db import utcnow
 from webhooks.models import WebhookEvent
-from webhooks.outbox import enqueue
+from store.outbox import enqueue
 
 
 def event(session, key, status, age_seconds) -> WebhookEvent:

@@ -8,8 +8,8 @@ from cron.jobs import registry
 from cron.runner import run_job
 from tests.fakes.providers import FakeProviders, paystack_verify, stripe_intent
 from webapp.extensions import db
-from webhooks.db import utcnow
-from webhooks.payments import Payment, PaymentUpdate, apply_update
+from store.db import utcnow
+from payments.ledger import Payment, PaymentUpdate, apply_update
 
 
 @pytest.fixture

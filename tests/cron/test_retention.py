@@ -8,9 +8,9 @@ from cron.jobs import registry
 from cron.models import JobRun
 from cron.runner import run_job
 from webapp.extensions import db
-from webhooks.db import utcnow
+from store.db import utcnow
 from webhooks.models import WebhookEvent
-from webhooks.outbox import OutboxMessage
+from store.outbox import OutboxMessage
 
 
 def event(session, key, status, days_old):

@@ -6,7 +6,6 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from cron.checkpoints import read_checkpoint, write_checkpoint
 from cron.lock import JobLock
 from cron.models import JobRun
 from cron.runner import Job, run_job
@@ -104,12 +103,3 @@ def test_a_job_stops_when_its_lock_is_lost(ctx):
 
     lost = run(ctx, long_job, lock_ttl=0.6)
     assert lost.outcome == "failed" and lost.error.startswith("LockLost")
-
-
-def test_a_late_holder_with_a_stale_fence_cannot_overwrite_a_checkpoint(ctx):
-    _app, session = ctx
-    assert write_checkpoint(session, "reconcile", 5, {"cursor": "b"})
-    assert not write_checkpoint(session, "reconcile", 3, {"cursor": "a"})
-    assert read_checkpoint(session, "reconcile") == {"cursor": "b"}
-    assert write_checkpoint(session, "reconcile", 7, {"cursor": "c"})
-    assert read_checkpoint(session, "reconcile") == {"cursor": "c"}

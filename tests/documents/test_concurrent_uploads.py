@@ -19,7 +19,7 @@ from tests.documents import files
 from tests.imports import archives
 from webapp.config import normalize_database_url
 from webapp.migrate import upgrade
-from webhooks.db import make_engine
+from store.db import make_engine
 
 RACERS = 8
 

@@ -19,7 +19,7 @@ from tests.e2e.webhook_load import payment_event
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import PROCESSED, WebhookEvent
-from webhooks.payments import Payment
+from payments.ledger import Payment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ from tests.e2e.harness import Stack, procfile
 from tests.services import wait_for
 from webapp import create_app
 from webapp.extensions import db
-from webhooks.outbox import OutboxMessage, enqueue
+from store.outbox import OutboxMessage, enqueue
 
 pytestmark = pytest.mark.e2e
 BACKLOG = 3000

@@ -16,7 +16,7 @@ from tests.services import free_port, wait_for
 from webapp import create_app
 from webapp.embedded import socket_path
 from webapp.extensions import db
-from webhooks.outbox import enqueue
+from store.outbox import enqueue
 
 pytestmark = pytest.mark.e2e
 

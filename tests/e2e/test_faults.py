@@ -29,7 +29,7 @@ from tests.e2e.webhook_load import deliver, payment_event
 from tests.services import Clamd, ThrowawayPostgres, ThrowawayRedis, wait_for
 from webapp import create_app
 from webapp.extensions import db
-from webhooks.outbox import OutboxMessage
+from store.outbox import OutboxMessage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 FAULT_SECONDS = 10

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from tests.services import wait_for
 from webapp.extensions import db
-from webhooks.outbox import OutboxMessage, enqueue
+from store.outbox import OutboxMessage, enqueue
 
 pytestmark = pytest.mark.e2e
 

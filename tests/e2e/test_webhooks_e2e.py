@@ -13,7 +13,7 @@ from tests.services import wait_for
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from webhooks.payments import Payment
+from payments.ledger import Payment
 from webhooks.whatsapp import WhatsAppMessage
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from tests.e2e.webhook_load import deliver, payment_event
 from tests.services import ThrowawayRedis, wait_for
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from webhooks.outbox import OutboxMessage
+from store.outbox import OutboxMessage
 
 pytestmark = pytest.mark.e2e
 

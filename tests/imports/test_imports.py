@@ -24,7 +24,7 @@ from tests.imports import archives
 from tests.imports.conftest import post_import
 from tests.webhooks.test_outbox import queued
 from webapp.extensions import db
-from webhooks.audit import AuditLog
+from store.audit import AuditLog
 
 MB = 1024 * 1024
 

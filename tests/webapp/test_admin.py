@@ -7,7 +7,7 @@ from cron.runner import run_job
 from tests.webhooks.test_outbox import queued
 from webapp.auth import create_client
 from webapp.extensions import db
-from webhooks.audit import AuditLog
+from store.audit import AuditLog
 
 ADMIN_ROUTES = [
     ("get", "/v1/admin/webhook-events"), ("get", "/v1/admin/webhook-events/1"),

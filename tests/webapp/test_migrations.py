@@ -11,7 +11,7 @@ from webapp.config import normalize_database_url
 from webapp.migrate import (_constants, alembic_config, database_heads, downgrade,
                             script_heads, upgrade)
 from webapp.models import metadata
-from webhooks.db import make_engine
+from store.db import make_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

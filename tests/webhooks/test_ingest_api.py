@@ -14,7 +14,7 @@ from tests.webhooks.conftest import (META_SECRET, META_VERIFY_TOKEN, PAYSTACK_SE
 from tests.webhooks.test_outbox import queued
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from webhooks.outbox import OutboxMessage
+from store.outbox import OutboxMessage
 
 
 def stripe_event(event_id=None, kind="payment_intent.succeeded", intent="pi_1") -> bytes:

@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from tasks import outbox_publisher
 from tests.services import ThrowawayRedis, free_port
 from webapp.extensions import db
-from webhooks.db import utcnow
-from webhooks.outbox import OutboxMessage, enqueue, enqueue_now, relay_unpublished
+from store.db import utcnow
+from store.outbox import OutboxMessage, enqueue, enqueue_now, relay_unpublished
 
 
 def queued(redis_client, queue: str) -> list[dict]:
@@ -161,8 +161,8 @@ def test_batched_marks_on_an_engine_reach_the_database(tmp_path):
     from sqlalchemy.orm import Session
 
     from webapp.migrate import upgrade
-    from webhooks.db import make_engine
-    from webhooks.outbox import PublishedMarks
+    from store.db import make_engine
+    from store.outbox import PublishedMarks
 
     url = f"sqlite:///{tmp_path / 'marks.db'}"
     upgrade(url)

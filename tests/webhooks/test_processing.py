@@ -7,13 +7,13 @@ from sqlalchemy.exc import DBAPIError
 
 from tests import services
 from webapp.extensions import db
-from webhooks.audit import AuditLog
+from store.audit import AuditLog
 from webhooks import ingest
 from webhooks.models import WebhookEvent
-from webhooks.payments import Payment
+from payments.ledger import Payment
 from webhooks.processing import process, record_failure, replay
-from webhooks.providers import PayloadError
-from webhooks.signatures import verify
+from store.payloads import PayloadError
+from webhooks.schemes import verify
 from webhooks.sources import Source
 from webhooks.whatsapp import WhatsAppMessage
 

@@ -4,7 +4,7 @@ import stripe
 from werkzeug.datastructures import Headers
 
 from tests.webhooks import signing
-from webhooks.signatures import SignatureError, verify
+from webhooks.schemes import SignatureError, verify
 from webhooks.sources import Source
 
 T = 1700000000
@@ -37,9 +37,9 @@ GENERIC_BODY = b'{"type":"order.paid","id":"ord_1"}'
 GENERIC_SIG = "la8kX3OUTJPHBUvFFKSXeWRMGRcPPj54LvZVcK8lsvU="
 
 
-def source(scheme: str, *secrets: str, **fields) -> Source:
+def source(scheme: str, *secrets: str, **options) -> Source:
     return Source(name="s", scheme=scheme, kind="payment", provider=scheme,
-                  secrets=tuple(s.encode() for s in secrets), **fields)
+                  secrets=tuple(s.encode() for s in secrets), options=options)
 
 
 GENERIC = dict(signature_header="X-Signature", signature_encoding="base64",

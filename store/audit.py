@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 
 class AuditLog(Base):

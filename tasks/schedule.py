@@ -12,8 +12,8 @@ from typing import Any
 from celery.schedules import crontab
 
 from cron.jobs import registry
+from store.task_names import RUN_JOB
 
-RUN_JOB_TASK = "sluice.cron.run_job"
 CRONTAB_EXPIRES = 300  # seconds a crontab run may wait in the queue before it is stale
 
 
@@ -47,7 +47,7 @@ def build_beat_schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         # one is coming. Limits are per job, not the worker default.
         expires = CRONTAB_EXPIRES if job.name in crontabs else max(job.interval - 1, 1)
         schedule[job.name.replace("_", "-")] = {
-            "task": RUN_JOB_TASK,
+            "task": RUN_JOB,
             "schedule": when,
             "kwargs": {"name": job.name, "trigger": "beat"},
             "options": {"queue": "cron", "expires": expires,

@@ -8,7 +8,7 @@ calling a provider that keeps failing.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from typing import Any, Mapping
 
 import pybreaker
 import redis
@@ -16,7 +16,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from webhooks.payments import FAILED, PENDING, REFUNDED, SUCCEEDED, PaymentUpdate
+from payments.ledger import PaymentUpdate
+from payments.provider import Provider
+from payments.providers import PROVIDERS
 
 
 class ProviderUnavailable(RuntimeError):
@@ -25,33 +27,6 @@ class ProviderUnavailable(RuntimeError):
 
 class PaymentUnknown(LookupError):
     """The provider does not know this payment (does not count against the breaker)."""
-
-
-STRIPE_STATUSES = {
-    "succeeded": SUCCEEDED, "canceled": FAILED, "requires_payment_method": FAILED,
-    "processing": PENDING, "requires_action": PENDING, "requires_confirmation": PENDING,
-    "requires_capture": PENDING,
-}
-PAYSTACK_STATUSES = {
-    "success": SUCCEEDED, "failed": FAILED, "abandoned": FAILED, "reversed": REFUNDED,
-    "ongoing": PENDING, "pending": PENDING, "processing": PENDING, "queued": PENDING,
-}
-
-
-def _stripe(body: Any) -> str | None:
-    return STRIPE_STATUSES.get(body.get("status")) if isinstance(body, dict) else None
-
-
-def _paystack(body: Any) -> str | None:
-    data = body.get("data") if isinstance(body, dict) else None
-    return PAYSTACK_STATUSES.get(data.get("status")) if isinstance(data, dict) else None
-
-
-# provider: (path template, reader of the documented response body)
-ENDPOINTS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
-    "stripe": ("/v1/payment_intents/{reference}", _stripe),
-    "paystack": ("/transaction/verify/{reference}", _paystack),
-}
 
 
 def http_session(retries: int, backoff: float) -> requests.Session:
@@ -74,12 +49,12 @@ def breaker(client: redis.Redis, provider: str, *, failures: int, reset_after: f
 
 
 class ProviderStatusClient:
-    def __init__(self, provider: str, base_url: str, api_key: str,
+    def __init__(self, provider: Provider, base_url: str, api_key: str,
                  session: requests.Session, circuit: pybreaker.CircuitBreaker,
                  timeout: tuple[float, float]):
-        self.provider = provider
-        self._url = base_url.rstrip("/") + ENDPOINTS[provider][0]
-        self._read = ENDPOINTS[provider][1]
+        self.provider = provider.name
+        self._url = base_url.rstrip("/") + provider.status_path
+        self._read = provider.read_status
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._session, self._circuit, self._timeout = session, circuit, timeout
 
@@ -109,3 +84,22 @@ class ProviderStatusClient:
             return self._read(response.json())
         except ValueError:
             raise ProviderUnavailable("the answer was not JSON") from None
+
+
+def status_clients(config: Mapping[str, Any],
+                   client: redis.Redis) -> dict[str, ProviderStatusClient]:
+    """One client per provider that has an API key configured."""
+    session = http_session(config["RECONCILE_HTTP_RETRIES"], config["RECONCILE_HTTP_BACKOFF"])
+    timeout = (config["RECONCILE_CONNECT_TIMEOUT"], config["RECONCILE_READ_TIMEOUT"])
+    clients = {}
+    for provider in PROVIDERS.values():
+        api_key = config.get(provider.api_key_setting)
+        if api_key:
+            circuit = breaker(client, provider.name,
+                              failures=config["RECONCILE_BREAKER_FAILURES"],
+                              reset_after=config["RECONCILE_BREAKER_RESET"],
+                              prefix=config["REDIS_KEY_PREFIX"])
+            clients[provider.name] = ProviderStatusClient(
+                provider, config[provider.api_base_setting], api_key, session, circuit,
+                timeout)
+    return clients

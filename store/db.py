@@ -1,7 +1,7 @@
-"""Declarative base, column types and engine construction shared by every domain.
+"""Declarative base, column types, engine construction and insert helpers.
 
-It lives beside the event store because the design places "event store + outbox"
-in this package; `documents` and `cron` build their models on the same base.
+Every package's models build on this one base, so one MetaData (with its naming
+convention) holds every table, for Alembic and the tests alike.
 """
 from __future__ import annotations
 
@@ -85,8 +85,8 @@ def insert_unless_exists(session: Session, model: type[Base], values: dict[str, 
                               .on_conflict_do_nothing(index_elements=unique)
                               .returning(model))
     # A Core statement built once, with the values as parameters: SQLAlchemy then
-    # reuses its compiled form. `.values(**values)` on the ORM entity cost about
-    # 1 ms of CPU per webhook delivery (cache keys over every value, ORM bulk path).
+    # reuses its compiled form. `.values(**values)` on the ORM entity builds cache
+    # keys over every value and takes the ORM bulk path, on every delivery.
     return session.execute(_insert_returning(dialect, model.__table__, tuple(unique), key),
                            values).scalar()
 

@@ -26,7 +26,7 @@ from sqlalchemy import (Index, Integer, String, event, insert, inspect, select, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from webhooks.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ def enqueue_now(session: Session, task_name: str, kwargs: dict[str, Any],
                 queue: str | None = None) -> int:
     """Like `enqueue()`, but INSERT the row at once with a Core statement; its id.
 
-    For a request that enqueues one message: the ORM unit of work cost about
-    0.5 ms of CPU per webhook delivery for a single row. `enqueue()` stays the
+    For a request that enqueues one message, where the ORM unit of work for a
+    single row is a measurable share of the request's CPU. `enqueue()` stays the
     choice for many rows (they go in one statement at flush) and inside a
     savepoint, whose rollback must take the message with it.
     """
@@ -137,7 +137,7 @@ def _publish_after_commit(session: Session) -> None:
         bind = session.get_bind()
         if isinstance(bind, Engine):
             published_marks.add(bind, published)
-        else:  # a session joined to an outer transaction (tests): mark in it, now
+        else:  # a session joined to its caller's connection: mark in that transaction, now
             _mark_published(bind, session.join_transaction_mode, published)
 
 

@@ -1,0 +1,10 @@
+"""Every payment provider Sluice knows. Adding one is a module here and a line below."""
+from __future__ import annotations
+
+from payments.provider import Provider
+from payments.providers import paystack, stripe
+
+PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
+    stripe.PROVIDER,
+    paystack.PROVIDER,
+)}

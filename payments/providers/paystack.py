@@ -1,0 +1,53 @@
+"""Paystack: charge, transfer and refund events, and the transaction verify API."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from payments.ledger import FAILED, PENDING, REFUNDED, SUCCEEDED, PaymentUpdate
+from payments.provider import Provider, amount, json_object, text
+from store.payloads import PayloadError, parse_instant
+
+EVENT_STATUSES = {
+    "charge.success": SUCCEEDED,
+    "transfer.success": SUCCEEDED,
+    "transfer.failed": FAILED,
+    "transfer.reversed": REFUNDED,
+    "refund.processed": REFUNDED,
+    "refund.pending": PENDING,
+}
+API_STATUSES = {
+    "success": SUCCEEDED, "failed": FAILED, "abandoned": FAILED, "reversed": REFUNDED,
+    "ongoing": PENDING, "pending": PENDING, "processing": PENDING, "queued": PENDING,
+}
+
+
+def read_event(payload: Any, provider: str, received_at: dt.datetime) -> PaymentUpdate | None:
+    event_name = json_object(payload).get("event")
+    status = EVENT_STATUSES.get(event_name)
+    if status is None:
+        return None
+    data = json_object(payload, "data")
+    reference = (text(data.get("transaction_reference")) if event_name.startswith("refund.")
+                 else None) or text(data.get("reference"))
+    if reference is None:
+        raise PayloadError("the event names no reference")
+    candidates = (data.get("updated_at"), data.get("updatedAt"), data.get("paid_at"),
+                  data.get("created_at"))
+    occurred = next((t for t in map(parse_instant, candidates) if t), received_at)
+    return PaymentUpdate(
+        provider=provider, reference=reference, status=status, occurred_at=occurred,
+        event_id=str(data.get("id") or ""), amount=amount(data.get("amount")),
+        currency=text(data.get("currency")))
+
+
+def read_status(body: Any) -> str | None:
+    data = body.get("data") if isinstance(body, dict) else None
+    return API_STATUSES.get(data.get("status")) if isinstance(data, dict) else None
+
+
+PROVIDER = Provider(
+    name="paystack", read_event=read_event,
+    status_path="/transaction/verify/{reference}", read_status=read_status,
+    api_base_setting="PAYSTACK_API_BASE", default_api_base="https://api.paystack.co",
+    api_key_setting="PAYSTACK_SECRET_KEY")

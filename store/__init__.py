@@ -1,0 +1,7 @@
+"""The kernel every package builds on: the declarative base and column types, the
+engine, insert helpers, the transactional outbox, the audit log, the names of the
+background tasks, and the rules for reading untrusted payloads.
+
+It imports nothing else of Sluice's (import-linter checks it), so any package may
+use it and it can never be the middle of an import cycle.
+"""

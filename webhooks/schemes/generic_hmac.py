@@ -1,0 +1,70 @@
+"""hmac-sha256: a configurable HMAC-SHA256 of the body, or of "{timestamp}.{body}".
+
+Source keys: signature_header (X-Signature), signature_encoding (hex | base64),
+signature_prefix (e.g. "sha256="), timestamp_header, event_key_header. Without an
+event_key_header the body is the identity; with one, a delivery must carry it.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, any_matches,
+                                   check_tolerance, hmac_digest, key_by_body_hash,
+                                   key_from_header, parse_timestamp, type_from_json_field,
+                                   unbase64, unhex)
+
+OPTIONS = {"signature_header": "X-Signature", "signature_encoding": "hex",
+           "signature_prefix": "", "timestamp_header": None, "event_key_header": None}
+
+
+def parse_options(table: dict) -> dict:
+    options = {key: table.pop(key, default) for key, default in OPTIONS.items()}
+    for key, value in options.items():
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} must be a string")
+    if options["signature_encoding"] not in {"hex", "base64"}:
+        raise ValueError("signature_encoding must be hex or base64")
+    return options
+
+
+def _option(source, key: str) -> Any:
+    return source.options.get(key, OPTIONS[key])
+
+
+def verify(source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    signature_header, prefix = _option(source, "signature_header"), \
+        _option(source, "signature_prefix")
+    header = headers.get(signature_header)
+    if not header:
+        raise MissingSignature(f"{signature_header} header missing")
+    value = header.strip()
+    if prefix:
+        if not value.startswith(prefix):
+            raise InvalidSignature("signature prefix missing")
+        value = value[len(prefix):]
+    digest = unhex(value) if _option(source, "signature_encoding") == "hex" \
+        else unbase64(value)
+    signed, when = body, None
+    timestamp_header = _option(source, "timestamp_header")
+    if timestamp_header:
+        raw = headers.get(timestamp_header)
+        if not raw:
+            raise MissingSignature(f"{timestamp_header} header missing")
+        when = parse_timestamp(raw)
+        signed = raw.encode("ascii") + b"." + body
+    expected = [hmac_digest(secret, signed) for secret in source.secrets]
+    if digest is None or not any_matches(expected, [digest]):
+        raise InvalidSignature("signature did not match")
+    if when is not None:
+        check_tolerance(when, now, source.tolerance)
+
+
+def event_key(source, headers: Mapping[str, str], body: bytes, payload: Any) -> str:
+    header = _option(source, "event_key_header")
+    if header is None:
+        return key_by_body_hash(source, headers, body, payload)
+    return key_from_header(header)(source, headers, body, payload)
+
+
+SCHEME = Scheme("hmac-sha256", verify, event_key=event_key,
+                event_type=type_from_json_field("type"), parse_options=parse_options)

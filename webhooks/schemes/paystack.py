@@ -1,0 +1,23 @@
+"""Paystack: `x-paystack-signature`, hex HMAC-SHA512 of the body; no timestamp, no id."""
+from __future__ import annotations
+
+import hashlib
+from typing import Mapping
+
+from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, any_matches,
+                                   hmac_digest, key_by_body_hash, type_from_json_field, unhex)
+
+
+def verify(source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    header = headers.get("x-paystack-signature")
+    if not header:
+        raise MissingSignature("x-paystack-signature header missing")
+    digest = unhex(header.strip())
+    expected = [hmac_digest(secret, body, hashlib.sha512) for secret in source.secrets]
+    if digest is None or not any_matches(expected, [digest]):
+        raise InvalidSignature("signature did not match")
+
+
+# Paystack resends the identical body and sends no event id: the body is the identity.
+SCHEME = Scheme("paystack", verify, event_key=key_by_body_hash,
+                event_type=type_from_json_field("event"))
