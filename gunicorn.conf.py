@@ -31,6 +31,14 @@ def on_starting(server):
         directory = tempfile.mkdtemp(prefix="sluice-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     os.makedirs(directory, exist_ok=True)
+    # A configuration error stops the server here, as one line, before any worker
+    # boots (a worker that fails to import is otherwise restarted, with a traceback
+    # each time). Only settings and sources are read: nothing connects.
+    from webapp import instance_path
+    from webapp.config import check_startup, exit_on_config_error
+
+    with exit_on_config_error():
+        check_startup(os.environ, instance_path())
 
 
 def child_exit(server, worker):

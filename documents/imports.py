@@ -133,11 +133,13 @@ def run_import(session: Session, storage: LocalStorage, import_id: int,
     return _finish(session, job, COMPLETED)
 
 
-def fail_import(session: Session, import_id: int, message: str) -> None:
-    """Give up on an import the worker could not run (retries exhausted)."""
+def give_up(session: Session, import_id: int) -> None:
+    """Fail an import the worker could not finish: its retries are spent, or the
+    worker running it died on every delivery. Rows already recorded stay."""
     job = session.get(Import, import_id)
     if job is not None and job.status not in FINISHED:
-        _finish(session, job, FAILED, "import_error", message)
+        _finish(session, job, FAILED, "import_error",
+                "The import failed on every attempt; the rows recorded so far stay.")
 
 
 def _plan(archive: zipfile.ZipFile, storage: LocalStorage, job: Import,

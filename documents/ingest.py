@@ -8,8 +8,9 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from documents.models import PENDING_SCAN, Document
-from documents.sniffing import sanitize_filename, sniff
+from documents.models import INFECTED, PENDING_SCAN, Document
+from documents.checks import Candidate, check
+from documents.sniffing import sanitize_filename
 from documents.storage import LocalStorage
 from store import audit
 from store.db import insert_or_existing, utcnow
@@ -80,21 +81,27 @@ def create_document(session: Session, storage: LocalStorage, owner_id: int, uplo
 
     The same owner sending the same bytes gets the existing document back, decided
     by the UNIQUE (owner_id, sha256) constraint, so concurrent uploads cannot both
-    create one. Another owner's copy is a separate document.
+    create one. Another owner's copy is a separate document. Bytes already found
+    infected are never stored again: the new document is infected at once.
     """
     name = sanitize_filename(filename)
     try:
-        mime = sniff(upload.path, upload.size, declared_type, name, allowlist)
-        storage.put(upload.path, upload.sha256)
+        mime = check(Candidate(upload.path, upload.size, upload.sha256, name, declared_type,
+                               allowlist)).mime_type
+        quarantined = storage.is_quarantined(upload.sha256)
+        if not quarantined:
+            storage.put(upload.path, upload.sha256)
     finally:
         upload.path.unlink(missing_ok=True)
     document, created = insert_or_existing(session, Document, dict(
         owner_id=owner_id, sha256=upload.sha256, size=upload.size, mime_type=mime,
-        filename=name, status=PENDING_SCAN, scan_attempts=0, created_at=utcnow()),
-        ["owner_id", "sha256"])
+        filename=name, status=INFECTED if quarantined else PENDING_SCAN,
+        signature="quarantined" if quarantined else None, scan_attempts=0,
+        created_at=utcnow()), ["owner_id", "sha256"])
     if not created:
         return document, False
-    enqueue(session, SCAN_DOCUMENT, {"document_id": document.id})
+    if not quarantined:
+        enqueue(session, SCAN_DOCUMENT, {"document_id": document.id})
     audit.record(session, f"client:{owner_id}", "document.upload", "document", document.id,
-                 {"size": upload.size, "mime_type": mime})
+                 {"size": upload.size, "mime_type": mime, "status": document.status})
     return document, True

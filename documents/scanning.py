@@ -1,8 +1,15 @@
-"""Scan a stored document with clamd and record what it said."""
+"""Scan a stored document with clamd and record what it said.
+
+A verdict of `infected` belongs to the bytes, not to one owner's row: blobs are
+content-addressed and shared, so every document with that SHA-256 becomes
+infected in the same transaction, and the blob is quarantined. A `clean` verdict
+is recorded for the scanned document only.
+"""
 from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
@@ -38,26 +45,44 @@ def scan_document(session: Session, storage: LocalStorage, scanner, document_id:
         document.status = UNSCANNABLE
         return document.status
     if storage.is_quarantined(document.sha256):  # the same bytes were found infected
-        document.status, document.signature = INFECTED, "quarantined"
+        mark_infected(session, document.sha256, "quarantined")
         return document.status
     version = scanner.version()
     with storage.open(document.sha256) as blob:
         verdict = scanner.scan_stream(blob)
-    if verdict.status == VERDICT_CLEAN:
-        document.status = CLEAN
-    elif verdict.status == VERDICT_INFECTED:
-        document.status, document.signature = INFECTED, verdict.signature
+    if verdict.status == VERDICT_INFECTED:
+        # Quarantine first: if the commit fails, the blob is already out of reach,
+        # and the retry finds it quarantined and records the verdict.
         storage.quarantine(document.sha256)
-        audit.record(session, "scanner", "document.infected", "document", document.id,
-                     {"signature": verdict.signature})
-    else:
+        mark_infected(session, document.sha256, verdict.signature, version)
+        return document.status
+    if verdict.status != VERDICT_CLEAN:
         raise ScanFailed(verdict.detail)
-    document.scanner_version = version[:255]
-    document.signatures_fingerprint = signatures_fingerprint(version)
-    document.scanned_at = utcnow()
+    document.status = CLEAN
+    _record_scanner(document, version)
     audit.record(session, "scanner", "document.scanned", "document", document.id,
                  {"status": document.status})
     return document.status
+
+
+def mark_infected(session: Session, sha256: str, signature: str,
+                  version: str | None = None) -> list[Document]:
+    """Every document holding these bytes becomes infected, each with an audit entry."""
+    documents = session.scalars(select(Document).where(
+        Document.sha256 == sha256, Document.status != INFECTED).with_for_update()).all()
+    for document in documents:
+        document.status, document.signature = INFECTED, signature[:255]
+        if version is not None:
+            _record_scanner(document, version)
+        audit.record(session, "scanner", "document.infected", "document", document.id,
+                     {"signature": document.signature, "owner_id": document.owner_id})
+    return documents
+
+
+def _record_scanner(document: Document, version: str) -> None:
+    document.scanner_version = version[:255]
+    document.signatures_fingerprint = signatures_fingerprint(version)
+    document.scanned_at = utcnow()
 
 
 def give_up(session: Session, document_id: int) -> None:

@@ -1,8 +1,10 @@
 """Celery wiring: `celery_init_app(app)` and the helpers task modules use.
 
-Task modules declare `@shared_task` with an explicit name, `acks_late=True`,
-`ignore_result=True` and a retry policy; they never import `webapp`. Each task
-runs inside the Flask app context, so it gets its own DB session per run.
+Task modules declare `@shared_task` with an explicit name (from store.task_names),
+`acks_late=True`, `ignore_result=True` and a retry policy; they never import
+`webapp`. Each task runs inside the Flask app context, so it gets its own DB
+session per run. What giving up means for a task (retries spent, or a worker that
+keeps dying) is registered once with `@gives_up(NAME)`.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from typing import Any, Callable
 
 import redis
 from celery import Celery, Task
-from celery.utils.time import get_exponential_backoff_interval
 from flask import Flask, current_app
 from kombu import Exchange, Queue
 from kombu.pools import producers
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from tasks.schedule import build_beat_schedule
 from tasks.broker import broker_ssl, transport_for
 from store.outbox import Message, Publisher
+from store.task_names import RUN_IMPORT, SCAN_DOCUMENT
 
 log = logging.getLogger(__name__)
 QUEUES = ("webhooks", "documents", "imports", "cron")
@@ -69,6 +71,8 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "task_default_queue": "cron",
         "task_routes": {f"sluice.{name}.*": {"queue": name} for name in QUEUES},
         "include": list(TASK_MODULES),
+        "task_annotations": {name: {"max_retries": config[setting]}
+                             for name, setting in RETRY_LIMITS.items()},
         "beat_schedule": build_beat_schedule(config),
         "beat_schedule_filename": config["BEAT_SCHEDULE_FILE"],
         "timezone": "UTC",
@@ -81,15 +85,29 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # task name -> what giving up means for it, called as fn(session, *args, **kwargs)
-ABANDON: dict[str, Callable[..., None]] = {}
+GIVE_UP: dict[str, Callable[..., None]] = {}
+# task name -> the setting that limits its retries (the rest of each policy is
+# declared on the task itself); applied through Celery's task_annotations.
+RETRY_LIMITS = {SCAN_DOCUMENT: "DOCUMENT_SCAN_MAX_RETRIES", RUN_IMPORT: "IMPORT_MAX_RETRIES"}
 
 
-def when_lost_too_often(task_name: str):
-    """Register how `task_name` gives up on a message whose worker keeps dying."""
+def gives_up(task_name: str):
+    """Register how `task_name` gives up for good: its retries are spent, or its
+    worker died on every delivery. The function records the domain's final state."""
     def register(give_up: Callable[..., None]) -> Callable[..., None]:
-        ABANDON[task_name] = give_up
+        GIVE_UP[task_name] = give_up
         return give_up
     return register
+
+
+def give_up(task_name: str, args: tuple, kwargs: dict) -> None:
+    handler = GIVE_UP.get(task_name)
+    if handler is None:
+        return
+    session = db_session()
+    session.rollback()
+    handler(session, *args, **kwargs)
+    session.commit()
 
 
 def lost_too_often(task: Task, args: tuple, kwargs: dict) -> bool:
@@ -113,10 +131,7 @@ def lost_too_often(task: Task, args: tuple, kwargs: dict) -> bool:
         return False
     log.error("task abandoned: its worker kept dying",
               extra={"task": task.name, "task_id": task.request.id, "delivery": deliveries})
-    give_up = ABANDON.get(task.name)
-    if give_up is not None:
-        give_up(db_session(), *args, **kwargs)
-        db_session().commit()
+    give_up(task.name, args, kwargs)
     return True
 
 
@@ -128,6 +143,20 @@ def celery_init_app(app: Flask) -> Celery:
                         and lost_too_often(self, args, kwargs):
                     return None
                 return self.run(*args, **kwargs)
+
+        def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
+            log.warning("task failed; retrying", extra={
+                "task": self.name, "task_id": task_id, "attempt": self.request.retries + 1,
+                "error": type(exc).__name__, "task_kwargs": kwargs})
+
+        def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+            # Retries spent (autoretry re-raises the last error), or an error the
+            # policy does not retry: record the domain's final state.
+            log.error("task failed for good", extra={
+                "task": self.name, "task_id": task_id, "error": type(exc).__name__,
+                "task_kwargs": kwargs})
+            with app.app_context():
+                give_up(self.name, args, kwargs)
 
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.conf.update(celery_config(app.config))
@@ -173,19 +202,3 @@ def storage():
 
 def config(key: str) -> Any:
     return current_app.config[key]
-
-
-def retry_or_give_up(task: Task, exc: Exception, max_retries: int, give_up: Callable[[], None],
-                     what: str, **context: Any) -> None:
-    """Roll back, then retry with full-jitter exponential backoff, or give up for good."""
-    session = db_session()
-    session.rollback()
-    attempt = task.request.retries
-    log.warning(f"{what} failed", extra={**context, "attempt": attempt + 1,
-                                         "error": type(exc).__name__})
-    if attempt >= max_retries:
-        give_up()
-        session.commit()
-        return
-    raise task.retry(exc=exc, countdown=get_exponential_backoff_interval(
-        factor=2, retries=attempt, maximum=300, full_jitter=True))

@@ -8,21 +8,27 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from store.task_names import PROCESS_EVENT
-from tasks import config, db_session, when_lost_too_often
-from webhooks.models import PROCESSED, WebhookEvent
-from webhooks.processing import EventNotFound, process, record_failure
-from store.payloads import PayloadError
+from tasks import config, db_session, gives_up
+from webhooks.processing import EventNotFound, is_final, park, process, record_failure
 
 log = logging.getLogger(__name__)
 
+gives_up(PROCESS_EVENT)(park)
 
-@shared_task(name=PROCESS_EVENT, bind=True, acks_late=True,
-             ignore_result=True, max_retries=None)
+
+# The retry path is written out rather than declared (autoretry_for): every failed
+# attempt is recorded on the event itself (failed, attempts, last_error) in the
+# database the handler just rolled back, the domain decides when it is final (a
+# PayloadError is dead at once), and when the database is the thing that is down
+# nothing can be recorded, so the task must still retry rather than let the error
+# ack the message. Backoff and its cap are settings, read when a retry is made.
+@shared_task(name=PROCESS_EVENT, bind=True, acks_late=True, ignore_result=True,
+             max_retries=None)
 def process_event(self, event_id: int) -> None:
     """Retry with exponential backoff and full jitter, then park the event as dead.
 
-    A payload that can never be handled goes dead at once. Countdowns stay far
-    below the broker visibility timeout, so a waiting retry is never redelivered.
+    Countdowns stay far below the broker visibility timeout, so a waiting retry is
+    never redelivered.
     """
     session = db_session()
     try:
@@ -35,13 +41,11 @@ def process_event(self, event_id: int) -> None:
     except Exception as exc:
         session.rollback()
         attempt = self.request.retries
-        dead = isinstance(exc, PayloadError) or attempt >= config("WEBHOOK_MAX_RETRIES")
+        dead = is_final(exc, attempt, config("WEBHOOK_MAX_RETRIES"))
         try:
             record_failure(session, event_id, exc, dead=dead)
             session.commit()
         except DBAPIError:
-            # The database is away: nothing can be recorded, and letting this raise
-            # would ack the message and leave the event to the slow redrive. Retry.
             session.rollback()
             dead = False
         log.warning("webhook handler failed", extra={
@@ -53,15 +57,3 @@ def process_event(self, event_id: int) -> None:
             factor=config("WEBHOOK_RETRY_BACKOFF"), retries=attempt,
             maximum=config("WEBHOOK_RETRY_BACKOFF_MAX"), full_jitter=True)
         raise self.retry(exc=exc, countdown=countdown)
-
-
-class WorkerLost(Exception):
-    pass
-
-
-@when_lost_too_often(PROCESS_EVENT)
-def park_event(session, event_id: int) -> None:
-    event = session.get(WebhookEvent, event_id)
-    if event is not None and event.status != PROCESSED:
-        record_failure(session, event_id, WorkerLost("its worker died on every delivery"),
-                       dead=True)

@@ -3,6 +3,8 @@
 The only place outside the web server that builds the Flask app.
 """
 from webapp import create_app
+from webapp.config import exit_on_config_error
 
-flask_app = create_app()
+with exit_on_config_error():
+    flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

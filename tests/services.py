@@ -249,11 +249,13 @@ AlertExceedsMax yes
 
 
 class Clamd:
-    """clamd from the system package, with only the EICAR signature we ship."""
+    """clamd from the system package, with only the EICAR signature we ship (plus any
+    `extra_signatures`, .ndb lines: a database that knows more than it did)."""
 
-    def __init__(self, directory: Path, max_mb: int = 110):
+    def __init__(self, directory: Path, max_mb: int = 110, extra_signatures: tuple = ()):
         self.directory = directory
         self.max_mb = max_mb
+        self.extra_signatures = extra_signatures
         self.socket = directory / "clamd.sock"
         self.process: subprocess.Popen | None = None
 
@@ -270,6 +272,8 @@ class Clamd:
         database.mkdir(parents=True, exist_ok=True)
         for signature in (DATA_DIR / "clamav").glob("*.ndb"):
             shutil.copy(signature, database)
+        if self.extra_signatures:
+            (database / "extra.ndb").write_text("\n".join(self.extra_signatures) + "\n")
         conf = self.directory / "clamd.conf"
         conf.write_text(CLAMD_CONF.format(socket=self.socket, database=database,
                                           log=self.directory / "clamd.log",

@@ -15,13 +15,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if metrics_dir:  # metrics without labels write their file as soon as they are defined
         os.makedirs(metrics_dir, exist_ok=True)
-    instance_path = os.environ.get("SLUICE_INSTANCE_PATH")
-    app = Flask(__name__, static_folder=None,
-                instance_path=os.path.abspath(instance_path) if instance_path else None)
-    app.config.update(settings.DEFAULTS)
-    app.config.update(settings.from_environment(os.environ))
-    app.config.update(config or {})
-    settings.finalize(app.config, app.instance_path)
+    app = Flask(__name__, static_folder=None, instance_path=instance_path())
+    app.config.update(settings.settings(os.environ, app.instance_path, config))
 
     from webapp.logging import configure_logging
 
@@ -35,6 +30,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         hops = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app
+
+
+def instance_path() -> str:
+    """SLUICE_INSTANCE_PATH, else Flask's default instance folder for this package."""
+    configured = os.environ.get("SLUICE_INSTANCE_PATH")
+    if configured:
+        return os.path.abspath(configured)
+    return Flask(__name__, static_folder=None).instance_path
 
 
 def register_extensions(app: Flask) -> None:
@@ -60,7 +63,12 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS",
                           {"socket_connect_timeout": 0.5, "socket_timeout": 0.5})
 
-    celery = celery_init_app(app)
+    from tasks.schedule import ScheduleError
+
+    try:
+        celery = celery_init_app(app)
+    except ScheduleError as exc:
+        raise settings.ConfigError(str(exc)) from None
     db.init_app(app, publisher=outbox_publisher(celery))
     redis_client.init_app(app)
     limiter.init_app(app)

@@ -1,15 +1,14 @@
-"""`flask db ...` and `flask clients ...` commands."""
+"""`flask clients ...` and `flask webhooks ...` commands (`flask db` is webapp/migrate.py)."""
 from __future__ import annotations
 
 import getpass
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from webapp import migrate
 from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
 from webapp.cron_cli import cron_cli
 from webapp.extensions import db
@@ -17,32 +16,8 @@ from store.db import utcnow
 from webhooks.models import EVENT_STATUSES
 from webhooks.processing import EventNotFound, list_events, replay
 
-db_cli = AppGroup("db", help="Database migrations (Alembic).")
 clients_cli = AppGroup("clients", help="API clients and their tokens.")
 webhooks_cli = AppGroup("webhooks", help="Stored webhook events and dead letters.")
-
-
-@db_cli.command("upgrade")
-@click.argument("revision", default="head")
-def db_upgrade(revision: str) -> None:
-    """Migrate the database up to REVISION (default: head)."""
-    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
-
-
-@db_cli.command("downgrade")
-@click.argument("revision", default="-1")
-def db_downgrade(revision: str) -> None:
-    """Migrate the database down to REVISION (default: one step)."""
-    migrate.downgrade(current_app.config["DATABASE_URL"], revision)
-
-
-@db_cli.command("current")
-def db_current() -> None:
-    """Print the database's revision and whether it is at head."""
-    current = migrate.database_heads(db.session.connection())
-    heads = migrate.script_heads()
-    click.echo(f"{' '.join(sorted(current)) or '(none)'}"
-               f"{' (head)' if current == heads else ' (behind: head is ' + ' '.join(heads) + ')'}")
 
 
 @clients_cli.command("create")
@@ -111,7 +86,6 @@ def webhooks_replay(event_id: int | None, status: str | None) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    app.cli.add_command(db_cli)
     app.cli.add_command(clients_cli)
     app.cli.add_command(webhooks_cli)
     app.cli.add_command(cron_cli)

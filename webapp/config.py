@@ -6,14 +6,18 @@ instance folder (the embedded default) in `finalize`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+import click
 from sqlalchemy.engine import make_url
 
 from payments.providers import PROVIDERS
+from webhooks.sources import Source, SourceConfigError, load_sources, load_sources_file
 
 DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,               # None: generated once into instance/secret_key
@@ -79,8 +83,10 @@ for _provider in PROVIDERS.values():
     DEFAULTS[_provider.api_key_setting] = None
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(click.ClickException):
+    """A setting we cannot run with. A ClickException, so the flask and celery
+    commands print it as one line ("Error: ...") and exit 1, not a traceback;
+    the gunicorn and worker entry points do the same (`exit_on_config_error`)."""
 
 
 def _coerce(key: str, raw: str, default: Any) -> Any:
@@ -96,6 +102,41 @@ def _coerce(key: str, raw: str, default: Any) -> Any:
     except ValueError:
         raise ConfigError(f"{key} must be a {type(default).__name__}") from None
     return raw
+
+
+def settings(environ: Mapping[str, str], instance_path: str,
+             overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then the environment, then `overrides`, checked and completed."""
+    values = dict(DEFAULTS)
+    values.update(from_environment(environ))
+    values.update(overrides or {})
+    finalize(values, instance_path)
+    return values
+
+
+def webhook_sources(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Source]:
+    """The configured sources: inline under WEBHOOK_SOURCES, else the sources file."""
+    inline = config.get("WEBHOOK_SOURCES")
+    try:
+        if inline is not None:
+            return load_sources(inline, environ)
+        return load_sources_file(config["SLUICE_SOURCES_FILE"], environ)
+    except SourceConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_startup(environ: Mapping[str, str], instance_path: str) -> None:
+    """What a process checks before it serves: every setting and every source."""
+    webhook_sources(settings(environ, instance_path), environ)
+
+
+@contextlib.contextmanager
+def exit_on_config_error():
+    """For process entry points: a configuration error is one line on stderr, exit 1."""
+    try:
+        yield
+    except ConfigError as exc:
+        sys.exit(f"sluice: configuration error: {exc.message}")
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -39,22 +39,40 @@ def cron_list() -> None:
                    f"next due: {'now' if due is None else f'{due:.0f} (unix)'}")
 
 
+def _wait_seconds(_ctx, _param, value: str) -> float | None:
+    if value == UNTIL_TIME_LIMIT:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):
+        raise click.BadParameter("give 0 or more seconds")
+    return seconds
+
+
+UNTIL_TIME_LIMIT = "time-limit"
+
+
 @cron_cli.command("run")
 @click.argument("name")
-@click.option("--wait", default=0.0, show_default=True,
-              help="Seconds to wait for the lock instead of skipping at once.")
-def cron_run(name: str, wait: float) -> None:
+@click.option("--wait", "wait", metavar="[SECONDS]", is_flag=False,
+              flag_value=UNTIL_TIME_LIMIT, default="0", callback=_wait_seconds,
+              help="Wait for the lock instead of skipping at once: SECONDS, or with no "
+                   "value up to the job's hard time limit (no holder outlives it).")
+def cron_run(name: str, wait: float | None) -> None:
     """Run a job now, in this process, under the same lock and history as beat."""
     job = registry(current_app.config).get(name)
     if job is None:
         raise click.ClickException(f"no enabled job named {name!r}")
     run = run_job(db.session, redis_client.client, job, trigger="manual",
                   config=current_app.config,
-                  publisher=outbox_publisher(current_app.extensions["celery"]), wait=wait)
+                  publisher=outbox_publisher(current_app.extensions["celery"]),
+                  wait=job.time_limit if wait is None else wait)
     click.echo(_describe(run))
     if run.outcome == SKIPPED_LOCKED:
         click.echo(f"{name} is running elsewhere (its lock is held); nothing was done. "
-                   "Use --wait SECONDS to wait for it.", err=True)
+                   "Use --wait [SECONDS] to wait for it.", err=True)
     if run.outcome != SUCCEEDED:
         sys.exit(1)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from urllib.parse import quote
 
 from flask import Blueprint, current_app, g, jsonify, send_file, url_for
@@ -18,6 +19,7 @@ from webapp.query_args import choice_arg, int_arg
 from webapp.uploads import spooled_files, storage
 from store import audit
 
+log = logging.getLogger(__name__)
 bp = Blueprint("documents", __name__)
 PAGE_SIZE = 50
 
@@ -99,9 +101,13 @@ def download(token: str):
         Document.id == claims.get("d"), Document.owner_id == claims.get("o")))
     if document is None or document.status != CLEAN:  # e.g. found infected by a rescan
         raise APIError(404, "not_found", "No such document.")
-    response = send_file(storage().path(document.sha256), mimetype=document.mime_type,
-                         as_attachment=True, download_name=document.filename,
-                         conditional=False)
+    try:
+        response = send_file(storage().path(document.sha256), mimetype=document.mime_type,
+                             as_attachment=True, download_name=document.filename,
+                             conditional=False)
+    except FileNotFoundError:  # a clean row whose bytes are gone: an operator must look
+        log.error("a clean document's blob is missing", extra={"document_id": document.id})
+        raise APIError(404, "not_found", "No such document.") from None
     # RFC 5987 filename* for any name; nosniff and a no-content CSP against rendering.
     response.headers["Content-Disposition"] = (
         f"attachment; filename*=UTF-8''{quote(document.filename, safe='')}")

@@ -1,4 +1,4 @@
-"""A thin Alembic wrapper for `flask db upgrade|downgrade|current`, and /startupz's check.
+"""`flask db upgrade|downgrade|current`: a thin Alembic wrapper, and /startupz's check.
 
 We use plain SQLAlchemy 2 sessions (shared with Celery tasks and the domain
 packages) rather than Flask-SQLAlchemy, and Flask-Migrate requires the latter; the
@@ -9,6 +9,10 @@ the revisions in the database's alembic_version table and the heads of
 migrations/versions, and importing Alembic to read them costs each web worker a
 real share of its RSS budget (bench/documents). Both are read here directly;
 tests/webapp/test_migrations.py checks them against Alembic's own answers.
+
+The `db` commands reach the flask CLI as a plugin (the `flask.commands` entry point in
+setup.cfg), so they run without building the app: a migration needs DATABASE_URL
+and nothing else, not the webhook sources, Redis or the broker.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
@@ -81,3 +86,47 @@ def database_heads(connection: Connection) -> set[str]:
     if not inspect(connection).has_table(VERSION_TABLE):
         return set()
     return set(connection.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+
+
+def _database_url() -> str:
+    import os
+
+    from webapp import instance_path
+    from webapp.config import settings
+
+    return settings(os.environ, instance_path())["DATABASE_URL"]
+
+
+@click.group("db", help="Database migrations (Alembic).")
+def db_cli() -> None:
+    pass
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    upgrade(_database_url(), revision)
+
+
+@db_cli.command("downgrade")
+@click.argument("revision", default="-1")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION (default: one step)."""
+    downgrade(_database_url(), revision)
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Print the database's revision and whether it is at head."""
+    from store.db import make_engine
+
+    engine = make_engine(_database_url())
+    try:
+        with engine.connect() as connection:
+            current = database_heads(connection)
+    finally:
+        engine.dispose()
+    heads = script_heads()
+    behind = "" if current == heads else f" (behind: head is {' '.join(sorted(heads))})"
+    click.echo(f"{' '.join(sorted(current)) or '(none)'}{' (head)' if not behind else behind}")

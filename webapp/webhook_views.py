@@ -10,11 +10,12 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask_limiter.util import get_remote_address
 from prometheus_client import Counter
 
+from webapp.config import webhook_sources
 from webapp.errors import APIError
 from webapp.extensions import db, limiter
 from webhooks.ingest import InvalidPayload, store
 from webhooks.schemes import SignatureError, verify
-from webhooks.sources import Source, load_sources, load_sources_file
+from webhooks.sources import Source
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -109,9 +110,6 @@ def _count_rate_limit_fallback(response):
 
 
 def init_webhooks(app: Flask) -> None:
-    configured = app.config.get("WEBHOOK_SOURCES")  # the sources inline, instead of a file
-    app.extensions[SOURCES_KEY] = (
-        load_sources(configured, os.environ) if configured is not None
-        else load_sources_file(app.config["SLUICE_SOURCES_FILE"], os.environ))
+    app.extensions[SOURCES_KEY] = webhook_sources(app.config, os.environ)
     app.register_blueprint(bp)
     app.after_request(_count_rate_limit_fallback)

@@ -60,6 +60,24 @@ def process(session: Session, event_id: int) -> str:
     return PROCESSED
 
 
+class WorkerLost(Exception):
+    """The worker handling the event died on every delivery."""
+
+
+def is_final(error: BaseException, retries_done: int, max_retries: int) -> bool:
+    """A payload that can never be handled is dead at once; anything else once its
+    retries are spent."""
+    return isinstance(error, PayloadError) or retries_done >= max_retries
+
+
+def park(session: Session, event_id: int) -> None:
+    """Give up on an event whose worker kept dying: dead, until someone replays it."""
+    event = session.get(WebhookEvent, event_id)
+    if event is not None and event.status != PROCESSED:
+        record_failure(session, event_id, WorkerLost("its worker died on every delivery"),
+                       dead=True)
+
+
 def record_failure(session: Session, event_id: int, error: BaseException, *, dead: bool) -> None:
     """Note a failed attempt; `dead` parks the event until someone replays it."""
     event = session.get(WebhookEvent, event_id)

@@ -1,3 +1,7 @@
+import threading
+
+import pytest
+
 from cron.lock import JobLock
 
 
@@ -28,3 +32,29 @@ def test_cron_run_while_a_scheduled_run_holds_the_lock_says_so_and_fails(app, ru
 def test_cron_run_rejects_unknown_jobs(runner):
     result = runner.invoke(args=["cron", "run", "nope"])
     assert result.exit_code != 0 and "no enabled job named 'nope'" in result.output
+
+
+def _held_for(app, seconds: float) -> JobLock:
+    """A lock on relay_outbox that another holder releases after `seconds`."""
+    holder = JobLock(app.extensions["sluice.redis"], "relay_outbox", ttl=10,
+                     prefix=app.config["REDIS_KEY_PREFIX"])
+    assert holder.acquire()
+    threading.Timer(seconds, holder.release).start()
+    return holder
+
+
+@pytest.mark.parametrize("args", [["--wait"], ["--wait", "5"], ["--wait=5"]],
+                         ids=["no value", "seconds", "seconds with ="])
+def test_cron_run_wait_waits_for_the_lock_then_runs(app, runner, args):
+    holder = _held_for(app, 0.5)
+    try:
+        result = runner.invoke(args=["cron", "run", "relay_outbox", *args])
+    finally:
+        holder.release()
+    assert result.exit_code == 0, result.output
+    assert "\tmanual\tsucceeded\t" in result.output
+
+
+def test_cron_run_wait_with_a_bad_value_is_a_usage_error(runner):
+    result = runner.invoke(args=["cron", "run", "relay_outbox", "--wait", "soon"])
+    assert result.exit_code == 2 and "not a number of seconds" in result.output

@@ -50,9 +50,9 @@ def test_crontab_schedules_replace_intervals(app_config):
     ("purge_retention=99 * * * *", "CRON_SCHEDULES[purge_retention]"),
 ])
 def test_bad_crontabs_stop_the_app_from_starting(app_config, spec, message):
-    from tasks.schedule import ScheduleError
+    from webapp.config import ConfigError
 
-    with pytest.raises(ScheduleError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         create_app({**app_config, "CRON_SCHEDULES": spec})
 
 

@@ -1,0 +1,51 @@
+"""Every process's command (the Procfile's, and the flask CLI) reports a configuration
+error as one line and exits 1; migrations run without the webhook sources at all."""
+import shlex
+import subprocess
+
+import pytest
+
+from tests.e2e.harness import REPO, clean_environment, procfile
+
+BAD_SOURCE = '[sources.stripe]\nscheme = "stripe"\nsecret = "oops"\n'
+MESSAGE = "source stripe: unknown keys secret"
+
+
+@pytest.fixture
+def broken_env(tmp_path, redis_url) -> dict:
+    sources = tmp_path / "sources.toml"
+    sources.write_text(BAD_SOURCE)
+    return clean_environment(
+        SLUICE_INSTANCE_PATH=str(tmp_path / "instance"), SLUICE_SOURCES_FILE=str(sources),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'sluice.db'}", REDIS_URL=redis_url,
+        PORT="0", SECRET_KEY="entry-points")
+
+
+def run(command: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(shlex.split(command), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("process", ["web", "worker", "beat"])
+def test_a_procfile_process_with_a_bad_sources_file_says_so_in_one_line(broken_env, process):
+    result = run(procfile()[process], broken_env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if MESSAGE in line]
+    assert errors == [f"sluice: configuration error: {broken_env['SLUICE_SOURCES_FILE']}: "
+                      f"{MESSAGE}"]
+
+
+def test_a_flask_command_with_a_bad_sources_file_says_so_in_one_line(broken_env):
+    result = run("flask --app webapp clients list", broken_env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"Error: {broken_env['SLUICE_SOURCES_FILE']}: {MESSAGE}"
+
+
+def test_migrations_need_neither_the_sources_nor_redis(broken_env):
+    env = {**broken_env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    release = run(procfile()["release"], env)
+    assert release.returncode == 0, release.stderr
+    current = run("flask --app webapp db current", env)
+    assert current.returncode == 0 and current.stdout.strip().endswith("(head)")
