@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from cron.lock import JobLock
 from cron.models import FAILED, SKIPPED_LOCKED, SUCCEEDED, TIMED_OUT, JobRun
 from store.db import utcnow
+from store.payloads import describe_error
 from store.outbox import Publisher
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def run_job(session: Session, client: redis.Redis, job: Job, *, trigger: str,
     except Exception as exc:
         session.rollback()
         log.exception("job failed", extra={"job": job.name})
-        outcome, run.error = FAILED, f"{type(exc).__name__}: {exc}"[:1000]
+        outcome, run.error = FAILED, describe_error(exc)
     finally:
         lock.release()
     return _finish(session, run, outcome, started)

@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any, Callable
 
 from payments.ledger import PaymentUpdate
-from store.payloads import PayloadError
+from store.payloads import PayloadError, identifier, int64
 
 # payload, provider name (a source may rename it), when it was received
 EventReader = Callable[[Any, str, dt.datetime], "PaymentUpdate | None"]
@@ -39,9 +39,15 @@ def json_object(payload: Any, *path: str) -> dict:
     return node
 
 
-def text(value: Any) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= 255 else None
+def text(value: Any, limit: int = 255) -> str | None:
+    """An identifier (reference, event id) exactly as sent, or None if it cannot be one."""
+    return identifier(value, limit)
+
+
+def currency(value: Any) -> str | None:
+    return identifier(value, 10)
 
 
 def amount(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """Minor units that fit the ledger's BIGINT; None for anything else."""
+    return int64(value)

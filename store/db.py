@@ -121,11 +121,15 @@ def insert_all_unless_exist(session: Session, model: type[Base], rows: list[dict
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine with the connection settings each backend needs.
 
+    Every backend: statement parameters are left out of error messages
+    (hide_parameters), because they hold webhook bodies, names and phone numbers,
+    and an error's text reaches logs.
     Postgres: a short connect timeout so a down database answers 503 quickly.
     SQLite: WAL for concurrent readers, a busy timeout for the processes of the
     embedded default, and explicit BEGIN so SAVEPOINT works (pysqlite otherwise
     manages transactions itself and breaks nested ones).
     """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)

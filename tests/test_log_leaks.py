@@ -99,3 +99,113 @@ def test_this_run_is_teeing_its_logs_for_the_scan():
     mine = directory / f"pytest-{os.getpid()}.log"
     logging.getLogger("tests.log_leaks").warning("tee check %s", "marker-7f3a")
     assert "marker-7f3a" in mine.read_text()
+
+
+# -- a database error and a failing handler, on payloads full of personal data --------
+
+PERSONAL = {"name": "Kerry Fisherwood", "email": "kerry.fisherwood@example.org",
+            "phone": "+447700900456", "card": "4000056655665556", "note": "flat 4 Elm Rd"}
+
+
+def _refuse_inserts(app, table: str) -> None:
+    """Make the database refuse every new row of `table`, as a constraint would."""
+    from sqlalchemy import text
+
+    from webapp.extensions import db
+
+    with app.app_context():
+        if db.session.get_bind().dialect.name == "postgresql":
+            # PostgreSQL quotes the whole refused row in the error's DETAIL.
+            db.session.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT refuse_all_rows "
+                                    "CHECK (false) NOT VALID"))
+        else:
+            db.session.execute(text(f"CREATE TRIGGER refuse_all_rows BEFORE INSERT ON {table} "
+                                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+        db.session.commit()
+
+
+def _personal_values_in(text: str) -> list[str]:
+    return [value for value in PERSONAL.values() if value in text] + \
+        [f"{leak}" for leak in log_leaks.scan_text(text, HERE, log_leaks.known_values())]
+
+
+def test_a_database_error_at_ingest_logs_no_body_and_no_row(make_app, monkeypatch, capfd):
+    import json
+
+    from tests.webhooks.test_hostile_payloads import stripe_event
+
+    monkeypatch.setenv("T_LEAK_STRIPE", "whsec_leak_case")
+    app = make_app(WEBHOOK_SOURCES={"sources": {"stripe": {
+        "scheme": "stripe", "secrets_env": "T_LEAK_STRIPE"}}})
+    _refuse_inserts(app, "webhook_events")
+    event = stripe_event()
+    event["data"]["object"].update(customer=PERSONAL)
+    body = json.dumps(event).encode()
+    capfd.readouterr()
+    response = app.test_client().post("/webhooks/stripe", data=body, headers={
+        **signing.stripe_headers(body, "whsec_leak_case"), "User-Agent": PERSONAL["name"]})
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    logged = capfd.readouterr().err
+    assert "unhandled error" in logged and "IntegrityError" in logged  # it was logged
+    assert _personal_values_in(logged) == []
+
+
+def test_a_failing_handler_keeps_personal_data_out_of_logs_and_last_error(
+        make_app, monkeypatch, capfd):
+    import json
+
+    from celery.exceptions import Retry
+
+    from tests.tasks.test_webhook_task import as_worker
+    from tests.webhooks.test_hostile_payloads import meta_event
+    from webapp.extensions import db
+    from webhooks.models import WebhookEvent
+
+    monkeypatch.setenv("T_LEAK_META", "leak_meta_secret")
+    app = make_app(WEBHOOK_SOURCES={"sources": {"whatsapp": {
+        "scheme": "meta", "secrets_env": "T_LEAK_META"}}})
+    app.extensions["celery"].loader.import_default_modules()
+    _refuse_inserts(app, "whatsapp_messages")
+    event = meta_event()
+    value = event["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["profile"]["name"] = PERSONAL["name"]
+    value["messages"][0].update({"from": PERSONAL["phone"].lstrip("+"),
+                                 "text": {"body": f"{PERSONAL['note']}, {PERSONAL['email']}"}})
+    body = json.dumps(event).encode()
+    event_id = app.test_client().post("/webhooks/whatsapp", data=body, headers=signing
+                                      .meta_headers(body, "leak_meta_secret")).get_json()["id"]
+    capfd.readouterr()
+    task = app.extensions["celery"].tasks["sluice.webhooks.process_event"]
+    with as_worker(task, "leak-handler", event_id), pytest.raises(Retry):
+        task(event_id)
+    logged = capfd.readouterr().err
+    assert "webhook handler failed" in logged
+    assert _personal_values_in(logged) == []
+    with app.app_context():
+        stored = db.session.get(WebhookEvent, event_id)
+        assert stored.last_error.startswith("IntegrityError")
+        assert _personal_values_in(stored.last_error) == []
+
+
+def test_celerys_own_failure_line_keeps_the_type_and_loses_the_text():
+    """The record Celery's tracer logs when a task raises (celery.app.trace._log_error)."""
+    try:
+        raise ValueError(f"cannot charge {PERSONAL['card']} for {PERSONAL['name']}")
+    except ValueError as exc:
+        error = exc
+    context = {"hostname": "w1", "id": "t-1", "name": "sluice.documents.scan",
+               "exc": repr(error), "traceback": f"Traceback ...\nValueError: {error}",
+               "args": "[]", "kwargs": "{'document_id': 7}", "description": "raised unexpected",
+               "internal": False}
+    record = logging.makeLogRecord({
+        "name": "celery.app.trace", "levelno": logging.ERROR, "levelname": "ERROR",
+        "msg": "Task %(name)s[%(id)s] %(description)s: %(exc)s", "args": context,
+        "exc_info": (ValueError, error, error.__traceback__), "data": context})
+    stream = io.StringIO()
+    handler = json_handler(logging.StreamHandler(stream))
+    handler.handle(record)
+    line = stream.getvalue()
+    assert "Task sluice.documents.scan[t-1] raised unexpected: ValueError" in line
+    assert "test_celerys_own_failure_line" in line  # the frames stay
+    assert _personal_values_in(line) == []

@@ -4,11 +4,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 import uuid
 
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
+from store.payloads import describe_error
 from webapp.redaction import redact, redact_value
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -39,18 +41,53 @@ class ContextFilter(logging.Filter):
 
 
 class RedactionFilter(logging.Filter):
-    """Rewrite the message, its extras and any traceback before formatting."""
+    """Rewrite the message, its extras and any traceback before formatting.
+
+    An exception's text is never logged (except the messages we write ourselves,
+    see store.payloads.describe_error): a database error quotes the server's
+    DETAIL ("Failing row contains (...)") and an arbitrary exception may quote the
+    data it choked on, either of which can be a customer's name or phone number.
+    Tracebacks keep their frames and each exception's type.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict) and "exc" in record.args:
+            # Celery's task failure and retry lines: "... raised unexpected: %(exc)s"
+            record.args = {**record.args, "exc": _withheld(str(record.args["exc"])),
+                           "traceback": ""}
         record.msg = redact(record.getMessage())
         record.args = None
         if record.exc_info:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            if record.exc_info[1] is not None:
+                record.exc_text = redact(safe_traceback(record.exc_info[1]))
             record.exc_info = None
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):  # Celery repeats its context as an extra
+            record.data = {k: v for k, v in data.items() if k not in ("exc", "traceback")}
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS:
                 setattr(record, key, redact_value(key, value))
         return True
+
+
+def _withheld(text: str) -> str:
+    """An exception's repr cut to its type: "Retry in 3s: DataError('...')" keeps
+    "Retry in 3s: DataError"."""
+    return _EXCEPTION_ARGUMENTS.sub("", text)
+
+
+_EXCEPTION_ARGUMENTS = re.compile(r"\((?s:.*)$")
+
+
+def safe_traceback(error: BaseException) -> str:
+    """The frames of every exception in the chain, each described by describe_error."""
+    parts, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{describe_error(error)}")
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return "\n\nwhich came from:\n".join(parts)
 
 
 class StderrHandler(logging.StreamHandler):

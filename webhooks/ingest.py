@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from store.db import insert_unless_exists, utcnow
 from store.outbox import enqueue_now
+from store.payloads import free_text
 from store.task_names import PROCESS_EVENT
 from webhooks.models import RECEIVED, WebhookEvent
 from webhooks.schemes import SCHEMES, InvalidPayload
@@ -28,6 +29,8 @@ class Stored:
 
 
 def parse_json(body: bytes) -> Any:
+    """The stored body as JSON for the handler; None if it is not (bodies stored
+    before ingest refused non-JSON)."""
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
@@ -42,14 +45,15 @@ def store(session: Session, source: Source, headers: Mapping[str, str], body: by
     Raises InvalidPayload.
     """
     scheme = SCHEMES[source.scheme]
-    payload = parse_json(body)
+    payload = scheme.parse_payload(body)
     key = scheme.event_key(source, headers, body, payload)
     now_utc = utcnow()
     values = dict(
         source=source.name, event_key=key, kind=source.kind, provider=source.provider,
         event_type=scheme.event_type(payload), body=body, received_at=now_utc,
         enqueued_at=now_utc,
-        headers={name: headers[name] for name in KEPT_HEADERS if name in headers},
+        headers={name: free_text(headers[name], 1000) for name in KEPT_HEADERS
+                 if headers.get(name)},
         status=RECEIVED, attempts=0)
     event_id = insert_unless_exists(session, WebhookEvent, values, ["source", "event_key"])
     if event_id is None:

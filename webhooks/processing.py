@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from payments.ledger import apply_update
@@ -9,7 +10,7 @@ from payments.providers import PROVIDERS
 from store import audit
 from store.db import utcnow
 from store.outbox import enqueue
-from store.payloads import PayloadError
+from store.payloads import PayloadError, describe_error
 from store.task_names import PROCESS_EVENT
 from webhooks.ingest import parse_json
 from webhooks.models import DEAD, FAILED, PROCESSED, RECEIVED, WebhookEvent
@@ -64,10 +65,17 @@ class WorkerLost(Exception):
     """The worker handling the event died on every delivery."""
 
 
+# Errors the same event will raise on every attempt: the database refusing a value
+# (DataError) and text that cannot be encoded are the data's fault, like a
+# PayloadError, whichever reader let them through.
+UNRETRIABLE = (PayloadError, DataError, UnicodeError)
+
+
 def is_final(error: BaseException, retries_done: int, max_retries: int) -> bool:
-    """A payload that can never be handled is dead at once; anything else once its
-    retries are spent."""
-    return isinstance(error, PayloadError) or retries_done >= max_retries
+    """Bad data is dead at once; anything else once its retries are spent."""
+    original = getattr(error, "orig", None)
+    return (isinstance(error, UNRETRIABLE) or isinstance(original, UnicodeError)
+            or retries_done >= max_retries)
 
 
 def park(session: Session, event_id: int) -> None:
@@ -85,7 +93,7 @@ def record_failure(session: Session, event_id: int, error: BaseException, *, dea
         return
     event.status = DEAD if dead else FAILED
     event.attempts += 1
-    event.last_error = f"{type(error).__name__}: {error}"[:1000]
+    event.last_error = describe_error(error)
 
 
 def replay(session: Session, event_id: int, actor: str) -> WebhookEvent:

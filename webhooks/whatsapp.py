@@ -8,7 +8,8 @@ from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import BigIntId, Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
-from store.payloads import PayloadError, parse_instant
+from store.payloads import (PayloadError, free_text, identifier, int64, parse_instant,
+                            storable_json)
 
 INBOUND, OUTBOUND = "inbound", "outbound"
 # Delivery only moves up this ladder; a failure is final and keeps its error.
@@ -37,41 +38,46 @@ class WhatsAppMessage(Base):
 def _values(payload: Any) -> Iterator[dict]:
     if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
         raise PayloadError("not a WhatsApp Cloud API notification")
-    for entry in payload["entry"]:
-        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
-            value = change.get("value") if isinstance(change, dict) else None
+    for entry in _objects(payload["entry"]):
+        for change in _objects(entry.get("changes")):
+            value = change.get("value")
             if isinstance(value, dict):
                 yield value
 
 
-def _str(value: Any, limit: int = 255) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
+def _objects(value: Any) -> Iterator[dict]:
+    """The JSON objects of a list; anything else in the list, or a non-list, is skipped."""
+    return (item for item in value if isinstance(item, dict)) if isinstance(value, list) \
+        else iter(())
 
 
 def apply_notification(session: Session, payload: Any) -> dict[str, int]:
     counts = {"messages": 0, "statuses": 0}
     for value in _values(payload):
-        for message in value.get("messages") or []:
-            if isinstance(message, dict) and _store_inbound(session, message):
+        for message in _objects(value.get("messages")):
+            if _store_inbound(session, message):
                 counts["messages"] += 1
-        for status in value.get("statuses") or []:
-            if isinstance(status, dict) and _apply_status(session, status):
+        for status in _objects(value.get("statuses")):
+            if _apply_status(session, status):
                 counts["statuses"] += 1
     return counts
 
 
 def _store_inbound(session: Session, message: dict) -> bool:
-    wamid = _str(message.get("id"))
+    # Ids must be stored exactly as sent (or the message is skipped); the
+    # customer's words are kept, made storable.
+    wamid = identifier(message.get("id"))
     if wamid is None:
         return False
-    kind = _str(message.get("type"), 30)
+    kind = identifier(message.get("type"), 30)
     media = message.get(kind) if kind in MEDIA_TYPES else None
     media = media if isinstance(media, dict) else {}
     text = message.get("text") if isinstance(message.get("text"), dict) else {}
     values = dict(
-        wamid=wamid, direction=INBOUND, phone=_str(message.get("from"), 32),
-        message_type=kind, text=_str(text.get("body"), 65536),
-        media_id=_str(media.get("id")), media_mime_type=_str(media.get("mime_type"), 100),
+        wamid=wamid, direction=INBOUND, phone=identifier(message.get("from"), 32),
+        message_type=kind, text=free_text(text.get("body"), 65536),
+        media_id=identifier(media.get("id")),
+        media_mime_type=identifier(media.get("mime_type"), 100),
         sent_at=parse_instant(_int(message.get("timestamp"))), status="received",
         created_at=utcnow())
     # None when Meta delivered it before: each wamid is stored once.
@@ -79,18 +85,20 @@ def _store_inbound(session: Session, message: dict) -> bool:
 
 
 def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() \
-        else value if isinstance(value, int) else None
+    """Meta sends timestamps as digit strings; anything longer than a timestamp is not one."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        return int(value)
+    return int64(value)
 
 
 def _apply_status(session: Session, status: dict) -> bool:
-    wamid, new = _str(status.get("id")), status.get("status")
+    wamid, new = identifier(status.get("id")), identifier(status.get("status"), 20)
     if wamid is None or new not in STATUS_RANK:
         return False
     at = parse_instant(_int(status.get("timestamp")))
-    errors = status.get("errors") if isinstance(status.get("errors"), list) else None
+    errors = storable_json(status["errors"]) if isinstance(status.get("errors"), list) else None
     created = insert_unless_exists(session, WhatsAppMessage, dict(
-        wamid=wamid, direction=OUTBOUND, phone=_str(status.get("recipient_id"), 32),
+        wamid=wamid, direction=OUTBOUND, phone=identifier(status.get("recipient_id"), 32),
         status=new, status_at=at, errors=errors, created_at=utcnow()), ["wamid"])
     if created is not None:  # the first we hear of this outbound message
         return True

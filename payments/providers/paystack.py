@@ -5,7 +5,7 @@ import datetime as dt
 from typing import Any
 
 from payments.ledger import FAILED, PENDING, REFUNDED, SUCCEEDED, PaymentUpdate
-from payments.provider import Provider, amount, json_object, text
+from payments.provider import Provider, amount, currency, json_object, text
 from store.payloads import PayloadError, parse_instant
 
 EVENT_STATUSES = {
@@ -23,7 +23,7 @@ API_STATUSES = {
 
 
 def read_event(payload: Any, provider: str, received_at: dt.datetime) -> PaymentUpdate | None:
-    event_name = json_object(payload).get("event")
+    event_name = text(json_object(payload).get("event"))
     status = EVENT_STATUSES.get(event_name)
     if status is None:
         return None
@@ -37,13 +37,19 @@ def read_event(payload: Any, provider: str, received_at: dt.datetime) -> Payment
     occurred = next((t for t in map(parse_instant, candidates) if t), received_at)
     return PaymentUpdate(
         provider=provider, reference=reference, status=status, occurred_at=occurred,
-        event_id=str(data.get("id") or ""), amount=amount(data.get("amount")),
-        currency=text(data.get("currency")))
+        event_id=_event_id(data.get("id")), amount=amount(data.get("amount")),
+        currency=currency(data.get("currency")))
+
+
+def _event_id(value: Any) -> str:
+    # Paystack sends a numeric id; a string one is taken if it can be stored as sent.
+    number = amount(value)
+    return str(number) if number is not None else text(value) or ""
 
 
 def read_status(body: Any) -> str | None:
     data = body.get("data") if isinstance(body, dict) else None
-    return API_STATUSES.get(data.get("status")) if isinstance(data, dict) else None
+    return API_STATUSES.get(text(data.get("status"))) if isinstance(data, dict) else None
 
 
 PROVIDER = Provider(

@@ -5,7 +5,7 @@ import datetime as dt
 from typing import Any
 
 from payments.ledger import FAILED, PENDING, REFUNDED, SUCCEEDED, PaymentUpdate
-from payments.provider import Provider, amount, json_object, text
+from payments.provider import Provider, amount, currency, json_object, text
 from store.payloads import PayloadError, parse_instant
 
 EVENT_STATUSES = {
@@ -26,7 +26,7 @@ API_STATUSES = {
 
 def read_event(payload: Any, provider: str, received_at: dt.datetime) -> PaymentUpdate | None:
     event = json_object(payload)
-    status = EVENT_STATUSES.get(event.get("type"))
+    status = EVENT_STATUSES.get(text(event.get("type")))
     if status is None:
         return None  # an event type we do not act on
     obj = json_object(event, "data", "object")
@@ -38,11 +38,11 @@ def read_event(payload: Any, provider: str, received_at: dt.datetime) -> Payment
         provider=provider, reference=reference, status=status,
         occurred_at=parse_instant(event.get("created")) or received_at,
         event_id=text(event.get("id")) or "", amount=amount(obj.get("amount")),
-        currency=text(obj.get("currency")))
+        currency=currency(obj.get("currency")))
 
 
 def read_status(body: Any) -> str | None:
-    return API_STATUSES.get(body.get("status")) if isinstance(body, dict) else None
+    return API_STATUSES.get(text(body.get("status"))) if isinstance(body, dict) else None
 
 
 PROVIDER = Provider(

@@ -64,13 +64,14 @@ def test_failures_and_soft_timeouts_are_recorded_and_free_the_lock(ctx):
     app, session = ctx
 
     def boom(c):
-        raise ValueError("no good")
+        raise ValueError("no good for jane@example.com")
 
     def slow(c):
         raise Timeout()
 
     failed, timed_out, after = run(ctx, boom), run(ctx, slow), run(ctx, lambda c: {})
-    assert (failed.outcome, failed.error) == ("failed", "ValueError: no good")
+    # The error's type only: an arbitrary exception's text may quote the data.
+    assert (failed.outcome, failed.error) == ("failed", "ValueError")
     assert timed_out.outcome == "timed_out"
     assert after.outcome == "succeeded"
 

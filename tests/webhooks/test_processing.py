@@ -161,10 +161,10 @@ def test_whatsapp_statuses_only_move_forward_and_failure_keeps_its_error(session
 def test_failures_are_recorded_and_replay_requeues_with_an_audit_entry(session, redis_db):
     event_id = store(session, stripe("r1", "payment_intent.succeeded", 100, intent="pi_r"),
                      "r1")
-    record_failure(session, event_id, RuntimeError("db hiccup"), dead=True)
+    record_failure(session, event_id, RuntimeError("no row for +14155550123"), dead=True)
     event = session.get(WebhookEvent, event_id)
-    assert (event.status, event.attempts, event.last_error) == ("dead", 1,
-                                                                "RuntimeError: db hiccup")
+    # The error's type only: an arbitrary exception's text may quote the payload.
+    assert (event.status, event.attempts, event.last_error) == ("dead", 1, "RuntimeError")
     replay(session, event_id, actor="cli:ops")
     session.commit()
     assert session.get(WebhookEvent, event_id).status == "received"

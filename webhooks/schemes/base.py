@@ -15,8 +15,11 @@ import binascii
 import dataclasses
 import hashlib
 import hmac
+import json
 import re
 from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from store.payloads import identifier
 
 if TYPE_CHECKING:
     from webhooks.sources import Source
@@ -48,6 +51,8 @@ class InvalidPayload(ValueError):
 
 
 Verifier = Callable[["Source", Mapping[str, str], bytes, float], None]
+# raw body -> the payload the rules and the handler read, or InvalidPayload
+PayloadParser = Callable[[bytes], Any]
 # source, headers, raw body, parsed JSON (None when the body is not JSON) -> the key
 KeyRule = Callable[["Source", Mapping[str, str], bytes, Any], str]
 TypeRule = Callable[[Any], "str | None"]
@@ -59,16 +64,40 @@ class Scheme:
     verify: Verifier
     event_key: KeyRule
     event_type: TypeRule
+    # Decided at ingest: a verified body the handler could never read is refused
+    # with 400, so the sender sees its own bug, rather than stored as a dead event.
+    parse_payload: PayloadParser = None  # set in __post_init__: json_object by default
     kind: str = "payment"   # what its sources carry unless they say: payment | whatsapp
     # Takes the scheme's own keys out of a source's TOML table and returns them
     # checked; a ValueError names what is wrong.
     parse_options: Callable[[dict], dict] = lambda table: {}
 
     def __post_init__(self):
-        for rule in ("verify", "event_key", "event_type"):
+        if self.parse_payload is None:
+            object.__setattr__(self, "parse_payload", json_object)
+        for rule in ("verify", "event_key", "event_type", "parse_payload"):
             if not callable(getattr(self, rule)):
                 raise TypeError(f"scheme {self.name}: {rule} must be a rule, not "
                                 f"{getattr(self, rule)!r}")
+
+
+# -- payload parsers -------------------------------------------------------------------------
+
+def json_object(body: bytes) -> dict:
+    """A JSON object, or InvalidPayload: not JSON, not an object, or nested too deeply.
+
+    Duplicate keys keep the last value (as most JSON readers do); numbers of any
+    size parse, and every reader bounds what it takes from them.
+    """
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        raise InvalidPayload("the JSON body is nested too deeply") from None
+    except ValueError:  # also bad UTF-8, and integers past Python's digit limit
+        raise InvalidPayload("the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidPayload("the body is not a JSON object")
+    return payload
 
 
 # -- event-key rules -------------------------------------------------------------------------
@@ -100,6 +129,8 @@ def checked_key(value: Any, what: str) -> str:
         raise InvalidPayload(f"the event needs {what} to identify it")
     if len(value) > MAX_EVENT_KEY:
         raise InvalidPayload(f"the event id is longer than {MAX_EVENT_KEY} characters")
+    if identifier(value, MAX_EVENT_KEY) is None:
+        raise InvalidPayload("the event id contains control characters or lone surrogates")
     return value
 
 
@@ -107,8 +138,10 @@ def checked_key(value: Any, what: str) -> str:
 
 def type_from_json_field(field: str) -> TypeRule:
     def rule(payload: Any) -> str | None:
-        value = payload.get(field) if isinstance(payload, dict) else None
-        return value[:MAX_EVENT_TYPE] if isinstance(value, str) else None
+        # A type we cannot store as sent is not one we act on: the handler reads the
+        # body again and ignores it the same way.
+        return identifier(payload.get(field) if isinstance(payload, dict) else None,
+                          MAX_EVENT_TYPE)
     return rule
 
 
