@@ -19,8 +19,9 @@ from kombu import Exchange, Queue
 from kombu.pools import producers
 from sqlalchemy.orm import Session
 
-from tasks.schedule import build_beat_schedule
 from tasks.broker import broker_ssl, transport_for
+from tasks.schedule import build_beat_schedule
+from tasks.timers import PruneCancelledTimers
 from store.outbox import Message, Publisher
 from store.task_names import RUN_IMPORT, SCAN_DOCUMENT
 
@@ -160,6 +161,7 @@ def celery_init_app(app: Flask) -> Celery:
 
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.conf.update(celery_config(app.config))
+    celery.steps["worker"].add(PruneCancelledTimers)
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import redis
@@ -33,10 +32,10 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench import ROUNDS, spread  # noqa: E402
+from bench import ROUNDS, fresh_services, spread  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
-from tests.services import fresh_postgres_database, free_port, wait_for  # noqa: E402
+from tests.services import free_port, wait_for  # noqa: E402
 from tests.webhooks import signing  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -156,12 +155,7 @@ def drain(workdir: Path, env: dict, engine, redis_url: str, round_no: int) -> fl
 
 
 def main() -> None:
-    base_db = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-    workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
-    print(f"process logs: {workdir}", flush=True)
-    database_url = fresh_postgres_database(base_db, "sluice_bench")
-    redis.Redis.from_url(redis_url).flushdb()
+    workdir, database_url, redis_url = fresh_services("sluice-bench", redis_db=12)
     env = web_env(workdir, database_url, redis_url)
     Stack(workdir, env).release()
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))

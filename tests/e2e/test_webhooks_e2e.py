@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.e2e.conftest import META_SECRET, STRIPE_SECRET, bearer
 from tests.e2e.harness import REPO
@@ -69,9 +69,30 @@ def flask_cli(stack, *args: str) -> str:
     return result.stdout
 
 
-def test_a_failing_handler_retries_then_goes_dead_and_replay_runs_it_again(stack, stack_app):
-    # An amount no BIGINT column can hold makes the handler fail on every attempt.
-    accepted = post_stripe(stack, payment_event("evt_poison", "pi_poison", amount=10 ** 30))
+@pytest.fixture
+def poisoned_reference(stack_app):
+    """A payment reference the database refuses, as a broken constraint or trigger would:
+    the handler fails on every attempt with an error that is not the data's fault."""
+    if stack_app.config["SQLALCHEMY_BACKEND"] == "postgresql":
+        add = ("ALTER TABLE payments ADD CONSTRAINT refuse_poison "
+               "CHECK (reference <> 'pi_poison') NOT VALID")
+        drop = "ALTER TABLE payments DROP CONSTRAINT refuse_poison"
+    else:
+        add = ("CREATE TRIGGER refuse_poison BEFORE INSERT ON payments "
+               "WHEN NEW.reference = 'pi_poison' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        drop = "DROP TRIGGER refuse_poison"
+    with stack_app.app_context():
+        db.session.execute(text(add))
+        db.session.commit()
+    yield "pi_poison"
+    with stack_app.app_context():
+        db.session.execute(text(drop))
+        db.session.commit()
+
+
+def test_a_failing_handler_retries_then_goes_dead_and_replay_runs_it_again(
+        stack, stack_app, poisoned_reference):
+    accepted = post_stripe(stack, payment_event("evt_poison", poisoned_reference))
     event_id = accepted.json()["id"]
 
     def event():
