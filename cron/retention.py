@@ -9,6 +9,8 @@ from sqlalchemy import delete, select, update
 
 from cron.models import JobRun
 from cron.runner import JobContext
+from documents.models import Document, Import
+from documents.storage import BlobStorage, from_config
 from store.db import utcnow
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
 from store.outbox import OutboxMessage
@@ -31,7 +33,8 @@ def purge_retention(ctx: JobContext) -> dict:
         OutboxMessage.published_at < now - config["RETENTION_OUTBOX_DAYS"] * days),
         lambda ids: delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
     return {"webhook_bodies_dropped": bodies, "job_runs_deleted": runs,
-            "outbox_rows_deleted": outbox, "temp_files_removed": _old_temp_files(config)}
+            "outbox_rows_deleted": outbox, "temp_files_removed": _old_temp_files(config),
+            "orphan_blobs_removed": _orphan_blobs(ctx, from_config(config))}
 
 
 def _in_batches(ctx: JobContext, ids_query, statement) -> int:
@@ -47,10 +50,43 @@ def _in_batches(ctx: JobContext, ids_query, statement) -> int:
 
 
 def _old_temp_files(config) -> int:
-    # Uploads stream into STORAGE_DIR/tmp; one left there a day is an abandoned upload.
+    # Uploads stream into this host's SPOOL_DIR; one left there a day is abandoned.
     removed, cutoff = 0, time.time() - TEMP_FILE_MAX_AGE
-    for path in Path(config["STORAGE_DIR"], "tmp").glob("*"):
+    for path in Path(config["SPOOL_DIR"]).glob("*"):
         if path.is_file() and path.stat().st_mtime < cutoff:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _orphan_blobs(ctx: JobContext, storage: BlobStorage) -> int:
+    """Remove blobs no row refers to, once they are older than the grace period.
+
+    An upload stores its blob before it commits its row; a request that died in
+    between leaves the blob behind. It is never served (every download starts from a
+    clean row), and after ORPHAN_BLOB_GRACE_HOURS no commit can still be coming.
+    """
+    cutoff = time.time() - ctx.config["ORPHAN_BLOB_GRACE_HOURS"] * 3600
+    removed, batch = 0, []
+    for sha256, modified in storage.blobs():
+        if modified < cutoff:
+            batch.append(sha256)
+        if len(batch) >= BATCH:
+            removed += _remove_unreferenced(ctx, storage, batch)
+            batch = []
+    return removed + (_remove_unreferenced(ctx, storage, batch) if batch else 0)
+
+
+def _remove_unreferenced(ctx: JobContext, storage: BlobStorage, hashes: list[str]) -> int:
+    ctx.check()
+    referenced = set(ctx.session.scalars(select(Document.sha256).where(
+        Document.sha256.in_(hashes))))
+    referenced.update(ctx.session.scalars(select(Import.archive_sha256).where(
+        Import.archive_sha256.in_(hashes))))
+    referenced.update(ctx.session.scalars(select(Import.manifest_sha256).where(
+        Import.manifest_sha256.in_(hashes))))
+    ctx.session.rollback()  # hold no transaction open while the store deletes
+    orphans = [sha256 for sha256 in hashes if sha256 not in referenced]
+    for sha256 in orphans:
+        storage.delete(sha256)
+    return len(orphans)

@@ -28,7 +28,7 @@ from documents.models import (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, INFECTED
                               ROW_DUPLICATE, ROW_OK, ROW_REJECTED, RUNNING, Document, Import,
                               ImportRow)
 from documents.sniffing import XLSX, Rejected, allowlist_from, sniff
-from documents.storage import LocalStorage
+from documents.storage import BlobStorage
 from store import audit
 from store.db import insert_all_unless_exist, insert_or_existing, utcnow
 from store.outbox import enqueue
@@ -76,7 +76,7 @@ def manifest_kind(spooled: Spooled, filename: str | None, declared_type: str | N
     return "xlsx" if mime == XLSX else "csv"
 
 
-def check_upload(storage: LocalStorage, archive: Spooled, manifest: Spooled | None,
+def check_upload(storage: BlobStorage, archive: Spooled, manifest: Spooled | None,
                  kind: str | None, limits: Limits) -> None:
     """UnsafeArchive or InvalidManifest now, rather than a failed import later."""
     with open_archive(str(archive.path), limits.max_entries) as opened:
@@ -89,7 +89,7 @@ def check_upload(storage: LocalStorage, archive: Spooled, manifest: Spooled | No
                 check_header(path, inside[1])
 
 
-def create_import(session: Session, storage: LocalStorage, owner_id: int, archive: Spooled,
+def create_import(session: Session, storage: BlobStorage, owner_id: int, archive: Spooled,
                   manifest: Spooled | None, kind: str | None) -> tuple[Import, bool]:
     """Store the files and record the import once per (owner, archive bytes); queue it."""
     storage.put(archive.path, archive.sha256)
@@ -109,7 +109,7 @@ def create_import(session: Session, storage: LocalStorage, owner_id: int, archiv
 
 # -- running an import -----------------------------------------------------------------------
 
-def run_import(session: Session, storage: LocalStorage, import_id: int,
+def run_import(session: Session, storage: BlobStorage, import_id: int,
                settings: ImportSettings) -> str | None:
     """Ingest every row not yet recorded; the import's final status (None if unknown)."""
     job = session.get(Import, import_id)
@@ -121,8 +121,11 @@ def run_import(session: Session, storage: LocalStorage, import_id: int,
     job.status, job.attempts = RUNNING, job.attempts + 1
     session.commit()
     try:
-        with storage.open(job.archive_sha256) as handle, \
-                open_archive(handle, settings.limits.max_entries) as archive:
+        # zipfile seeks (central directory first, then each member), so the archive is
+        # read from a local file: the blob itself on file://, else one streamed copy
+        # on this host's disk, bounded by IMPORT_MAX_BYTES and gone after the import.
+        with storage.local_copy(job.archive_sha256) as path, \
+                open_archive(str(path), settings.limits.max_entries) as archive:
             plan = _plan(archive, storage, job, settings.limits)
             job.total = len(plan)
             session.commit()
@@ -142,7 +145,7 @@ def give_up(session: Session, import_id: int) -> None:
                 "The import failed on every attempt; the rows recorded so far stay.")
 
 
-def _plan(archive: zipfile.ZipFile, storage: LocalStorage, job: Import,
+def _plan(archive: zipfile.ZipFile, storage: BlobStorage, job: Import,
           limits: Limits) -> list[PlannedRow]:
     entries = [info for info in archive.infolist() if not info.is_dir()]
     inside = manifest_member(entries)
@@ -158,9 +161,9 @@ def _plan(archive: zipfile.ZipFile, storage: LocalStorage, job: Import,
         by_name.setdefault(name, row)
         rows.append(row)
     if job.manifest_sha256:
-        return rows + _apply_manifest(
-            read_manifest(storage.path(job.manifest_sha256), job.manifest_kind), rows, by_name,
-            limits.max_entries)
+        with storage.local_copy(job.manifest_sha256) as path:
+            return rows + _apply_manifest(read_manifest(path, job.manifest_kind), rows,
+                                          by_name, limits.max_entries)
     if inside is not None:
         with _spooled_member(archive, inside[0], storage, limits) as path:
             return rows + _apply_manifest(read_manifest(path, inside[1]), rows, by_name,
@@ -200,7 +203,7 @@ def _apply_manifest(manifest: Iterable[ManifestRow | ManifestProblem], rows: lis
     return problems
 
 
-def _ingest(session: Session, storage: LocalStorage, job: Import, archive: zipfile.ZipFile,
+def _ingest(session: Session, storage: BlobStorage, job: Import, archive: zipfile.ZipFile,
             plan: list[PlannedRow], settings: ImportSettings) -> None:
     done = session.scalar(select(func.coalesce(func.max(ImportRow.row_no), 0))
                           .where(ImportRow.import_id == job.id))
@@ -230,7 +233,7 @@ def _commit_batch(session: Session, job: Import, batch: list[dict], expanded: in
     session.commit()
 
 
-def _ingest_row(session: Session, storage: LocalStorage, owner_id: int,
+def _ingest_row(session: Session, storage: BlobStorage, owner_id: int,
                 archive: zipfile.ZipFile, row: PlannedRow, settings: ImportSettings,
                 expanded: int) -> tuple[dict, int]:
     """(outcome columns, bytes decompressed) for one planned row."""
@@ -285,7 +288,7 @@ def _finish(session: Session, job: Import, status: str, code: str | None = None,
 
 
 @contextlib.contextmanager
-def _spooled_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, storage: LocalStorage,
+def _spooled_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, storage: BlobStorage,
                     limits: Limits) -> Iterator[Path]:
     """The archive's manifest member, copied (capped) to a temp file for a `with` block."""
     limits = dataclasses.replace(limits, max_total_bytes=MANIFEST_MAX_BYTES)

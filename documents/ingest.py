@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from documents.models import INFECTED, PENDING_SCAN, Document
 from documents.checks import Candidate, check
 from documents.sniffing import sanitize_filename
-from documents.storage import LocalStorage
+from documents.storage import BlobStorage
 from store import audit
 from store.db import insert_or_existing, utcnow
 from store.outbox import enqueue
@@ -39,7 +39,7 @@ class HashingSpool:
     capped and stored in one pass over the bytes, with no second copy.
     """
 
-    def __init__(self, storage: LocalStorage, max_bytes: int):
+    def __init__(self, storage: BlobStorage, max_bytes: int):
         self._file, self.path = storage.temp_file("w+b")
         self._digest, self._size, self._max = hashlib.sha256(), 0, max_bytes
 
@@ -62,7 +62,7 @@ class HashingSpool:
         self.path.unlink(missing_ok=True)
 
 
-def spool(stream: BinaryIO, storage: LocalStorage, max_bytes: int) -> Spooled:
+def spool(stream: BinaryIO, storage: BlobStorage, max_bytes: int) -> Spooled:
     """Copy a readable stream (not an HTTP upload) into a HashingSpool, in chunks."""
     target = HashingSpool(storage, max_bytes)
     try:
@@ -74,7 +74,7 @@ def spool(stream: BinaryIO, storage: LocalStorage, max_bytes: int) -> Spooled:
     return target.finish()
 
 
-def create_document(session: Session, storage: LocalStorage, owner_id: int, upload: Spooled,
+def create_document(session: Session, storage: BlobStorage, owner_id: int, upload: Spooled,
                     filename: str | None, declared_type: str | None,
                     allowlist: tuple[str, ...]) -> tuple[Document, bool]:
     """Sniff, store and record one upload; (document, created). The caller commits.

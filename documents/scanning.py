@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
-from documents.storage import LocalStorage
+from documents.storage import BlobStorage
 from store import audit
 from store.db import utcnow
 
@@ -30,7 +30,7 @@ def signatures_fingerprint(version: str) -> str:
     return hashlib.sha256(database.encode()).hexdigest()[:16]
 
 
-def scan_document(session: Session, storage: LocalStorage, scanner, document_id: int,
+def scan_document(session: Session, storage: BlobStorage, scanner, document_id: int,
                   max_bytes: int) -> str | None:
     """Scan and record; returns the new status. Raises ScanFailed when clamd cannot say.
 

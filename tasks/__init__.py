@@ -22,10 +22,12 @@ from sqlalchemy.orm import Session
 from tasks.broker import broker_ssl, transport_for
 from tasks.schedule import build_beat_schedule
 from tasks.timers import PruneCancelledTimers
+from documents.storage import BlobStorage, from_config
 from store.outbox import Message, Publisher
 from store.task_names import RUN_IMPORT, SCAN_DOCUMENT
 
 log = logging.getLogger(__name__)
+STORAGE_KEY = "sluice.storage"
 QUEUES = ("webhooks", "documents", "imports", "cron")
 TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents",
                 "tasks.imports")
@@ -196,10 +198,14 @@ def redis_client() -> redis.Redis:
     return current_app.extensions["sluice.redis"]
 
 
-def storage():
-    from documents.storage import LocalStorage
-
-    return LocalStorage(current_app.config["STORAGE_DIR"])
+def storage() -> BlobStorage:
+    """The app's blob storage, built on first use in this process (after any fork:
+    a boto3 client must not be shared with a parent)."""
+    state = current_app.extensions.get(STORAGE_KEY)
+    if state is None or state[0] != os.getpid():
+        state = (os.getpid(), from_config(current_app.config))
+        current_app.extensions[STORAGE_KEY] = state
+    return state[1]
 
 
 def config(key: str) -> Any:

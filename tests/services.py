@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -293,6 +294,63 @@ class Clamd:
             return client_from_url(self.url, timeout=1).ping() == "PONG"
         except Exception:
             return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+class MotoS3:
+    """moto's standalone server as the S3 endpoint (no S3 server installs here). The
+    code under test only gets an endpoint URL and credentials, as for any store."""
+
+    ENV = {"AWS_ACCESS_KEY_ID": "sluice-test", "AWS_SECRET_ACCESS_KEY": "sluice-test-key",
+           "AWS_REGION": "us-east-1"}
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "MotoS3":
+        executable = Path(sys.executable).parent / "moto_server"
+        if not executable.exists():
+            unavailable("moto_server (pip install 'moto[server]')")
+        log = open(self.directory / "moto.log", "ab")
+        self.process = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p",
+                                         str(self.port)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, timeout=60, interval=0.2, what="moto S3 server")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"moto exited: {(self.directory / 'moto.log').read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint,
+                            aws_access_key_id=self.ENV["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.ENV["AWS_SECRET_ACCESS_KEY"],
+                            region_name=self.ENV["AWS_REGION"])
+
+    def bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

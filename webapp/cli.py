@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
 from webapp.cron_cli import cron_cli
+from webapp.storage_cli import storage_cli
 from webapp.extensions import db
 from store.db import utcnow
 from webhooks.models import EVENT_STATUSES
@@ -89,3 +90,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(clients_cli)
     app.cli.add_command(webhooks_cli)
     app.cli.add_command(cron_cli)
+    app.cli.add_command(storage_cli)

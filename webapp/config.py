@@ -12,6 +12,7 @@ import secrets
 import sys
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
 
 import click
 from sqlalchemy.engine import make_url
@@ -25,7 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,                # None: the embedded Redis server under instance/
     "CELERY_BROKER_URL": None,        # None: REDIS_URL (RabbitMQ's amqp:// also works)
     "CLAMD_URL": None,                # unix:///path or tcp://host:3310; None: no scanner
-    "STORAGE_DIR": None,              # None: instance/storage
+    "STORAGE_DIR": None,              # None: instance/storage (file:// shorthand)
+    "STORAGE_URL": None,              # file:///abs/path or s3://bucket/prefix; None: STORAGE_DIR
+    "S3_ENDPOINT_URL": None,          # a non-AWS S3 endpoint (MinIO, R2, B2, Ceph RGW)
+    "SPOOL_DIR": None,                # local temp files; None: STORAGE_DIR/tmp or instance/spool
+    "DOWNLOAD_MODE": "proxy",         # proxy: the web streams; redirect: 302 to a presigned GET
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     "TRUSTED_PROXY_COUNT": 0,         # >0 enables ProxyFix for that many proxy hops
     "LOG_LEVEL": "INFO",
@@ -75,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
     "RETENTION_JOB_RUNS_DAYS": 30,
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
+    "ORPHAN_BLOB_GRACE_HOURS": 24,    # then a stored blob no row refers to is removed
 }
 # Each payment provider's status API: its base URL, and its key (a secret: from the
 # environment only), under the setting names its module declares.
@@ -164,9 +170,13 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
     if config["SQLALCHEMY_BACKEND"] not in {"postgresql", "sqlite"}:
         raise ConfigError("DATABASE_URL must be a PostgreSQL or SQLite URL")
     if not config.get("SECRET_KEY"):
+        if config["SQLALCHEMY_BACKEND"] == "postgresql":
+            # A key generated per host would make one host's download links
+            # invalid on every other host.
+            raise ConfigError("SECRET_KEY must be set with a PostgreSQL DATABASE_URL: every "
+                              "web and worker host must sign with the same key")
         config["SECRET_KEY"] = _instance_secret(instance)
-    config.setdefault("STORAGE_DIR", None)
-    config["STORAGE_DIR"] = config["STORAGE_DIR"] or str(instance / "storage")
+    _finalize_storage(config, instance)
     config["BEAT_SCHEDULE_FILE"] = (config.get("BEAT_SCHEDULE_FILE")
                                     or str(instance / "celerybeat-schedule"))
     config["SLUICE_SOURCES_FILE"] = (config.get("SLUICE_SOURCES_FILE")
@@ -182,6 +192,22 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
     clamd_url = config.get("CLAMD_URL")
     if clamd_url and not clamd_url.startswith(("unix:///", "tcp://")):
         raise ConfigError("CLAMD_URL must be unix:///path or tcp://host:port")
+
+
+def _finalize_storage(config: dict[str, Any], instance: Path) -> None:
+    config["STORAGE_DIR"] = config.get("STORAGE_DIR") or str(instance / "storage")
+    url = config.get("STORAGE_URL") or Path(config["STORAGE_DIR"]).resolve().as_uri()
+    config["STORAGE_URL"] = url
+    scheme = url.partition("://")[0]
+    if scheme not in ("file", "s3"):
+        raise ConfigError("STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix]")
+    if not config.get("SPOOL_DIR"):
+        config["SPOOL_DIR"] = (str(Path(unquote(urlsplit(url).path)) / "tmp")
+                               if scheme == "file" else str(instance / "spool"))
+    if config["DOWNLOAD_MODE"] not in ("proxy", "redirect"):
+        raise ConfigError("DOWNLOAD_MODE must be proxy or redirect")
+    if config["DOWNLOAD_MODE"] == "redirect" and scheme != "s3":
+        raise ConfigError("DOWNLOAD_MODE=redirect needs an s3:// STORAGE_URL (presigned GETs)")
 
 
 def _instance_secret(instance: Path) -> str:

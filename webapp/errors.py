@@ -10,6 +10,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
+from documents.storage import StorageUnavailable
+
 log = logging.getLogger(__name__)
 
 DATABASE_RETRY_AFTER = "5"
@@ -66,6 +68,13 @@ def handle_database_unavailable(exc: Exception):
                           {"Retry-After": DATABASE_RETRY_AFTER})
 
 
+def handle_storage_unavailable(exc: Exception):
+    log.error("blob storage unavailable", extra={"error": type(exc).__name__})
+    return error_response(503, "storage_unavailable",
+                          "Document storage is unavailable; retry later.",
+                          {"Retry-After": DATABASE_RETRY_AFTER})
+
+
 def handle_unexpected(exc: Exception):
     # The traceback goes to our (redacted) logs, never to the client.
     log.exception("unhandled error")
@@ -77,4 +86,5 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     for db_error in (OperationalError, InterfaceError, PoolTimeout):
         app.register_error_handler(db_error, handle_database_unavailable)
+    app.register_error_handler(StorageUnavailable, handle_storage_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from documents.scanner import client_from_url
 from webapp.extensions import db, redis_client
 from webapp.migrate import database_heads, script_heads
+from webapp.uploads import storage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -37,7 +38,7 @@ def startupz():
 @bp.get("/readyz")
 def readyz():
     components = {"database": _check_database(), "redis": _check_redis(),
-                  "clamd": _check_clamd()}
+                  "storage": _check_storage(), "clamd": _check_clamd()}
     if components["database"]["status"] != "ok":
         status, code = "down", 503
     elif all(c["status"] == "ok" for c in components.values()):
@@ -68,6 +69,15 @@ def _check_redis() -> dict:
         return {"status": "ok"}
     except Exception as exc:
         return _down("redis", exc)
+
+
+def _check_storage() -> dict:
+    try:
+        blobs = storage()
+        blobs.check()
+        return {"status": "ok", "backend": blobs.name}
+    except Exception as exc:
+        return _down("storage", exc)
 
 
 def _check_clamd() -> dict:

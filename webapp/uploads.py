@@ -12,7 +12,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.formparser import FormDataParser
 
 from documents.ingest import HashingSpool, TooLarge
-from documents.storage import LocalStorage
+import tasks
+from documents.storage import BlobStorage
 from webapp.errors import APIError
 
 # endpoint -> the setting that caps each of its files
@@ -50,8 +51,8 @@ class UploadRequest(Request):
         return spool
 
 
-def storage() -> LocalStorage:
-    return LocalStorage(current_app.config["STORAGE_DIR"])
+def storage() -> BlobStorage:
+    return tasks.storage()
 
 
 def spooled_files(total_cap: int) -> dict[str, FileStorage]:

@@ -13,7 +13,7 @@ from documents.imports import create_import
 from documents.ingest import create_document, spool
 from documents.models import Document, Import
 from documents.sniffing import DEFAULT_ALLOWLIST
-from documents.storage import LocalStorage
+from documents.storage.local import LocalStorage
 from tests import services
 from tests.documents import files
 from tests.imports import archives

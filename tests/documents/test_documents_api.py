@@ -14,7 +14,7 @@ from werkzeug.test import EnvironBuilder, encode_multipart, run_wsgi_app
 from documents.models import Document
 from documents.scanner import client_from_url
 from documents.scanning import give_up, scan_document
-from documents.storage import LocalStorage
+from documents.storage.local import LocalStorage
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from tests.webhooks.test_outbox import queued

@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import select
 
 from documents.models import Document
-from documents.storage import LocalStorage
+from documents.storage.local import LocalStorage
 from store.audit import AuditLog
 from tests import services
 from tests.documents import files

@@ -17,7 +17,7 @@ from documents.imports import ImportSettings, run_import
 from documents.reports import escape_cell
 from documents.scanner import client_from_url
 from documents.scanning import scan_document
-from documents.storage import LocalStorage
+from documents.storage.local import LocalStorage
 from tests.documents import files
 from tests.documents.conftest import upload
 from tests.imports import archives

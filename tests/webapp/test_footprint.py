@@ -4,7 +4,8 @@ import json
 import subprocess
 import sys
 
-WORKER_ONLY = ("alembic", "requests", "pybreaker", "pkg_resources", "openpyxl")
+# boto3 too: it is imported only for an s3:// STORAGE_URL, never for the default.
+WORKER_ONLY = ("alembic", "requests", "pybreaker", "pkg_resources", "openpyxl", "boto3")
 
 
 def test_the_web_app_leaves_cli_and_worker_only_libraries_unloaded(app_config, tmp_path):

@@ -1,0 +1,115 @@
+"""Content-addressed blob storage, behind one small interface.
+
+Keys are `sha256/ab/cd/<hash>`; the same bytes are written once; quarantined bytes
+live under `quarantine/<hash>`, where nothing serves from. Temp files (upload
+spools, an archive being imported) are always local to the process's host, in
+`spool_dir`; everything another host needs is in the backend.
+
+A backend is one module here and one line in BACKENDS, chosen by STORAGE_URL's
+scheme: `file:///abs/path` (the default) or `s3://bucket[/prefix]` (any
+S3-compatible store: AWS S3, MinIO, R2, B2, Ceph RGW).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+from urllib.parse import urlsplit
+
+# scheme -> "module:class"; imported only when chosen (boto3 is heavy, and the
+# default needs none of it)
+BACKENDS = {
+    "file": "documents.storage.local:LocalStorage",
+    "s3": "documents.storage.s3:S3Storage",
+}
+QUARANTINE = "quarantine/"
+
+
+class StorageUnavailable(RuntimeError):
+    """The backend could not be reached or answered with an error; try again later."""
+
+
+def blob_key(sha256: str) -> str:
+    return f"sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+class BlobStorage:
+    """What every backend offers. `put` takes a finished local file; `open` streams."""
+
+    name = "storage"
+
+    def __init__(self, spool_dir: str | Path):
+        self.spool_dir = Path(spool_dir)
+
+    def temp_file(self, mode: str = "wb") -> tuple[BinaryIO, Path]:
+        """A new local temp file (the spool), opened in `mode`, and its path."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.spool_dir, suffix=".part")
+        return os.fdopen(fd, mode), Path(name)
+
+    @contextlib.contextmanager
+    def local_copy(self, sha256: str) -> Iterator[Path]:
+        """A seekable local file of the blob for a `with` block (zipfile needs to seek)."""
+        handle, path = self.temp_file("wb")
+        try:
+            with handle, self.open(sha256) as blob:
+                while chunk := blob.read(1024 * 1024):
+                    handle.write(chunk)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    # The backend's part ---------------------------------------------------------------------
+
+    def put(self, path: Path, sha256: str) -> None:
+        """Store a finished local file under its hash; an existing blob is never rewritten."""
+        raise NotImplementedError
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A streaming read of the blob (FileNotFoundError if there is none)."""
+        raise NotImplementedError
+
+    def exists(self, sha256: str) -> bool:
+        raise NotImplementedError
+
+    def is_quarantined(self, sha256: str) -> bool:
+        raise NotImplementedError
+
+    def quarantine(self, sha256: str) -> None:
+        """Move the bytes under quarantine/, where nothing serves them from."""
+        raise NotImplementedError
+
+    def delete(self, sha256: str) -> None:
+        raise NotImplementedError
+
+    def blobs(self) -> Iterator[tuple[str, float]]:
+        """(sha256, last modified as a UNIX time) of every servable blob."""
+        raise NotImplementedError
+
+    def presign_get(self, sha256: str, filename_header: str, content_type: str,
+                    expires_in: int) -> str | None:
+        """A short-lived URL that serves the blob with these headers, if the backend can."""
+        return None
+
+    def check(self) -> None:
+        """Raise if the backend cannot be used now (for /readyz)."""
+        raise NotImplementedError
+
+
+def open_storage(url: str, spool_dir: str | Path, **options) -> BlobStorage:
+    """The backend for STORAGE_URL; ValueError if the URL names none."""
+    scheme = urlsplit(url).scheme
+    if scheme not in BACKENDS:
+        raise ValueError(f"STORAGE_URL must start with one of "
+                         f"{', '.join(s + '://' for s in BACKENDS)}")
+    module, _, name = BACKENDS[scheme].partition(":")
+    return getattr(importlib.import_module(module), name).from_url(url, spool_dir, **options)
+
+
+def from_config(config) -> BlobStorage:
+    """The backend a Sluice configuration names (STORAGE_URL, SPOOL_DIR, S3_ENDPOINT_URL)."""
+    return open_storage(config["STORAGE_URL"], config["SPOOL_DIR"],
+                        endpoint_url=config.get("S3_ENDPOINT_URL"))

@@ -1,0 +1,129 @@
+"""s3://bucket[/prefix]: any S3-compatible object store, through boto3.
+
+S3_ENDPOINT_URL points at a store other than AWS (MinIO, R2, B2, Ceph RGW);
+credentials and region come from boto3's own chain (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION, profiles, instance roles). Nothing here knows
+which server answers.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import BinaryIO, Iterator
+from urllib.parse import urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from documents.storage import QUARANTINE, BlobStorage, StorageUnavailable, blob_key
+
+# Multipart above 16 MB in 8 MB parts, two at a time: an upload of any size holds
+# at most two parts in memory.
+TRANSFER = TransferConfig(multipart_threshold=16 * 1024 * 1024,
+                          multipart_chunksize=8 * 1024 * 1024, max_concurrency=2)
+MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+@contextlib.contextmanager
+def _unavailable_on_error(what: str) -> Iterator[None]:
+    """Every backend failure reads the same to callers: StorageUnavailable."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in MISSING:
+            raise FileNotFoundError(what) from None
+        raise StorageUnavailable(f"object store: {code or 'error'} on {what}") from None
+    except BotoCoreError as exc:
+        raise StorageUnavailable(f"object store unreachable ({type(exc).__name__})") from None
+
+
+class S3Storage(BlobStorage):
+    name = "s3"
+
+    def __init__(self, bucket: str, prefix: str, spool_dir: str | Path, client):
+        super().__init__(spool_dir)
+        self.bucket, self.prefix, self.client = bucket, prefix, client
+
+    @classmethod
+    def from_url(cls, url: str, spool_dir: str | Path, endpoint_url: str | None = None,
+                 **_options) -> "S3Storage":
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ValueError("an s3 STORAGE_URL is s3://bucket or s3://bucket/prefix")
+        prefix = parts.path.strip("/")
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url or None, config=Config(
+                # SigV4 everywhere: presigned URLs from boto3's SigV2 default for
+                # custom endpoints are refused by R2 and newer stores.
+                signature_version="s3v4", connect_timeout=3, read_timeout=30,
+                retries={"max_attempts": 3, "mode": "standard"}))
+        return cls(parts.netloc, f"{prefix}/" if prefix else "", spool_dir, client)
+
+    def _key(self, sha256: str) -> str:
+        return self.prefix + blob_key(sha256)
+
+    def _quarantine_key(self, sha256: str) -> str:
+        return f"{self.prefix}{QUARANTINE}{sha256}"
+
+    def _head(self, key: str) -> bool:
+        try:
+            with _unavailable_on_error(key):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def put(self, path: Path, sha256: str) -> None:
+        try:
+            if not self.exists(sha256):
+                with _unavailable_on_error(self._key(sha256)):
+                    self.client.upload_file(str(path), self.bucket, self._key(sha256),
+                                            Config=TRANSFER)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def open(self, sha256: str) -> BinaryIO:
+        with _unavailable_on_error(self._key(sha256)):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+
+    def exists(self, sha256: str) -> bool:
+        return self._head(self._key(sha256))
+
+    def is_quarantined(self, sha256: str) -> bool:
+        return self._head(self._quarantine_key(sha256))
+
+    def quarantine(self, sha256: str) -> None:
+        if not self.exists(sha256):
+            return
+        with _unavailable_on_error(self._key(sha256)):
+            self.client.copy({"Bucket": self.bucket, "Key": self._key(sha256)}, self.bucket,
+                             self._quarantine_key(sha256), Config=TRANSFER)
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+
+    def delete(self, sha256: str) -> None:
+        with _unavailable_on_error(self._key(sha256)):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+
+    def blobs(self) -> Iterator[tuple[str, float]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}sha256/")
+        with _unavailable_on_error("a listing"):
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = item["Key"].rsplit("/", 1)[-1]
+                    if len(name) == 64:
+                        yield name, item["LastModified"].timestamp()
+
+    def presign_get(self, sha256: str, filename_header: str, content_type: str,
+                    expires_in: int) -> str | None:
+        return self.client.generate_presigned_url("get_object", ExpiresIn=expires_in, Params={
+            "Bucket": self.bucket, "Key": self._key(sha256),
+            "ResponseContentDisposition": filename_header,
+            "ResponseContentType": content_type})
+
+    def check(self) -> None:
+        with _unavailable_on_error(self.bucket):
+            self.client.head_bucket(Bucket=self.bucket)

@@ -1,0 +1,76 @@
+"""`flask storage migrate --to URL`: copy every blob to another backend."""
+from __future__ import annotations
+
+import hashlib
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select, union
+
+from documents.models import Document, Import
+from documents.storage import BlobStorage, StorageUnavailable, open_storage
+from webapp.extensions import db
+from webapp.uploads import storage
+
+storage_cli = AppGroup("storage", help="Document blob storage.")
+
+
+@storage_cli.command("migrate")
+@click.option("--to", "target_url", required=True,
+              help="The backend to copy to: file:///path or s3://bucket/prefix.")
+def migrate(target_url: str) -> None:
+    """Copy every blob a row refers to into another backend, checking each copy's
+    SHA-256. Idempotent and resumable: blobs already there are skipped. Quarantined
+    bytes stay where they are: nothing may serve them."""
+    config = current_app.config
+    try:
+        target = open_storage(target_url, config["SPOOL_DIR"],
+                              endpoint_url=config.get("S3_ENDPOINT_URL"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to") from None
+    source = storage()
+    hashes = _referenced(db.session)
+    counts = {"copied": 0, "already_there": 0, "missing_at_source": 0, "failed": 0}
+    for number, sha256 in enumerate(hashes, 1):
+        counts[_copy(source, target, sha256)] += 1
+        if number % 100 == 0 or number == len(hashes):
+            click.echo(f"{number}/{len(hashes)} " + " ".join(
+                f"{name}={value}" for name, value in counts.items()))
+    click.echo("done: " + " ".join(f"{name}={value}" for name, value in counts.items()))
+    if counts["failed"]:
+        sys.exit(1)
+
+
+def _referenced(session) -> list[str]:
+    query = union(select(Document.sha256).where(Document.status != "infected"),
+                  select(Import.archive_sha256),
+                  select(Import.manifest_sha256).where(Import.manifest_sha256.is_not(None)))
+    return sorted(session.scalars(query))
+
+
+def _copy(source: BlobStorage, target: BlobStorage, sha256: str) -> str:
+    try:
+        if target.exists(sha256):
+            return "already_there"
+        handle, path = target.temp_file("wb")
+        digest = hashlib.sha256()
+        try:
+            with handle, source.open(sha256) as blob:
+                while chunk := blob.read(1024 * 1024):
+                    digest.update(chunk)
+                    handle.write(chunk)
+            if digest.hexdigest() != sha256:
+                click.echo(f"{sha256}: the source's bytes do not match their hash", err=True)
+                return "failed"
+            target.put(path, sha256)
+        finally:
+            path.unlink(missing_ok=True)
+        return "copied"
+    except FileNotFoundError:
+        click.echo(f"{sha256}: not in the source backend", err=True)
+        return "missing_at_source"
+    except (StorageUnavailable, OSError) as exc:
+        click.echo(f"{sha256}: {type(exc).__name__}", err=True)
+        return "failed"
