@@ -356,3 +356,35 @@ class MotoS3:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=20)
+
+
+class RabbitVhost:
+    """A vhost of its own on the machine's RabbitMQ, so parallel tests never consume
+    each other's queues; deleted (with its queues) afterwards."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                       timeout=60)
+
+    def create(self) -> "RabbitVhost":
+        if shutil.which("rabbitmqctl") is None:
+            unavailable("RabbitMQ (apt-get install rabbitmq-server)")
+        try:
+            socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+        except OSError:
+            unavailable("RabbitMQ on 127.0.0.1:5672 (rabbitmq-server -detached)")
+        self.delete()
+        self._ctl("add_vhost", self.name)
+        self._ctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        return self
+
+    def delete(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name],
+                       capture_output=True, timeout=60)

@@ -10,6 +10,10 @@
    all (bench/documents/bare_socket.py) how much is left for anything on this
    machine. BENCH_ROUNDS (default 3) alternating rounds of the three.
 2. Our clamd INSTREAM client against a raw INSTREAM of the same bytes.
+3. file:// against s3:// (moto's server on loopback as the S3 endpoint): the same
+   upload through gunicorn and the same scan (blob streamed from the store into
+   clamd), BENCH_ROUNDS alternating rounds, the stored blob removed before each so
+   every round writes it; the s3/file ratio of each, and each web's peak RSS.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import base64
 import hashlib
 import os
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -33,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 from bench import ROUNDS, spread  # noqa: E402
 from documents.scanner import client_from_url  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
-from tests.services import Clamd, fresh_postgres_database, free_port, wait_for  # noqa: E402
+from documents.storage import from_config  # noqa: E402
+from tests.services import (Clamd, MotoS3, fresh_postgres_database, free_port,  # noqa: E402
+                            wait_for)
 
 MB = 1024 * 1024
 SIZE_MB = int(os.environ.get("BENCH_DOC_MB", "1024"))
@@ -164,6 +171,7 @@ def main() -> None:
                 verdict = client.scan_stream(handle)
             ours.append(time.perf_counter() - started)
         raw_s, ours_s = min(raw), min(ours)
+        backends = compare_backends(workdir, env, path, token, client)
     finally:
         clamd.stop()
 
@@ -187,6 +195,67 @@ def main() -> None:
     print(f"raw INSTREAM              {SIZE_MB / raw_s:7.0f} MiB/s  ({raw_reply!r})")
     print(f"scan_stream (ours)        {SIZE_MB / ours_s:7.0f} MiB/s   ratio "
           f"{raw_s / ours_s:.2f} (target >= 0.9)  verdict {verdict.status}")
+    for kind in ("file", "s3"):
+        b = backends[kind]
+        print(f"{kind:>4}: upload {spread([SIZE_MB / s for s in b['upload']])} MiB/s, scan "
+              f"{spread([SIZE_MB / s for s in b['scan']])} MiB/s, web peak RSS "
+              f"{b['rss']:.1f} MB")
+    upload_ratio = [f / s for f, s in zip(backends["file"]["upload"], backends["s3"]["upload"])]
+    scan_ratio = [f / s for f, s in zip(backends["file"]["scan"], backends["s3"]["scan"])]
+    print(f"s3 / file: upload {spread(upload_ratio, '{:.2f}')}, scan "
+          f"{spread(scan_ratio, '{:.2f}')} (throughput ratios)")
+    print(f"RESULT documents size_mb={SIZE_MB} "
+          f"upload_ratio={statistics.median([r['sha256'] / r['upload'] for r in rounds]):.2f} "
+          f"web_peak_rss_mb={rss:.1f} scan_ratio={raw_s / ours_s:.2f} "
+          f"s3_upload_ratio={statistics.median(upload_ratio):.2f} "
+          f"s3_scan_ratio={statistics.median(scan_ratio):.2f} "
+          f"s3_web_peak_rss_mb={backends['s3']['rss']:.1f}")
+
+
+def compare_backends(workdir: Path, env: dict, path: Path, token: str, scanner) -> dict:
+    """The same upload and scan on file:// and on s3:// (moto on loopback), alternated."""
+    moto = MotoS3(workdir).start()
+    moto.bucket("bench")
+    configs = {"file": {"STORAGE_DIR": str(workdir / "storage-cmp")},
+               "s3": {**MotoS3.ENV, "STORAGE_URL": "s3://bench/docs",
+                      "S3_ENDPOINT_URL": moto.endpoint}}
+    os.environ.update(MotoS3.ENV)  # for the bench's own client of the store
+    webs, stores = {}, {}
+    for kind, settings in configs.items():
+        host_env = {**env, **settings, "PORT": str(free_port())}
+        webs[kind] = Stack(workdir / f"web-{kind}", host_env, printed_log_lines=0)
+        webs[kind].start("web")
+        webs[kind].wait_ready()
+        stores[kind] = from_config({"STORAGE_URL": settings.get("STORAGE_URL") or
+                                    Path(settings["STORAGE_DIR"]).as_uri(),
+                                    "SPOOL_DIR": str(workdir / "spool-bench"),
+                                    "S3_ENDPOINT_URL": settings.get("S3_ENDPOINT_URL")})
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(MB):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    figures = {kind: {"upload": [], "scan": []} for kind in configs}
+    try:
+        for _ in range(ROUNDS):
+            for kind in configs:
+                if stores[kind].exists(sha256):
+                    stores[kind].delete(sha256)  # every round stores the bytes again
+                seconds, status = post_file(webs[kind].url("/v1/documents"), path, token)
+                assert status in ("200", "201"), (kind, status)
+                figures[kind]["upload"].append(seconds)
+                started = time.perf_counter()
+                with stores[kind].open(sha256) as blob:
+                    verdict = scanner.scan_stream(blob)
+                figures[kind]["scan"].append(time.perf_counter() - started)
+                assert verdict.status == "clean", verdict
+        for kind in configs:
+            figures[kind]["rss"] = peak_rss_mb(webs[kind].processes["web"].pid)
+    finally:
+        for web in webs.values():
+            web.stop()
+        moto.stop()
+    return figures
 
 
 if __name__ == "__main__":

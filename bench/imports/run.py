@@ -139,6 +139,8 @@ def main() -> None:
             print(f"{kind} {rows:>7} rows{'':<6}{rows / seconds:>10.0f}{rss:>14.1f}"
                   f"{raw_s / seconds:>15.2f}")
         print(f"csv.reader {rows:>7} rows{rows / raw_s:>10.0f}{raw_rss:>14.1f}")
+    print(f"RESULT imports entries_per_second={result['rows_per_second']:.0f} "
+          f"ratio_to_zipfile={result['rows_per_second'] / baseline:.3f} entries={ENTRIES}")
 
 
 if __name__ == "__main__":

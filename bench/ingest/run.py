@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -224,6 +225,14 @@ def main() -> None:
           "only completed requests)")
     print(f"drain of {DRAIN_EVENTS} accepted events: {spread(drains)} events/s over "
           f"{ROUNDS} runs: {', '.join(f'{d:.0f}' for d in drains)} (target >= 500)")
+    ceiling = [minimal_round["limited_and_committed"] for minimal_round in minimal_rounds]
+    to_ceiling = [i["rps"] / c["rps"] for (_, i), c in zip(rounds, ceiling)]
+    p99_ratio = [i["p99"] / c["p99"] for (_, i), c in zip(rounds, ceiling)]
+    print(f"RESULT ingest ratio_to_baseline={statistics.median(ratios):.2f} "
+          f"ratio_to_ceiling={statistics.median(to_ceiling):.2f} "
+          f"p99_ratio={statistics.median(p99_ratio):.2f} "
+          f"errors={sum(i['errors'] for _, i in rounds)} "
+          f"drain_events_per_second={statistics.median(drains):.0f}")
 
 
 if __name__ == "__main__":

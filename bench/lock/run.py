@@ -62,6 +62,7 @@ def main() -> None:
     print(f"JobLock (fenced, hb)   p50 {lock_p50:.3f} ms  p99 {lock_p99:.3f} ms")
     print(f"overhead               p50 {lock_p50 / bare_p50:.2f}x  p99 {lock_p99 / bare_p99:.2f}x"
           "   (target <= 2x)")
+    print(f"RESULT lock p50_ratio={lock_p50 / bare_p50:.2f} p99_ratio={lock_p99 / bare_p99:.2f}")
 
 
 if __name__ == "__main__":

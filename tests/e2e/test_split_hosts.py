@@ -1,5 +1,6 @@
-"""Web and worker as two hosts that share no disk: only PostgreSQL, Redis (the broker)
-and an S3-compatible object store (moto's server, reached like any other store).
+"""Web and worker as two hosts that share no disk: only PostgreSQL, Redis, the broker
+(Redis, or RabbitMQ) and an S3-compatible object store (moto's server, reached like
+any other store).
 
 Each process gets its own instance and temp directories. A document goes from upload
 to scan to download (streamed by the web, and as a redirect to a presigned GET), an
@@ -17,7 +18,7 @@ from tests.e2e.conftest import bearer, fresh_stack_environment
 from tests.e2e.harness import Stack
 from tests.e2e.test_documents_e2e import post, status_becomes
 from tests.imports import archives
-from tests.services import Clamd, MotoS3, free_port, wait_for
+from tests.services import Clamd, MotoS3, RabbitVhost, free_port, wait_for
 from webapp import create_app
 
 pytestmark = pytest.mark.e2e
@@ -26,14 +27,28 @@ PREFIX = "blobs"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request, worker_index):
+    """The broker's URL: unset (REDIS_URL) or a vhost of RabbitMQ's for this test."""
+    if request.param == "redis":
+        yield {}
+        return
+    vhost = RabbitVhost(f"sluice_split_{worker_index}").create()
+    try:
+        yield {"CELERY_BROKER_URL": vhost.url}
+    finally:
+        vhost.delete()
+
+
 @pytest.fixture
-def split_hosts(tmp_path, worker_index):
+def split_hosts(tmp_path, worker_index, broker):
     moto = MotoS3(tmp_path).start()
     moto.bucket(BUCKET)
     clamd = Clamd(tmp_path / "clamd").start()
     shared = fresh_stack_environment(tmp_path, worker_index, "split_hosts")
     shared.update(MotoS3.ENV, STORAGE_URL=f"s3://{BUCKET}/{PREFIX}",
-                  S3_ENDPOINT_URL=moto.endpoint, CLAMD_URL=clamd.url, WORKER_CONCURRENCY="2")
+                  S3_ENDPOINT_URL=moto.endpoint, CLAMD_URL=clamd.url, WORKER_CONCURRENCY="2",
+                  **broker)
     shared.pop("SLUICE_INSTANCE_PATH")
     hosts = {}
     for name in ("web", "worker", "web-redirect"):
