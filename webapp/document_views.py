@@ -5,7 +5,7 @@ import datetime as dt
 import logging
 from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, g, jsonify, redirect, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -16,12 +16,14 @@ from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg
-from webapp.uploads import spooled_files, storage
+from webapp.uploads import spooled_body, spooled_files, storage
 from store import audit
 
 log = logging.getLogger(__name__)
 bp = Blueprint("documents", __name__)
 PRESIGNED_TTL = 60  # seconds a redirect's presigned GET stays valid
+MISSING_FILE = ("Send the document as multipart field 'file', or as the raw body with "
+                "its Content-Type (application/octet-stream if unknown).")
 PAGE_SIZE = 50
 
 
@@ -39,15 +41,23 @@ def document_json(document: Document) -> dict:
 @bp.post("/v1/documents")
 @require_scopes("documents:write")
 def upload():
-    files = spooled_files(current_app.config["DOCUMENT_MAX_BYTES"])
-    upload_file = files.get("file")
-    if upload_file is None:
-        raise APIError(400, "missing_file", "Send the document as multipart field 'file'.")
-    spooled = upload_file.stream.finish()
+    """Multipart (field `file`), or the raw body with its Content-Type and the name in
+    Content-Disposition: the same checks, responses and dedup either way."""
+    cap = current_app.config["DOCUMENT_MAX_BYTES"]
+    if request.mimetype == "multipart/form-data":
+        upload_file = spooled_files(cap).get("file")
+        if upload_file is None:
+            raise APIError(400, "missing_file", MISSING_FILE)
+        spooled, filename, declared = (upload_file.stream.finish(), upload_file.filename,
+                                       upload_file.mimetype)
+    elif request.mimetype:
+        spooled, filename, declared = spooled_body(cap)
+    else:
+        raise APIError(400, "missing_file", MISSING_FILE)
     try:
         document, created = create_document(
-            db.session, storage(), g.client.id, spooled, upload_file.filename,
-            upload_file.mimetype, allowlist_from(current_app.config["DOCUMENT_ALLOWED_TYPES"]))
+            db.session, storage(), g.client.id, spooled, filename, declared,
+            allowlist_from(current_app.config["DOCUMENT_ALLOWED_TYPES"]))
     except Rejected as exc:
         raise APIError(exc.status, exc.code, str(exc)) from None
     db.session.commit()

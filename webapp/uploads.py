@@ -1,7 +1,9 @@
-"""Multipart uploads streamed straight into hashing, capping temp files.
+"""Uploads streamed straight into hashing, capping temp files.
 
-Each file part of an upload endpoint goes into a HashingSpool as werkzeug parses
-it, so the bytes are hashed, capped and written in one pass with no second copy.
+Each file part of a multipart upload goes into a HashingSpool as werkzeug parses it;
+a raw-body upload (the body is the file, as `curl --data-binary` or an S3-style PUT
+sends it) is read from the server's stream into one with no parser at all. Either
+way the bytes are hashed, capped and written in one pass with no second copy.
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import io
 from flask import Flask, Request, current_app, g, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.formparser import FormDataParser
+from werkzeug.http import parse_options_header
 
-from documents.ingest import HashingSpool, TooLarge
+from documents.ingest import HashingSpool, Spooled, TooLarge
 import tasks
 from documents.storage import BlobStorage
 from webapp.errors import APIError
@@ -63,6 +66,24 @@ def spooled_files(total_cap: int) -> dict[str, FileStorage]:
     except TooLarge as exc:
         raise APIError(413, "payload_too_large", str(exc)) from None
     return {name: part for name, part in files.items() if isinstance(part.stream, HashingSpool)}
+
+
+def spooled_body(cap: int) -> tuple[Spooled, str | None, str | None]:
+    """The raw request body as the file: (spooled, filename, declared type); 413 past
+    `cap`. The name comes from `Content-Disposition` (`filename*` per RFC 5987 too)."""
+    if request.content_length is not None and request.content_length > cap:
+        raise APIError(413, "payload_too_large", f"the file exceeds {cap} bytes")
+    request.max_content_length = cap  # Flask's app-wide cap is for other bodies
+    spool = HashingSpool(storage(), cap)
+    g.setdefault("upload_spools", []).append(spool)
+    stream = request.stream
+    try:
+        while chunk := stream.read(UPLOAD_READ_SIZE):
+            spool.write(chunk)
+    except TooLarge as exc:
+        raise APIError(413, "payload_too_large", str(exc)) from None
+    _disposition, options = parse_options_header(request.headers.get("Content-Disposition"))
+    return spool.finish(), options.get("filename"), request.mimetype or None
 
 
 def _discard_spools(_exc) -> None:

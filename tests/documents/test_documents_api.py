@@ -227,3 +227,49 @@ def test_bad_list_arguments_are_400(client, owners, query):
                           headers={"Authorization": owners["alice"]["Authorization"]})
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_parameter"
+
+
+def test_a_raw_body_upload_is_the_same_document_as_a_multipart_one(client, owners):
+    """curl --data-binary: the body is the file, its name in Content-Disposition."""
+    alice = {"Authorization": owners["alice"]["Authorization"]}
+    content = files.pdf("raw body")
+    raw = client.post("/v1/documents", data=content, headers={
+        **alice, "Content-Type": "application/pdf",
+        "Content-Disposition": "attachment; filename*=UTF-8''Fa%C3%A7ture%202026.pdf"})
+    assert raw.status_code == 201, raw.get_json()
+    body = raw.get_json()
+    assert (body["filename"], body["mime_type"], body["sha256"], body["size"]) == (
+        "Façture 2026.pdf", "application/pdf", hashlib.sha256(content).hexdigest(),
+        len(content))
+    again = upload(client, owners["alice"], content, "other name.pdf")
+    assert again.status_code == 200 and again.get_json()["id"] == body["id"]
+
+
+@pytest.mark.parametrize("headers, status, code", [
+    ({"Content-Type": "application/octet-stream"}, 400, "empty_file"),
+    ({"Content-Type": "application/pdf"}, 400, "empty_file"),
+    ({}, 400, "missing_file"),
+])
+def test_raw_body_uploads_without_bytes_or_type_are_refused(client, owners, headers, status,
+                                                            code):
+    response = client.post("/v1/documents", data=b"", headers={
+        "Authorization": owners["alice"]["Authorization"], **headers})
+    assert (response.status_code, response.get_json()["error"]["code"]) == (status, code)
+
+
+def test_a_raw_body_is_sniffed_capped_and_checked_like_any_upload(make_app):
+    app = make_app(DOCUMENT_MAX_BYTES=1024)
+    client, alice = app.test_client(), make_owners(app)["alice"]
+    auth = {"Authorization": alice["Authorization"]}
+    lying = client.post("/v1/documents", data=files.png(), headers={
+        **auth, "Content-Type": "application/pdf"})
+    assert (lying.status_code, lying.get_json()["error"]["code"]) == (415, "type_mismatch")
+    unknown = client.post("/v1/documents", data=b"plain words", headers={
+        **auth, "Content-Type": "application/octet-stream",
+        "Content-Disposition": 'attachment; filename="notes.txt"'})
+    assert unknown.status_code == 201 and unknown.get_json()["mime_type"] == "text/plain"
+    too_big = client.post("/v1/documents", data=b"x" * 1025, headers={
+        **auth, "Content-Type": "text/plain"})
+    assert (too_big.status_code, too_big.get_json()["error"]["code"]) == (
+        413, "payload_too_large")
+    assert os.listdir(os.path.join(app.config["STORAGE_DIR"], "tmp")) == []
