@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 
 from cron.models import JobRun
 from cron.runner import JobContext
-from documents.models import Document, Import
+from documents.models import referenced_blobs
 from documents.storage import BlobStorage, from_config
 from store.db import utcnow
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
@@ -79,12 +79,7 @@ def _orphan_blobs(ctx: JobContext, storage: BlobStorage) -> int:
 
 def _remove_unreferenced(ctx: JobContext, storage: BlobStorage, hashes: list[str]) -> int:
     ctx.check()
-    referenced = set(ctx.session.scalars(select(Document.sha256).where(
-        Document.sha256.in_(hashes))))
-    referenced.update(ctx.session.scalars(select(Import.archive_sha256).where(
-        Import.archive_sha256.in_(hashes))))
-    referenced.update(ctx.session.scalars(select(Import.manifest_sha256).where(
-        Import.manifest_sha256.in_(hashes))))
+    referenced = referenced_blobs(ctx.session, among=hashes)
     ctx.session.rollback()  # hold no transaction open while the store deletes
     orphans = [sha256 for sha256 in hashes if sha256 not in referenced]
     for sha256 in orphans:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, select, union
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
@@ -83,3 +83,15 @@ class ImportRow(Base):
     tags: Mapped[list | None] = mapped_column(JSONType)
 
     __table_args__ = (UniqueConstraint("import_id", "row_no"),)
+
+
+def referenced_blobs(session: Session, among: list[str] | None = None) -> set[str]:
+    """The hashes whose blobs a row still needs: documents that may be served (an
+    infected one's bytes are quarantined) and imports' archives and manifests;
+    only those `among` the given hashes, when given."""
+    def limited(column, *conditions):
+        query = select(column).where(column.is_not(None), *conditions)
+        return query.where(column.in_(among)) if among is not None else query
+    return set(session.scalars(union(limited(Document.sha256, Document.status != INFECTED),
+                                     limited(Import.archive_sha256),
+                                     limited(Import.manifest_sha256))))

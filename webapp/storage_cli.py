@@ -7,9 +7,8 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import select, union
 
-from documents.models import Document, Import
+from documents.models import referenced_blobs
 from documents.storage import BlobStorage, StorageUnavailable, open_storage
 from webapp.extensions import db
 from webapp.uploads import storage
@@ -31,7 +30,7 @@ def migrate(target_url: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--to") from None
     source = storage()
-    hashes = _referenced(db.session)
+    hashes = sorted(referenced_blobs(db.session))
     counts = {"copied": 0, "already_there": 0, "missing_at_source": 0, "failed": 0}
     for number, sha256 in enumerate(hashes, 1):
         counts[_copy(source, target, sha256)] += 1
@@ -41,13 +40,6 @@ def migrate(target_url: str) -> None:
     click.echo("done: " + " ".join(f"{name}={value}" for name, value in counts.items()))
     if counts["failed"]:
         sys.exit(1)
-
-
-def _referenced(session) -> list[str]:
-    query = union(select(Document.sha256).where(Document.status != "infected"),
-                  select(Import.archive_sha256),
-                  select(Import.manifest_sha256).where(Import.manifest_sha256.is_not(None)))
-    return sorted(session.scalars(query))
 
 
 def _copy(source: BlobStorage, target: BlobStorage, sha256: str) -> str:

@@ -93,3 +93,17 @@ def stack_app(stack_env, monkeypatch):
     app = create_app({key: stack_env[key] for key in keys})
     yield app
     app.extensions["sluice.db"].engine.dispose()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request, worker_index):
+    """(name, settings): the broker a stack uses, REDIS_URL's Redis (no setting) or
+    a RabbitMQ vhost of this test's own, so parallel tests never share queues."""
+    if request.param == "redis":
+        yield request.param, {}
+        return
+    vhost = services.RabbitVhost(f"sluice_{request.node.originalname}_{worker_index}"[:60])
+    try:
+        yield request.param, {"CELERY_BROKER_URL": vhost.create().url}
+    finally:
+        vhost.delete()

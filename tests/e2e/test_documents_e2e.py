@@ -41,6 +41,12 @@ def post(stack, auth, content, name):
     return response.json()["id"]
 
 
+def download_link(stack, auth, document_id) -> requests.Response:
+    """POST .../download-url: the signed link in `.json()["url"]`, or the refusal."""
+    return requests.post(stack.url(f"/v1/documents/{document_id}/download-url"),
+                         headers=auth, timeout=10)
+
+
 def status_becomes(stack, auth, document_id, wanted, timeout=60):
     def current():
         return requests.get(stack.url(f"/v1/documents/{document_id}"), headers=auth,
@@ -56,9 +62,6 @@ def test_upload_scan_and_download_through_the_real_processes(scanning_stack):
     infected_id = post(stack, auth, files.EICAR, "eicar.txt")
     status_becomes(stack, auth, clean_id, "clean")
     status_becomes(stack, auth, infected_id, "infected")
-    link = requests.post(stack.url(f"/v1/documents/{clean_id}/download-url"), headers=auth,
-                         timeout=10).json()["url"]
-    served = requests.get(link, timeout=10)
+    served = requests.get(download_link(stack, auth, clean_id).json()["url"], timeout=10)
     assert served.status_code == 200 and served.content == clean
-    assert requests.post(stack.url(f"/v1/documents/{infected_id}/download-url"),
-                         headers=auth, timeout=10).status_code == 409
+    assert download_link(stack, auth, infected_id).status_code == 409

@@ -26,7 +26,7 @@ from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment, s
 from tests.e2e.faults import SteadySender, children, report, tally
 from tests.e2e.harness import REPO, Stack
 from tests.e2e.webhook_load import deliver, payment_event
-from tests.services import Clamd, RabbitVhost, ThrowawayPostgres, ThrowawayRedis, wait_for
+from tests.services import Clamd, ThrowawayPostgres, ThrowawayRedis, wait_for
 from webapp import create_app
 from webapp.extensions import db
 from store.outbox import OutboxMessage
@@ -158,20 +158,8 @@ def kill_pool_until_a_task_is_lost(stack: Stack, done, rounds: int = 40) -> int:
     return killed
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker_env(request, worker_index):
-    if request.param == "redis":
-        yield request.param, {}
-        return
-    vhost = RabbitVhost(f"sluice_faults_{worker_index}").create()
-    try:
-        yield request.param, {"CELERY_BROKER_URL": vhost.url}
-    finally:
-        vhost.delete()
-
-
-def test_worker_sigkilled_mid_handler(tmp_path, worker_index, broker_env, record_property):
-    broker, broker_settings = broker_env
+def test_worker_sigkilled_mid_handler(tmp_path, worker_index, broker, record_property):
+    broker, broker_settings = broker
     env = fresh_stack_environment(tmp_path, worker_index, "fault_handler")
     # No beat: acks_late redelivery alone must recover, on either broker.
     env.update(WORKER_CONCURRENCY="2", **broker_settings)

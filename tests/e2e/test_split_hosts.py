@@ -16,28 +16,15 @@ import requests
 from tests.documents import files
 from tests.e2e.conftest import bearer, fresh_stack_environment
 from tests.e2e.harness import Stack
-from tests.e2e.test_documents_e2e import post, status_becomes
+from tests.e2e.test_documents_e2e import download_link, post, status_becomes
 from tests.imports import archives
-from tests.services import Clamd, MotoS3, RabbitVhost, free_port, wait_for
+from tests.services import Clamd, MotoS3, free_port, wait_for
 from webapp import create_app
 
 pytestmark = pytest.mark.e2e
 BUCKET = "sluice-e2e"
 PREFIX = "blobs"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request, worker_index):
-    """The broker's URL: unset (REDIS_URL) or a vhost of RabbitMQ's for this test."""
-    if request.param == "redis":
-        yield {}
-        return
-    vhost = RabbitVhost(f"sluice_split_{worker_index}").create()
-    try:
-        yield {"CELERY_BROKER_URL": vhost.url}
-    finally:
-        vhost.delete()
 
 
 @pytest.fixture
@@ -48,7 +35,7 @@ def split_hosts(tmp_path, worker_index, broker):
     shared = fresh_stack_environment(tmp_path, worker_index, "split_hosts")
     shared.update(MotoS3.ENV, STORAGE_URL=f"s3://{BUCKET}/{PREFIX}",
                   S3_ENDPOINT_URL=moto.endpoint, CLAMD_URL=clamd.url, WORKER_CONCURRENCY="2",
-                  **broker)
+                  **broker[1])
     shared.pop("SLUICE_INSTANCE_PATH")
     hosts = {}
     for name in ("web", "worker", "web-redirect"):
@@ -95,17 +82,14 @@ def test_a_document_and_an_import_cross_hosts_through_the_object_store(split_hos
     status_becomes(web, auth, infected_id, "infected")
 
     # Streamed by the web host (proxy), from the store.
-    link = requests.post(web.url(f"/v1/documents/{clean_id}/download-url"), headers=auth,
-                         timeout=10).json()["url"]
-    served = requests.get(link, timeout=10)
+    served = requests.get(download_link(web, auth, clean_id).json()["url"], timeout=10)
     assert served.status_code == 200 and served.content == clean
     assert served.headers["Content-Disposition"] == \
         "attachment; filename*=UTF-8''Report%20%C3%A9%202026.pdf"
 
     # Or a redirect to a presigned GET that carries the same headers.
-    link = requests.post(redirecting.url(f"/v1/documents/{clean_id}/download-url"),
-                         headers=auth, timeout=10).json()["url"]
-    hop = requests.get(link, timeout=10, allow_redirects=False)
+    hop = requests.get(download_link(redirecting, auth, clean_id).json()["url"], timeout=10,
+                       allow_redirects=False)
     assert hop.status_code == 302
     location = hop.headers["Location"]
     assert location.startswith(moto.endpoint) and "X-Amz-Expires=60" in location
@@ -113,8 +97,7 @@ def test_a_document_and_an_import_cross_hosts_through_the_object_store(split_hos
     assert fetched.status_code == 200 and fetched.content == clean
     assert fetched.headers["Content-Disposition"] == served.headers["Content-Disposition"]
     assert fetched.headers["Content-Type"] == "application/pdf"
-    assert requests.post(redirecting.url(f"/v1/documents/{infected_id}/download-url"),
-                         headers=auth, timeout=10).status_code == 409
+    assert download_link(redirecting, auth, infected_id).status_code == 409
 
     # An import: the archive is stored by the web host, read by the worker.
     archive = archives.build([(f"doc-{i}.pdf", files.pdf(f"import {i}")) for i in range(5)])
