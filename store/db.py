@@ -16,6 +16,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -116,6 +118,13 @@ def insert_all_unless_exist(session: Session, model: type[Base], rows: list[dict
     if rows:
         insert = _INSERTS[session.get_bind().dialect.name](model)
         session.execute(insert.on_conflict_do_nothing(index_elements=unique), rows)
+
+
+# The database itself is away or refusing work (refused or dropped connections, a
+# server shutting down or starting up, an exhausted pool): nobody's data is at fault.
+# The web answers 503 to these, and a task waits them out instead of spending the
+# retries that decide when a handler has failed for good.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -5,12 +5,11 @@ import logging
 import re
 
 from flask import Flask, g, jsonify
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from documents.storage import StorageUnavailable
+from store.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def handle_unexpected(exc: Exception):
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(APIError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
-    for db_error in (OperationalError, InterfaceError, PoolTimeout):
+    for db_error in DATABASE_UNAVAILABLE:
         app.register_error_handler(db_error, handle_database_unavailable)
     app.register_error_handler(StorageUnavailable, handle_storage_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

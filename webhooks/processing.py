@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from payments.ledger import apply_update
 from payments.providers import PROVIDERS
 from store import audit
-from store.db import utcnow
+from store.db import DATABASE_UNAVAILABLE, utcnow
 from store.outbox import enqueue
 from store.payloads import PayloadError, describe_error
 from store.task_names import PROCESS_EVENT
@@ -72,7 +72,15 @@ UNRETRIABLE = (PayloadError, DataError, UnicodeError)
 
 
 def is_final(error: BaseException, retries_done: int, max_retries: int) -> bool:
-    """Bad data is dead at once; anything else once its retries are spent."""
+    """Bad data is dead at once; anything else once its retries are spent, except the
+    database being away, which is waited out however long it lasts.
+
+    The last of those: an attempt that finds the database going down or coming back
+    up can fail to run the handler and yet manage to record the failure, and it must
+    not park an event that has nothing wrong with it.
+    """
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        return False
     original = getattr(error, "orig", None)
     return (isinstance(error, UNRETRIABLE) or isinstance(original, UnicodeError)
             or retries_done >= max_retries)

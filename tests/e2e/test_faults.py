@@ -30,6 +30,7 @@ from tests.services import Clamd, ThrowawayPostgres, ThrowawayRedis, wait_for
 from webapp import create_app
 from webapp.extensions import db
 from store.outbox import OutboxMessage
+from webhooks.models import PROCESSED, WebhookEvent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 FAULT_SECONDS = 10
@@ -59,9 +60,21 @@ def unpublished(app) -> int:
 
 
 def wait_until_applied(app, sender: SteadySender, timeout: float = 150) -> dict:
-    return wait_for(lambda: (lambda t: t if t["processed"] == t["acknowledged"] else None)(
-        sender.tally(app)), timeout=timeout, interval=0.5,
-        what="every acknowledged event to be applied")
+    try:
+        return wait_for(lambda: (lambda t: t if t["processed"] == t["acknowledged"] else None)(
+            sender.tally(app)), timeout=timeout, interval=0.5,
+            what="every acknowledged event to be applied")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; not processed (status, attempts, last_error): "
+                             f"{unprocessed(app, sender.prefix)}") from None
+
+
+def unprocessed(app, prefix: str) -> list[tuple]:
+    with app.app_context():
+        return db.session.execute(
+            select(WebhookEvent.status, WebhookEvent.attempts, WebhookEvent.last_error)
+            .where(WebhookEvent.event_key.like(f"evt_{prefix}_%"),
+                   WebhookEvent.status != PROCESSED).limit(20)).all()
 
 
 def assert_nothing_lost_or_doubled(figures: dict) -> None:

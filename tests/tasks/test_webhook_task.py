@@ -69,3 +69,40 @@ def test_a_payload_that_cannot_be_handled_goes_dead_and_its_claim_is_rolled_back
         stored = db.session.get(WebhookEvent, event_id)
         assert (stored.status, stored.attempts, stored.processed_at) == ("dead", 1, None)
         assert stored.last_error.startswith("PayloadError")
+
+
+def test_a_last_retry_that_meets_the_database_coming_back_is_not_parked_dead(
+        app, monkeypatch):
+    # Seen under a PostgreSQL restart: the handler's statement fails on the way down
+    # (or while the server starts up), the failure is recorded a moment later on a
+    # working connection, and with the retries spent the event was parked dead for
+    # an outage that was nobody's fault.
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    import tasks.webhooks
+    refused = create_engine(f"postgresql+psycopg://sluice@127.0.0.1:{free_port()}/down")
+    with pytest.raises(OperationalError) as outage:
+        refused.connect()
+
+    def database_away(session, event_id):
+        raise outage.value
+    monkeypatch.setattr(tasks.webhooks, "process", database_away)
+    process_event = process_event_task(app)
+    with app.app_context():
+        event = WebhookEvent(source="stripe", event_key="evt_outage", kind="payment",
+                             provider="stripe", body=b'{"id": "evt_outage"}')
+        db.session.add(event)
+        db.session.commit()
+        event_id = event.id
+
+    last = app.config["WEBHOOK_MAX_RETRIES"]
+    with as_worker(process_event, "task-outage", event_id):
+        process_event.request.retries = last
+        with pytest.raises(Retry):
+            process_event(event_id)
+
+    with app.app_context():
+        stored = db.session.get(WebhookEvent, event_id)
+        assert (stored.status, stored.attempts) == ("failed", 1)
+        assert stored.last_error.startswith("OperationalError")
