@@ -14,6 +14,15 @@ worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+# What one request may send before it reaches the app (gunicorn's defaults, stated):
+# a request line over 4094 bytes, more than 100 header fields, or one field over
+# 8190 bytes is refused with 4xx. gunicorn has no timeout for reading a request's
+# headers or body: a slow client holds a thread for as long as it likes, which is
+# why the open internet reaches these processes only through the buffering front
+# (deploy/nginx/sluice.conf.template).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 accesslog = None  # the app logs each request itself, as redacted JSON
 errorlog = "-"
 # gunicorn 24+ opens a control socket at one fixed path per user; we do not use

@@ -388,3 +388,63 @@ class RabbitVhost:
     def delete(self) -> None:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name],
                        capture_output=True, timeout=60)
+
+
+# --- the buffering front (nginx) ----------------------------------------------------
+
+FRONT_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "sluice.conf.template"
+
+
+class Front:
+    """nginx from the system package, running the shipped template exactly as the
+    README renders it (only the three ${SLUICE_*} addresses filled in)."""
+
+    def __init__(self, web: str, hooks: str):
+        self.port = free_port()
+        self.addresses = {"SLUICE_LISTEN": f"127.0.0.1:{self.port}", "SLUICE_WEB": web,
+                          "SLUICE_HOOKS": hooks}
+        # Under /tmp and readable: as root, nginx's workers run as nobody.
+        self.directory = Path(tempfile.mkdtemp(prefix="sluice-nginx-"))
+        self.directory.chmod(0o755)
+        self.process: subprocess.Popen | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def render(self) -> Path:
+        text = FRONT_TEMPLATE.read_text()
+        for name, value in self.addresses.items():
+            text = text.replace("${" + name + "}", value)
+        conf = self.directory / "nginx.conf"
+        conf.write_text(text)
+        return conf
+
+    def start(self) -> "Front":
+        executable = shutil.which("nginx") or ("/usr/sbin/nginx"
+                                               if os.path.exists("/usr/sbin/nginx") else None)
+        if executable is None:
+            unavailable("nginx (apt-get install nginx)")
+        log = open(self.directory / "error.log", "ab")
+        self.process = subprocess.Popen(
+            [executable, "-p", str(self.directory), "-c", str(self.render()),
+             "-g", "daemon off;"], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, timeout=30, interval=0.1, what="nginx")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"nginx exited: {(self.directory / 'error.log').read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return (self.directory / "error.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        shutil.rmtree(self.directory, ignore_errors=True)
