@@ -26,7 +26,7 @@ def run(command: str, env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-@pytest.mark.parametrize("process", ["web", "worker", "beat"])
+@pytest.mark.parametrize("process", ["web", "hooks", "worker", "beat"])
 def test_a_procfile_process_with_a_bad_sources_file_says_so_in_one_line(broken_env, process):
     result = run(procfile()[process], broken_env)
     assert result.returncode == 1
