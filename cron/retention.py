@@ -4,11 +4,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 from sqlalchemy import delete, select, update
 
 from cron.models import JobRun
 from cron.runner import JobContext
+from documents import direct_uploads
 from documents.models import referenced_blobs
 from documents.storage import BlobStorage, from_config
 from store.db import utcnow
@@ -22,6 +24,7 @@ TEMP_FILE_MAX_AGE = 24 * 3600
 def purge_retention(ctx: JobContext) -> dict:
     now, days = utcnow(), dt.timedelta(days=1)
     config = ctx.config
+    storage = from_config(config)
     bodies = _in_batches(ctx, lambda: select(WebhookEvent.id).where(
         WebhookEvent.body.is_not(None), WebhookEvent.status.in_((PROCESSED, DEAD)),
         WebhookEvent.received_at < now - config["RETENTION_WEBHOOK_BODY_DAYS"] * days),
@@ -34,7 +37,8 @@ def purge_retention(ctx: JobContext) -> dict:
         lambda ids: delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
     return {"webhook_bodies_dropped": bodies, "job_runs_deleted": runs,
             "outbox_rows_deleted": outbox, "temp_files_removed": _old_temp_files(config),
-            "orphan_blobs_removed": _orphan_blobs(ctx, from_config(config))}
+            "orphan_blobs_removed": _orphan_blobs(ctx, storage),
+            **_abandoned_uploads(ctx, storage)}
 
 
 def _in_batches(ctx: JobContext, ids_query, statement) -> int:
@@ -67,21 +71,44 @@ def _orphan_blobs(ctx: JobContext, storage: BlobStorage) -> int:
     clean row), and after ORPHAN_BLOB_GRACE_HOURS no commit can still be coming.
     """
     cutoff = time.time() - ctx.config["ORPHAN_BLOB_GRACE_HOURS"] * 3600
-    removed, batch = 0, []
-    for sha256, modified in storage.blobs():
+    return sum(_remove_unwanted(ctx, batch, storage.delete,
+                                lambda hashes: referenced_blobs(ctx.session, among=hashes))
+               for batch in _older_than(storage.blobs(), cutoff))
+
+
+def _abandoned_uploads(ctx: JobContext, storage: BlobStorage) -> dict:
+    """Direct uploads not completed in UPLOAD_COMPLETE_HOURS are expired, and objects
+    left in the upload area that long are deleted, unless the worker is reading them
+    (an ingested upload's object is deleted by the worker; one it could not delete,
+    the store being away at that moment, ends here)."""
+    hours = ctx.config["UPLOAD_COMPLETE_HOURS"]
+    expired = direct_uploads.expire_abandoned(ctx.session, utcnow() - dt.timedelta(hours=hours))
+    ctx.session.commit()
+    removed = sum(_remove_unwanted(ctx, batch, storage.delete_upload,
+                                   lambda names: direct_uploads.in_flight(ctx.session, names))
+                  for batch in _older_than(storage.upload_objects(), time.time() - hours * 3600))
+    return {"uploads_expired": expired, "upload_objects_removed": removed}
+
+
+def _older_than(listing: Iterator[tuple[str, float]], cutoff: float) -> Iterator[list[str]]:
+    """The names in a store listing modified before `cutoff`, in batches."""
+    batch = []
+    for name, modified in listing:
         if modified < cutoff:
-            batch.append(sha256)
+            batch.append(name)
         if len(batch) >= BATCH:
-            removed += _remove_unreferenced(ctx, storage, batch)
+            yield batch
             batch = []
-    return removed + (_remove_unreferenced(ctx, storage, batch) if batch else 0)
+    if batch:
+        yield batch
 
 
-def _remove_unreferenced(ctx: JobContext, storage: BlobStorage, hashes: list[str]) -> int:
+def _remove_unwanted(ctx: JobContext, names: list[str], delete: Callable[[str], None],
+                     still_needed: Callable[[list[str]], set[str]]) -> int:
     ctx.check()
-    referenced = referenced_blobs(ctx.session, among=hashes)
+    needed = still_needed(names)
     ctx.session.rollback()  # hold no transaction open while the store deletes
-    orphans = [sha256 for sha256 in hashes if sha256 not in referenced]
-    for sha256 in orphans:
-        storage.delete(sha256)
-    return len(orphans)
+    unwanted = [name for name in names if name not in needed]
+    for name in unwanted:
+        delete(name)
+    return len(unwanted)

@@ -95,3 +95,32 @@ def referenced_blobs(session: Session, among: list[str] | None = None) -> set[st
     return set(session.scalars(union(limited(Document.sha256, Document.status != INFECTED),
                                      limited(Import.archive_sha256),
                                      limited(Import.manifest_sha256))))
+
+
+AWAITING_UPLOAD, UPLOAD_PROCESSING, UPLOAD_COMPLETED, UPLOAD_REJECTED, UPLOAD_FAILED, \
+    UPLOAD_EXPIRED = ("awaiting_upload", "processing", "completed", "rejected", "failed",
+                      "expired")
+UPLOAD_STATUSES = (AWAITING_UPLOAD, UPLOAD_PROCESSING, UPLOAD_COMPLETED, UPLOAD_REJECTED,
+                   UPLOAD_FAILED, UPLOAD_EXPIRED)
+
+
+class Upload(Base):
+    """A direct-to-store upload: the client PUTs the bytes into the store's upload area
+    (uploads/<object_name>), then asks for them to become a document."""
+    __tablename__ = "uploads"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(Integer())
+    object_name: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    declared_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger())   # declared, and signed into the PUT
+    status: Mapped[str] = mapped_column(String(20), default=AWAITING_UPLOAD)
+    document_id: Mapped[int | None] = mapped_column(BigInteger())
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    error_message: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    url_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_uploads_status_created_at", "status", "created_at"),)

@@ -8,8 +8,22 @@ import io
 from tests.documents import files
 from tests.imports import archives
 from tests.imports.conftest import make_owners
+from documents.models import Upload
+from store.db import utcnow
+from webapp.extensions import db
 
 ADMIN_PREFIX = "/v1/admin/"
+
+
+def direct_upload(app, owner_id: int) -> int:
+    # Stored directly: this app's file:// storage cannot presign (tests/documents/
+    # test_direct_uploads.py makes them through the API on an S3 endpoint).
+    with app.app_context():
+        upload = Upload(owner_id=owner_id, object_name=f"isolation-{owner_id}", filename="a.pdf",
+                        declared_type="application/pdf", size=10, url_expires_at=utcnow())
+        db.session.add(upload)
+        db.session.commit()
+        return upload.id
 
 
 def owner_routes(app):
@@ -29,8 +43,9 @@ def test_no_id_route_reveals_another_owners_object(app):
     job = client.post("/v1/imports", headers=alice, content_type="multipart/form-data",
                       data={"archive": (io.BytesIO(archives.build([("x.pdf", files.pdf())])),
                                         "a.zip")}).get_json()
-    ids = {"document_id": document["id"], "import_id": job["id"]}
-    missing = {"document_id": 10**9, "import_id": 10**9}
+    ids = {"document_id": document["id"], "import_id": job["id"],
+           "upload_id": direct_upload(app, owners["alice"]["id"])}
+    missing = {"document_id": 10**9, "import_id": 10**9, "upload_id": 10**9}
     routes = list(owner_routes(app))
     assert len(routes) >= 4
     for method, rule in routes:

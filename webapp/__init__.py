@@ -75,7 +75,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import admin, document_views, health, import_views, metrics
+    from webapp import admin, direct_upload_views, document_views, health, import_views, metrics
     from webapp.contract import init_contract
     from webapp.uploads import init_uploads
     from webapp.webhook_views import init_webhooks
@@ -87,6 +87,7 @@ def register_blueprints(app: Flask) -> None:
     init_uploads(app)
     app.register_blueprint(document_views.bp)
     app.register_blueprint(import_views.bp)
+    app.register_blueprint(direct_upload_views.bp)
     init_webhooks(app)
 
 

@@ -77,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_BATCH_SIZE": 100,         # rows committed together (the resume granularity)
     "IMPORT_MAX_RETRIES": 5,          # then the import is failed
     "DOWNLOAD_LINK_TTL": 300,         # seconds a signed download link stays valid
+    "UPLOAD_URL_TTL": 900,            # seconds a direct upload's presigned PUT is valid
+    "UPLOAD_COMPLETE_HOURS": 24,      # then an uncompleted direct upload is expired and purged
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
     "RETENTION_JOB_RUNS_DAYS": 30,
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows

@@ -1,7 +1,10 @@
 """Content-addressed blob storage, behind one small interface.
 
 Keys are `sha256/ab/cd/<hash>`; the same bytes are written once; quarantined bytes
-live under `quarantine/<hash>`, where nothing serves from. Temp files (upload
+live under `quarantine/<hash>`, where nothing serves from. A backend that can
+presign writes also has an upload area, `uploads/<name>`, which clients PUT into
+directly and which nothing serves from either: the worker reads an object there
+through the same checks as an upload, stores it under its hash and deletes it. Temp files (upload
 spools, an archive being imported) are always local to the process's host, in
 `spool_dir`; everything another host needs is in the backend.
 
@@ -26,6 +29,7 @@ BACKENDS = {
     "s3": "documents.storage.s3:S3Storage",
 }
 QUARANTINE = "quarantine/"
+UPLOADS = "uploads/"
 
 
 class StorageUnavailable(RuntimeError):
@@ -97,6 +101,31 @@ class BlobStorage:
     def check(self) -> None:
         """Raise if the backend cannot be used now (for /readyz)."""
         raise NotImplementedError
+
+    # The upload area, where the backend can presign a client's PUT -------------------------
+
+    def presign_upload(self, name: str, content_type: str, size: int,
+                       expires_in: int) -> dict | None:
+        """{method, url, headers} for one PUT of exactly `size` bytes to uploads/<name>,
+        or None when the backend cannot take writes from clients."""
+        return None
+
+    # A backend that cannot presign has an upload area that is always empty.
+
+    def upload_size(self, name: str) -> int:
+        """The stored size of uploads/<name> (FileNotFoundError if nothing was sent)."""
+        raise FileNotFoundError(UPLOADS + name)
+
+    def open_upload(self, name: str) -> BinaryIO:
+        """A streaming read of uploads/<name> (FileNotFoundError if there is none)."""
+        raise FileNotFoundError(UPLOADS + name)
+
+    def delete_upload(self, name: str) -> None:
+        pass
+
+    def upload_objects(self) -> Iterator[tuple[str, float]]:
+        """(name, last modified as a UNIX time) of every object in the upload area."""
+        return iter(())
 
 
 def open_storage(url: str, spool_dir: str | Path, **options) -> BlobStorage:

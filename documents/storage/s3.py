@@ -17,7 +17,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from documents.storage import QUARANTINE, BlobStorage, StorageUnavailable, blob_key
+from documents.storage import QUARANTINE, UPLOADS, BlobStorage, StorageUnavailable, blob_key
 
 # Multipart above 16 MB in 8 MB parts, two at a time: an upload of any size holds
 # at most two parts in memory.
@@ -127,3 +127,37 @@ class S3Storage(BlobStorage):
     def check(self) -> None:
         with _unavailable_on_error(self.bucket):
             self.client.head_bucket(Bucket=self.bucket)
+
+    def _upload_key(self, name: str) -> str:
+        return f"{self.prefix}{UPLOADS}{name}"
+
+    def presign_upload(self, name: str, content_type: str, size: int,
+                       expires_in: int) -> dict | None:
+        # Content-Length and Content-Type are signed: the store refuses a PUT of any
+        # other length or type. The worker still checks the size it finds.
+        url = self.client.generate_presigned_url("put_object", ExpiresIn=expires_in, Params={
+            "Bucket": self.bucket, "Key": self._upload_key(name), "ContentType": content_type,
+            "ContentLength": size})
+        return {"method": "PUT", "url": url,
+                "headers": {"Content-Type": content_type, "Content-Length": str(size)}}
+
+    def upload_size(self, name: str) -> int:
+        with _unavailable_on_error(self._upload_key(name)):
+            return self.client.head_object(Bucket=self.bucket,
+                                           Key=self._upload_key(name))["ContentLength"]
+
+    def open_upload(self, name: str) -> BinaryIO:
+        with _unavailable_on_error(self._upload_key(name)):
+            return self.client.get_object(Bucket=self.bucket, Key=self._upload_key(name))["Body"]
+
+    def upload_objects(self) -> Iterator[tuple[str, float]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._upload_key(""))
+        with _unavailable_on_error("a listing"):
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"].rsplit("/", 1)[-1], item["LastModified"].timestamp()
+
+    def delete_upload(self, name: str) -> None:
+        with _unavailable_on_error(self._upload_key(name)):
+            self.client.delete_object(Bucket=self.bucket, Key=self._upload_key(name))

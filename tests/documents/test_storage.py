@@ -12,25 +12,9 @@ from documents.storage import StorageUnavailable, open_storage
 from documents.storage.local import LocalStorage
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
-from tests.services import MotoS3, free_port
+from tests.services import free_port
 from webapp.config import ConfigError
 from webapp.extensions import db
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    server = MotoS3(tmp_path_factory.mktemp("moto")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(moto, monkeypatch, tmp_path):
-    for name, value in MotoS3.ENV.items():
-        monkeypatch.setenv(name, value)
-    bucket = moto.bucket(f"b{os.urandom(4).hex()}")
-    return {"STORAGE_URL": f"s3://{bucket}/pre", "S3_ENDPOINT_URL": moto.endpoint,
-            "SPOOL_DIR": str(tmp_path / "spool")}, bucket
 
 
 def backends(tmp_path, s3_env):

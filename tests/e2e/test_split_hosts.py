@@ -4,8 +4,8 @@ any other store).
 
 Each process gets its own instance and temp directories. A document goes from upload
 to scan to download (streamed by the web, and as a redirect to a presigned GET), an
-import runs, EICAR is quarantined in the store, and afterwards neither host's disk
-holds a blob.
+import runs, EICAR is quarantined in the store, a direct-to-store upload becomes a
+clean document, and afterwards neither host's disk holds a blob.
 """
 import re
 from pathlib import Path
@@ -110,9 +110,30 @@ def test_a_document_and_an_import_cross_hosts_through_the_object_store(split_hos
                     what="the import to complete")
     assert (done["total"], done["succeeded"], done["rejected"]) == (5, 5, 0)
 
+    # Straight to the store: the web host only presigns; the worker reads the object.
+    direct = files.pdf("put straight into the store")
+    started = requests.post(web.url("/v1/uploads"), headers=auth, timeout=10, json={
+        "filename": "direct.pdf", "size": len(direct), "content_type": "application/pdf"})
+    assert started.status_code == 201, started.text
+    target = started.json()["upload"]
+    assert target["url"].startswith(moto.endpoint)
+    assert requests.put(target["url"], data=direct, headers=target["headers"],
+                        timeout=10).status_code == 200
+    upload_url = web.url(f"/v1/uploads/{started.json()['id']}")
+    assert requests.post(f"{upload_url}/complete", headers=auth, timeout=10).status_code == 202
+    finished = wait_for(lambda: (u := requests.get(upload_url, headers=auth, timeout=10).json())
+                        ["status"] == "completed" and u, timeout=60, interval=0.5,
+                        what="the direct upload to become a document")
+    status_becomes(web, auth, finished["document_id"], "clean")
+    fetched = requests.get(download_link(web, auth, finished["document_id"]).json()["url"],
+                           timeout=10)
+    assert fetched.status_code == 200 and fetched.content == direct
+
     keys = moto.keys(BUCKET)
     eicar = next(k for k in keys if k.startswith(f"{PREFIX}/quarantine/"))
     assert not any(k.endswith(eicar.rsplit("/", 1)[1]) and "/sha256/" in k for k in keys)
-    assert sum(1 for k in keys if k.startswith(f"{PREFIX}/sha256/")) == 1 + 1 + 5  # pdf, zip, 5
+    # pdf, zip, 5 imported, 1 direct; the upload area emptied by the worker
+    assert sum(1 for k in keys if k.startswith(f"{PREFIX}/sha256/")) == 1 + 1 + 5 + 1
+    assert not any(k.startswith(f"{PREFIX}/uploads/") for k in keys)
     for host in ("web", "worker", "web-redirect"):
         assert blobs_on_disk(tmp_path / f"host-{host}") == [], host

@@ -115,6 +115,11 @@ def contract(make_app, monkeypatch):
 schema = schemathesis.openapi.from_path(OPENAPI_PATH)
 # Unknown query parameters are ignored, as most HTTP APIs do, not refused.
 schema.config.generation.update(allow_extra_parameters=False)
+# A size past the documented maximum is refused as too large, which is a refusal.
+schema.config.checks.negative_data_rejection.expected_statuses.append("413")
+# Whether a well-formed MIME type is accepted is DOCUMENT_ALLOWED_TYPES's, configuration
+# the document cannot state: 415 for one outside it is a fair answer to valid data.
+schema.config.checks.positive_data_acceptance.expected_statuses.append("415")
 # Whether uploaded bytes are acceptable depends on what they are (a PDF, a ZIP),
 # which JSON Schema cannot say: random bytes are rightly refused with 400/415, and
 # a "non-string" file part (the bytes `true`) is still a file, rightly accepted.
