@@ -108,6 +108,19 @@ def insert_or_existing(session: Session, model: type[Base], values: dict[str, An
     return session.scalar(select(model).filter_by(**{c: values[c] for c in unique})), False
 
 
+def newest_first(session: Session, model: type[Base], *, limit: int,
+                 before_id: int | None = None, **equal: Any) -> list:
+    """A page of `model`'s rows, newest (highest id) first, older than `before_id`,
+    where each named column equals its value (a None value filters nothing)."""
+    query = select(model).order_by(model.id.desc()).limit(limit)
+    for column, value in equal.items():
+        if value:
+            query = query.where(getattr(model, column) == value)
+    if before_id:
+        query = query.where(model.id < before_id)
+    return list(session.scalars(query))
+
+
 def insert_all_unless_exist(session: Session, model: type[Base], rows: list[dict[str, Any]],
                             unique: list[str]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING for many rows at once; rows that exist stay as they are.

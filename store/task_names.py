@@ -12,6 +12,7 @@ of the broker's contract with messages already queued: never rename one in place
 PROCESS_EVENT = "sluice.webhooks.process_event"
 SCAN_DOCUMENT = "sluice.documents.scan"
 INGEST_UPLOAD = "sluice.documents.ingest_upload"
+FETCH_MEDIA = "sluice.documents.fetch_media"
 RUN_IMPORT = "sluice.imports.run"
 RUN_JOB = "sluice.cron.run_job"
 PING = "sluice.ping"

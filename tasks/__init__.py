@@ -28,9 +28,10 @@ from store.task_names import RUN_IMPORT, SCAN_DOCUMENT
 
 log = logging.getLogger(__name__)
 STORAGE_KEY = "sluice.storage"
+SOURCES_KEY = "sluice.sources"
 QUEUES = ("webhooks", "documents", "imports", "cron")
 TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents",
-                "tasks.imports")
+                "tasks.imports", "tasks.media")
 
 
 def broker_url(config: dict[str, Any]) -> str:
@@ -192,6 +193,12 @@ def outbox_publisher(celery: Celery) -> Publisher:
 def db_session() -> Session:
     """The current task's session (closed when its app context ends)."""
     return current_app.extensions["sluice.db"].session
+
+
+def sources() -> dict:
+    """The configured webhook sources (webhooks.sources.Source by name), loaded once
+    with the app."""
+    return current_app.extensions[SOURCES_KEY]
 
 
 def redis_client() -> redis.Redis:

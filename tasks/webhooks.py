@@ -8,7 +8,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from store.task_names import PROCESS_EVENT
-from tasks import config, db_session, gives_up
+from tasks import config, db_session, gives_up, sources
 from webhooks.processing import EventNotFound, is_final, park, process, record_failure
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def process_event(self, event_id: int) -> None:
     """
     session = db_session()
     try:
-        process(session, event_id)
+        process(session, event_id, sources())
         session.commit()
         return
     except EventNotFound:

@@ -1,4 +1,5 @@
-"""Admin API (scope `admin`): webhook events, dead letters, replay; scheduled jobs."""
+"""Admin API (scope `admin`): webhook events, dead letters, replay; WhatsApp media that
+did not arrive; scheduled jobs."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify
@@ -15,6 +16,8 @@ from store import audit
 from webhooks.models import EVENT_STATUSES, WebhookEvent
 from store.outbox import enqueue
 from webhooks.processing import EventNotFound, list_events, replay
+from webhooks.whatsapp.media import MediaNotFound, list_media, retry as retry_media
+from webhooks.whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 MAX_PAGE = 200
@@ -30,15 +33,20 @@ def event_summary(event: WebhookEvent) -> dict:
     }
 
 
+def _page(name: str, lister, statuses: tuple[str, ...], summary):
+    """One page of a newest-first listing, filtered by the query's status and source."""
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
+    rows = lister(db.session, status=choice_arg("status", statuses),
+                  source=text_arg("source", SOURCE_NAME_MAX), limit=limit,
+                  before_id=int_arg("before_id", None, 1, 2 ** 62))
+    return jsonify({name: [summary(row) for row in rows],
+                    "next_before_id": rows[-1].id if len(rows) == limit else None})
+
+
 @bp.get("/webhook-events")
 @require_scopes("admin")
 def webhook_events():
-    limit = int_arg("limit", 50, 1, MAX_PAGE)
-    events = list_events(db.session, status=choice_arg("status", EVENT_STATUSES),
-                         source=text_arg("source", SOURCE_NAME_MAX), limit=limit,
-                         before_id=int_arg("before_id", None, 1, 2 ** 62))
-    return jsonify(events=[event_summary(e) for e in events],
-                   next_before_id=events[-1].id if len(events) == limit else None)
+    return _page("events", list_events, EVENT_STATUSES, event_summary)
 
 
 @bp.get("/webhook-events/<id:event_id>")
@@ -59,6 +67,36 @@ def replay_event(event_id: int):
         raise APIError(404, "not_found", "No such webhook event.") from None
     db.session.commit()
     return jsonify(id=event.id, status=event.status), 202
+
+
+def media_summary(media: WhatsAppMedia) -> dict:
+    return {
+        "id": media.id, "source": media.source, "provider": media.provider,
+        "wamid": media.wamid, "position": media.position, "kind": media.kind,
+        "mime_type": media.mime_type, "status": media.status,
+        "error": ({"code": media.error_code, "message": media.error_message}
+                  if media.error_code else None),
+        "document_id": media.document_id, "attempts": media.attempts,
+        "created_at": media.created_at.isoformat(),
+        "finished_at": media.finished_at.isoformat() if media.finished_at else None,
+    }
+
+
+@bp.get("/whatsapp-media")
+@require_scopes("admin")
+def whatsapp_media():
+    return _page("media", list_media, MEDIA_STATUSES, media_summary)
+
+
+@bp.post("/whatsapp-media/<id:media_id>/retry")
+@require_scopes("admin")
+def retry_whatsapp_media(media_id: int):
+    try:
+        media = retry_media(db.session, media_id, actor=f"client:{g.client.name}")
+    except MediaNotFound:
+        raise APIError(404, "not_found", "No such WhatsApp media item.") from None
+    db.session.commit()
+    return jsonify(media_summary(media)), 202
 
 
 def run_summary(run: JobRun) -> dict:

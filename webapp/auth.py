@@ -1,57 +1,23 @@
-"""API clients and bearer-token auth.
+"""Bearer-token auth for API clients (store/clients.py).
 
-Only a SHA-256 of each token is stored. Lookup is a single indexed equality on
-that hash, so an unknown token and a wrong one take the same path.
+Lookup is a single indexed equality on the token's SHA-256, so an unknown token and
+a wrong one take the same path.
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import hashlib
-import secrets
 
 from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
-from sqlalchemy import Integer, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from store.clients import KNOWN_SCOPES, TOKEN_PREFIX, ApiClient, create_client, hash_token
 from webapp.errors import APIError
 from webapp.extensions import db, limiter
-from store.db import Base, UTCDateTime, utcnow
 
-TOKEN_PREFIX = "slc_"
-KNOWN_SCOPES = ("documents:read", "documents:write", "imports:write", "admin")
-
-
-class ApiClient(Base):
-    __tablename__ = "api_clients"
-
-    id: Mapped[int] = mapped_column(Integer(), primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    scopes: Mapped[str] = mapped_column(Text(), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-
-    @property
-    def scope_set(self) -> frozenset[str]:
-        return frozenset(self.scopes.split())
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def create_client(session: Session, name: str, scopes: list[str]) -> tuple[ApiClient, str]:
-    """Create a client and return it with its token, which is never stored."""
-    unknown = set(scopes) - set(KNOWN_SCOPES)
-    if unknown:
-        raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    client = ApiClient(name=name, token_hash=hash_token(token), scopes=" ".join(sorted(scopes)))
-    session.add(client)
-    session.flush()
-    return client, token
+__all__ = ["KNOWN_SCOPES", "TOKEN_PREFIX", "ApiClient", "authenticate", "create_client",
+           "owned_or_404", "require_scopes"]
 
 
 def authenticate(session: Session, token: str) -> ApiClient | None:

@@ -5,7 +5,7 @@ import getpass
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -16,6 +16,8 @@ from webapp.extensions import db
 from store.db import utcnow
 from webhooks.models import EVENT_STATUSES
 from webhooks.processing import EventNotFound, list_events, replay
+from webhooks.whatsapp.media import MediaNotFound, list_media, retry as retry_media
+from webhooks.whatsapp.models import MEDIA_STATUSES
 
 clients_cli = AppGroup("clients", help="API clients and their tokens.")
 webhooks_cli = AppGroup("webhooks", help="Stored webhook events and dead letters.")
@@ -84,6 +86,35 @@ def webhooks_replay(event_id: int | None, status: str | None) -> None:
         raise click.ClickException(f"no webhook event {event_id}") from None
     db.session.commit()
     click.echo(f"replaying {len(ids)} event(s)")
+
+
+@webhooks_cli.group("media", invoke_without_command=True)
+@click.option("--status", type=click.Choice(MEDIA_STATUSES))
+@click.option("--source")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.pass_context
+@with_appcontext  # a group's own callback does not get the app context its commands get
+def webhooks_media(context: click.Context, status: str | None, source: str | None,
+                   limit: int) -> None:
+    """WhatsApp media items, newest first (e.g. --status failed or expired)."""
+    if context.invoked_subcommand is not None:
+        return
+    for media in list_media(db.session, status=status, source=source, limit=limit):
+        reason = f"{media.error_code}: {media.error_message}" if media.error_code else ""
+        click.echo(f"{media.id}\t{media.source}\t{media.wamid}\t{media.kind}\t{media.status}"
+                   f"\t{media.document_id or '-'}\t{reason}")
+
+
+@webhooks_media.command("retry")
+@click.argument("media_id", type=int)
+def webhooks_media_retry(media_id: int) -> None:
+    """Fetch one media item again."""
+    try:
+        retry_media(db.session, media_id, actor=f"cli:{getpass.getuser()}")
+    except MediaNotFound:
+        raise click.ClickException(f"no WhatsApp media item {media_id}") from None
+    db.session.commit()
+    click.echo(f"fetching media {media_id} again")
 
 
 def register_commands(app: Flask) -> None:

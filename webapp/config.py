@@ -77,6 +77,11 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_BATCH_SIZE": 100,         # rows committed together (the resume granularity)
     "IMPORT_MAX_RETRIES": 5,          # then the import is failed
     "DOWNLOAD_LINK_TTL": 300,         # seconds a signed download link stays valid
+    "MEDIA_FETCH_MAX_RETRIES": 8,     # WhatsApp media: provider or store away, then failed
+    "MEDIA_FETCH_BACKOFF": 2,         # seconds, doubled per retry (capped at 300), jittered
+    "MEDIA_CONNECT_TIMEOUT": 5.0,     # seconds, per connection to the provider or its CDN
+    "MEDIA_READ_TIMEOUT": 30.0,       # seconds without a byte from the provider or its CDN
+    "MEDIA_SLOT_WAIT": 10.0,          # seconds a fetch waits for its source's free slot
     "UPLOAD_URL_TTL": 900,            # seconds a direct upload's presigned PUT is valid
     "UPLOAD_COMPLETE_HOURS": 24,      # then an uncompleted direct upload is expired and purged
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay

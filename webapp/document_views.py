@@ -19,6 +19,7 @@ from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg
 from webapp.uploads import spooled_body, spooled_files, storage
 from store import audit
+from webhooks.whatsapp import document_origins
 
 log = logging.getLogger(__name__)
 bp = Blueprint("documents", __name__)
@@ -32,11 +33,18 @@ def _links() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="document-download")
 
 
-def document_json(document: Document) -> dict:
+def document_json(document: Document, origin: dict | None = None) -> dict:
+    """`origin`: where it came from other than an upload ({source, wamid} for WhatsApp)."""
     return {"id": document.id, "sha256": document.sha256, "size": document.size,
             "mime_type": document.mime_type, "filename": document.filename,
             "status": document.status, "created_at": document.created_at.isoformat(),
-            "scanned_at": document.scanned_at.isoformat() if document.scanned_at else None}
+            "scanned_at": document.scanned_at.isoformat() if document.scanned_at else None,
+            "origin": origin}
+
+
+def documents_json(documents: list[Document]) -> list[dict]:
+    origins = document_origins(db.session, [d.id for d in documents])
+    return [document_json(d, origins.get(d.id)) for d in documents]
 
 
 @bp.post("/v1/documents")
@@ -62,7 +70,7 @@ def upload():
     except Rejected as exc:
         raise APIError(exc.status, exc.code, str(exc)) from None
     db.session.commit()
-    return jsonify(document_json(document)), 201 if created else 200
+    return jsonify(documents_json([document])[0]), 201 if created else 200
 
 
 @bp.get("/v1/documents")
@@ -75,13 +83,13 @@ def list_documents():
         query = query.where(Document.status == status)
     rows = db.session.scalars(query.order_by(Document.id.desc())
                               .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
-    return jsonify(documents=[document_json(d) for d in rows], page=page)
+    return jsonify(documents=documents_json(rows), page=page)
 
 
 @bp.get("/v1/documents/<id:document_id>")
 @require_scopes("documents:read")
 def get_document(document_id: int):
-    return jsonify(document_json(owned_or_404(Document, document_id, "document")))
+    return jsonify(documents_json([owned_or_404(Document, document_id, "document")])[0])
 
 
 @bp.post("/v1/documents/<id:document_id>/download-url")

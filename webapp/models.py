@@ -1,12 +1,12 @@
 """Every mapped model, imported so that `metadata` is complete (Alembic, tests)."""
 from cron.models import JobRun  # noqa: F401
-from documents.models import Document, Import, ImportRow  # noqa: F401
+from documents.models import Document, Import, ImportRow, Upload  # noqa: F401
 from payments.ledger import Payment  # noqa: F401
 from store.audit import AuditLog  # noqa: F401
 from store.db import Base
 from store.outbox import OutboxMessage  # noqa: F401
-from webapp.auth import ApiClient  # noqa: F401
+from store.clients import ApiClient  # noqa: F401
 from webhooks.models import WebhookEvent  # noqa: F401
-from webhooks.whatsapp import WhatsAppMessage  # noqa: F401
+from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage  # noqa: F401
 
 metadata = Base.metadata

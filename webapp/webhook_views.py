@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask_limiter.util import get_remote_address
 from prometheus_client import Counter
 
+from tasks import SOURCES_KEY
 from webapp.config import webhook_sources
 from webapp.errors import APIError
 from webapp.extensions import db, limiter
@@ -19,7 +20,6 @@ from webhooks.sources import Source
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
-SOURCES_KEY = "sluice.sources"
 MAX_CHALLENGE = 256
 
 DELIVERIES = Counter("sluice_webhook_deliveries_total", "Webhook deliveries by outcome",
@@ -60,6 +60,14 @@ FORGERY_BUDGET = limiter.limit(lambda: current_app.config["WEBHOOK_INVALID_SIGNA
                                key_func=get_remote_address)
 
 
+def _requested_url() -> str:
+    """The URL as the sender requested it, which Twilio signs: scheme and host as the
+    app sees them (ProxyFix with TRUSTED_PROXY_COUNT), path and query as sent."""
+    environ = request.environ
+    return f"{request.scheme}://{request.host}" + (
+        environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path)
+
+
 @bp.post("/webhooks/<source>")
 def receive(source: str):
     source = _source()
@@ -68,7 +76,7 @@ def receive(source: str):
     request.max_content_length = source.max_body  # also caps chunked bodies
     body = request.get_data(cache=True)
     try:
-        verify(source, request.headers, body, time.time())
+        verify(source, request.headers, body, time.time(), _requested_url())
     except SignatureError as exc:
         with FORGERY_BUDGET:  # 429 instead, once this address has failed too often
             DELIVERIES.labels(source.name, exc.code).inc()

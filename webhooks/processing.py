@@ -1,19 +1,22 @@
 """Run the handler for a stored event, record failures, replay dead events."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from typing import Mapping
+
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from payments.ledger import apply_update
 from payments.providers import PROVIDERS
 from store import audit
-from store.db import DATABASE_UNAVAILABLE, utcnow
+from store.db import DATABASE_UNAVAILABLE, newest_first, utcnow
 from store.outbox import enqueue
 from store.payloads import PayloadError, describe_error
 from store.task_names import PROCESS_EVENT
 from webhooks.ingest import parse_json
 from webhooks.models import DEAD, FAILED, PROCESSED, RECEIVED, WebhookEvent
+from webhooks.sources import Source
 from webhooks.whatsapp import apply_notification
 
 
@@ -31,14 +34,16 @@ _CLAIM = (update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id"))
           .values(status=PROCESSED, processed_at=bindparam("now"),
                   attempts=_EVENTS.c.attempts + 1, last_error=None)
           .returning(_EVENTS.c.kind, _EVENTS.c.provider, _EVENTS.c.body,
-                     _EVENTS.c.received_at))
+                     _EVENTS.c.received_at, _EVENTS.c.source))
 
 
-def process(session: Session, event_id: int) -> str:
+def process(session: Session, event_id: int,
+            sources: Mapping[str, Source] | None = None) -> str:
     """Apply one event's effect and mark it processed; the caller commits.
 
     Safe to run twice: handlers are idempotent, so a redelivery or a replay of an
-    already processed event changes nothing.
+    already processed event changes nothing. `sources` (the configured ones) say
+    which WhatsApp sources fetch the media their messages carry.
     """
     event = session.execute(_CLAIM, {"event_id": event_id, "now": utcnow()}).first()
     if event is None:
@@ -48,10 +53,12 @@ def process(session: Session, event_id: int) -> str:
         session.expire(cached)
     if event.body is None:
         raise PayloadError("the body was purged by retention")
-    payload = parse_json(event.body)
-    if event.kind == "whatsapp":
-        apply_notification(session, payload)
+    if event.kind == "whatsapp":  # each WhatsApp provider reads its own wire format
+        source = (sources or {}).get(event.source)
+        apply_notification(session, event.body, event.provider, event.source,
+                           fetch_media=source is not None and source.media is not None)
     else:
+        payload = parse_json(event.body)
         provider = PROVIDERS.get(event.provider)
         if provider is None:  # a source whose provider has since been removed
             raise PayloadError(f"no handler for provider {event.provider!r}")
@@ -119,11 +126,5 @@ def replay(session: Session, event_id: int, actor: str) -> WebhookEvent:
 
 def list_events(session: Session, *, status: str | None = None, source: str | None = None,
                 limit: int = 50, before_id: int | None = None) -> list[WebhookEvent]:
-    query = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)
-    if status:
-        query = query.where(WebhookEvent.status == status)
-    if source:
-        query = query.where(WebhookEvent.source == source)
-    if before_id:
-        query = query.where(WebhookEvent.id < before_id)
-    return list(session.scalars(query))
+    return newest_first(session, WebhookEvent, limit=limit, before_id=before_id,
+                        status=status, source=source)

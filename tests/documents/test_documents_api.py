@@ -46,7 +46,7 @@ def test_an_upload_is_stored_by_hash_and_queued_for_scanning(app, client, owners
     assert body == {"id": body["id"], "sha256": digest, "size": len(content),
                     "mime_type": "application/pdf", "filename": "Report 2026.pdf",
                     "status": "pending_scan", "created_at": body["created_at"],
-                    "scanned_at": None}
+                    "scanned_at": None, "origin": None}
     blob = os.path.join(app.config["STORAGE_DIR"], "sha256", digest[:2], digest[2:4], digest)
     assert open(blob, "rb").read() == content
     assert [m["kwargs"] for m in queued(redis_db, "documents")] == [{"document_id": body["id"]}]

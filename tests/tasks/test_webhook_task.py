@@ -85,7 +85,7 @@ def test_a_last_retry_that_meets_the_database_coming_back_is_not_parked_dead(
     with pytest.raises(OperationalError) as outage:
         refused.connect()
 
-    def database_away(session, event_id):
+    def database_away(session, event_id, sources=None):
         raise outage.value
     monkeypatch.setattr(tasks.webhooks, "process", database_away)
     process_event = process_event_task(app)

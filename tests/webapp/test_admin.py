@@ -13,6 +13,7 @@ ADMIN_ROUTES = [
     ("get", "/v1/admin/webhook-events"), ("get", "/v1/admin/webhook-events/1"),
     ("post", "/v1/admin/webhook-events/1/replay"), ("get", "/v1/admin/jobs"),
     ("get", "/v1/admin/jobs/relay_outbox/runs"), ("post", "/v1/admin/jobs/relay_outbox/run"),
+    ("get", "/v1/admin/whatsapp-media"), ("post", "/v1/admin/whatsapp-media/1/retry"),
 ]
 
 

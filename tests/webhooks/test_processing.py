@@ -131,7 +131,7 @@ def test_inbound_whatsapp_messages_are_stored_once_per_wamid(session):
             "type": "text", "text": {"body": "hello"}}
     image = {"from": "15551230000", "id": "wamid.B", "timestamp": "1700000001",
              "type": "image", "image": {"id": "media-77", "mime_type": "image/jpeg"}}
-    run(session, whatsapp([text, image]), whatsapp([text]), provider="whatsapp",
+    run(session, whatsapp([text, image]), whatsapp([text]), provider="meta",
         kind="whatsapp")
     rows = session.scalars(select(WhatsAppMessage).order_by(WhatsAppMessage.wamid)).all()
     assert [(r.wamid, r.message_type, r.text, r.media_id) for r in rows] == [
@@ -147,13 +147,13 @@ def test_whatsapp_statuses_only_move_forward_and_failure_keeps_its_error(session
         whatsapp(statuses=[status("wamid.O", "sent", 1)]),
         whatsapp(statuses=[status("wamid.O", "read", 3)]),
         whatsapp(statuses=[status("wamid.O", "delivered", 4)]),
-        provider="whatsapp", kind="whatsapp")
+        provider="meta", kind="whatsapp")
     assert session.scalar(select(WhatsAppMessage.status)) == "read"
     error = [{"code": 131047, "title": "Re-engagement message"}]
     run(session, whatsapp(statuses=[status("wamid.F", "sent", 1)]),
         whatsapp(statuses=[status("wamid.F", "failed", 2, errors=error)]),
         whatsapp(statuses=[status("wamid.F", "read", 3)]),
-        provider="whatsapp", kind="whatsapp")
+        provider="meta", kind="whatsapp")
     failed = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == "wamid.F"))
     assert (failed.status, failed.errors) == ("failed", error)
 

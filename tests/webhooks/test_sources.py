@@ -43,7 +43,7 @@ def test_a_source_takes_its_kind_and_provider_from_its_scheme_unless_it_says():
     }}, {})
     assert (loaded["stripe-eu"].kind, loaded["stripe-eu"].provider) == ("payment", "stripe")
     assert (loaded["orders"].kind, loaded["orders"].provider) == ("payment", "paystack")
-    assert (loaded["whatsapp"].kind, loaded["whatsapp"].provider) == ("whatsapp", "whatsapp")
+    assert (loaded["whatsapp"].kind, loaded["whatsapp"].provider) == ("whatsapp", "meta")
     assert loaded["shop"].options == {
         "signature_header": "X-Signature", "signature_encoding": "hex",
         "signature_prefix": "sha256=", "timestamp_header": None,

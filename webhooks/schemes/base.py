@@ -50,7 +50,8 @@ class InvalidPayload(ValueError):
     code = "invalid_payload"
 
 
-Verifier = Callable[["Source", Mapping[str, str], bytes, float], None]
+# source, headers, raw body, now, the full URL requested -> None or a SignatureError
+Verifier = Callable[["Source", Mapping[str, str], bytes, float, str], None]
 # raw body -> the payload the rules and the handler read, or InvalidPayload
 PayloadParser = Callable[[bytes], Any]
 # source, headers, raw body, parsed JSON (None when the body is not JSON) -> the key

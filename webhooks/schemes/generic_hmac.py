@@ -31,7 +31,8 @@ def _option(source, key: str) -> Any:
     return source.options.get(key, OPTIONS[key])
 
 
-def verify(source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def verify(source, headers: Mapping[str, str], body: bytes, now: float,
+           url: str = "") -> None:
     signature_header, prefix = _option(source, "signature_header"), \
         _option(source, "signature_prefix")
     header = headers.get(signature_header)

@@ -10,7 +10,8 @@ from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, a
                                    hmac_digest, key_by_body_hash, type_from_json_field, unhex)
 
 
-def verify(source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def verify(source, headers: Mapping[str, str], body: bytes, now: float,
+           url: str = "") -> None:
     header = headers.get("X-Hub-Signature-256")
     if not header:
         raise MissingSignature("X-Hub-Signature-256 header missing")

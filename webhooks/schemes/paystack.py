@@ -8,7 +8,8 @@ from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, a
                                    hmac_digest, key_by_body_hash, type_from_json_field, unhex)
 
 
-def verify(source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def verify(source, headers: Mapping[str, str], body: bytes, now: float,
+           url: str = "") -> None:
     header = headers.get("x-paystack-signature")
     if not header:
         raise MissingSignature("x-paystack-signature header missing")

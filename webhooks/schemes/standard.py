@@ -14,7 +14,8 @@ def _key(secret: bytes) -> bytes | None:
     return unbase64(text[len("whsec_"):] if text.startswith("whsec_") else text)
 
 
-def verify(source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def verify(source, headers: Mapping[str, str], body: bytes, now: float,
+           url: str = "") -> None:
     msg_id, timestamp = headers.get("webhook-id"), headers.get("webhook-timestamp")
     header = headers.get("webhook-signature")
     if not (msg_id and timestamp and header):

@@ -8,7 +8,8 @@ from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, a
                                    parse_timestamp, type_from_json_field, unhex)
 
 
-def verify(source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def verify(source, headers: Mapping[str, str], body: bytes, now: float,
+           url: str = "") -> None:
     header = headers.get("Stripe-Signature")
     if not header:
         raise MissingSignature("Stripe-Signature header missing")

@@ -1,0 +1,112 @@
+"""Twilio: `X-Twilio-Signature` is the base64 HMAC-SHA1, keyed with the auth token, of
+the full URL Twilio requested followed by every POST parameter, sorted by name, each
+name then its value. A body that is not a form (JSON) is covered instead by its
+SHA-256 in the URL's `bodySHA256` query parameter, and only the URL is signed.
+
+The URL must be the one Twilio used, scheme and host included: behind a proxy set
+TRUSTED_PROXY_COUNT so the app sees them, or give the source `public_url` (the URL
+configured in Twilio, without its query string). As Twilio's own validator does,
+the URL is tried both with and without its default port.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, Mapping
+from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
+
+from webhooks.schemes.base import (InvalidPayload, InvalidSignature, MissingSignature, Scheme,
+                                   any_matches, body_hash, checked_key, hmac_digest,
+                                   json_object, unbase64)
+from store.payloads import identifier
+
+MAX_FIELDS = 1000
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def parse_options(table: dict) -> dict:
+    public_url = table.pop("public_url", None)
+    if public_url is not None and (not isinstance(public_url, str)
+                                   or urlsplit(public_url).scheme not in ("https", "http")):
+        raise ValueError("public_url must be the http(s) URL configured in Twilio")
+    return {"public_url": public_url}
+
+
+def signed_url(source, url: str) -> str:
+    public = source.options.get("public_url")
+    if not public:
+        return url
+    query = urlsplit(url).query
+    return public + (f"?{query}" if query else "")
+
+
+def _form_pairs(body: bytes) -> list[tuple[str, str]] | None:
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                         max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _port_variants(url: str) -> list[str]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    default = DEFAULT_PORTS.get(parts.scheme)
+    bare = urlunsplit(parts._replace(netloc=host))
+    ported = urlunsplit(parts._replace(netloc=f"{host}:{parts.port or default}"))
+    return [bare, ported] if default else [url]
+
+
+def verify(source, headers: Mapping[str, str], body: bytes, now: float, url: str = "") -> None:
+    header = headers.get("X-Twilio-Signature")
+    if not header:
+        raise MissingSignature("X-Twilio-Signature header missing")
+    target = signed_url(source, url)
+    body_sha256 = parse_qs(urlsplit(target).query).get("bodySHA256")
+    if body_sha256:
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest().encode(),
+                                   body_sha256[0].encode("utf-8", "replace")):
+            raise InvalidSignature("the body does not match its bodySHA256")
+        params = ""
+    else:
+        pairs = _form_pairs(body)
+        if pairs is None:
+            raise InvalidSignature("the body is not a form Twilio signed")
+        names = sorted({name for name, _ in pairs})
+        params = "".join(name + value for name in names
+                         for value in sorted({v for n, v in pairs if n == name}))
+    digest = unbase64(header.strip())
+    expected = [hmac_digest(secret, (variant + params).encode("utf-8"), hashlib.sha1)
+                for secret in source.secrets for variant in _port_variants(target)]
+    if digest is None or not any_matches(expected, [digest]):
+        raise InvalidSignature("signature did not match")
+
+
+def parse_payload(body: bytes) -> dict:
+    """A form's fields (the last value of a repeated one), or a JSON object."""
+    if body.lstrip()[:1] == b"{":
+        return json_object(body)
+    pairs = _form_pairs(body)
+    if pairs is None:
+        raise InvalidPayload("the body is not a form or a JSON object")
+    return dict(pairs)
+
+
+def event_key(source, headers: Mapping[str, str], body: bytes, payload: Any) -> str:
+    """MessageSid (or SmsSid), with the status for a status callback (one message
+    sends several, each resent unchanged when unanswered); else the body hash: a
+    callback without a sid is identified by its bytes."""
+    sid = payload.get("MessageSid") or payload.get("SmsSid")
+    if sid is None:
+        return body_hash(body)
+    key = checked_key(sid, "a MessageSid")
+    status = identifier(payload.get("MessageStatus"), 20)
+    return checked_key(f"{key}:{status}", "a MessageSid") if status else key
+
+
+def event_type(payload: Any) -> str | None:
+    return "status" if identifier(payload.get("MessageStatus"), 20) else "message"
+
+
+SCHEME = Scheme("twilio", verify, event_key=event_key, event_type=event_type,
+                parse_payload=parse_payload, kind="whatsapp", parse_options=parse_options)

@@ -1,0 +1,115 @@
+"""WhatsApp, from Meta's Cloud API or from Twilio: inbound messages stored once per
+message id (wamid, or Twilio's MessageSid), statuses of outbound ones only ever moving
+forward, and media items handed to the document pipeline (webhooks/whatsapp/media.py).
+
+Adding a provider is a module here declaring `PROVIDER = WhatsAppProvider(...)`
+(webhooks/whatsapp/base.py) and one line in PROVIDERS.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.db import insert_unless_exists, utcnow
+from store.outbox import enqueue
+from store.payloads import PayloadError
+from store.task_names import FETCH_MEDIA
+from webhooks.whatsapp import meta, twilio
+from webhooks.whatsapp.base import Inbound, StatusUpdate, WhatsAppProvider
+from webhooks.whatsapp.models import (INBOUND, MEDIA_PENDING, OUTBOUND, WhatsAppMedia,
+                                      WhatsAppMessage)
+
+__all__ = ["PROVIDERS", "STATUS_RANK", "WhatsAppMedia", "WhatsAppMessage", "apply_notification",
+           "document_origins"]
+
+PROVIDERS: dict[str, WhatsAppProvider] = {provider.name: provider for provider in (
+    meta.PROVIDER,
+    twilio.PROVIDER,
+)}
+# One ladder for every provider's statuses (Meta's are a subset of Twilio's); delivery
+# only moves up it, and a failure is final and keeps its error.
+STATUS_RANK = {"received": 0, "queued": 1, "sent": 2, "delivered": 3, "read": 4,
+               "undelivered": 5, "failed": 5}
+FINAL = {"failed", "undelivered"}
+
+
+def apply_notification(session: Session, payload: Any, provider: str, source: str | None = None,
+                       fetch_media: bool = False) -> dict[str, int]:
+    """Store what a verified notification says (its payload, or the stored body as
+    bytes); with `fetch_media`, every media item of a new inbound message is queued
+    for the document pipeline in the same transaction."""
+    reader = PROVIDERS.get(provider)
+    if reader is None:  # a source whose provider has since been removed
+        raise PayloadError(f"no WhatsApp reader for provider {provider!r}")
+    if isinstance(payload, bytes):
+        payload = reader.parse(payload)
+    notification = reader.read(payload)
+    counts = {"messages": 0, "statuses": 0, "media": 0}
+    for message in notification.messages:
+        stored = _store_inbound(session, message, source)
+        if stored is not None:
+            counts["messages"] += 1
+            if fetch_media:
+                counts["media"] += _queue_media(session, stored, message, source, provider)
+    for status in notification.statuses:
+        counts["statuses"] += _apply_status(session, status, source)
+    return counts
+
+
+def _store_inbound(session: Session, message: Inbound, source: str | None) -> int | None:
+    first = message.media[0] if message.media else None
+    values = dict(
+        wamid=message.wamid, source=source, direction=INBOUND, phone=message.phone,
+        message_type=message.message_type, text=message.text,
+        media_id=first.ref[:255] if first and len(first.ref) <= 255 else None,
+        media_mime_type=first.mime_type if first else None, sent_at=message.sent_at,
+        status="received", created_at=utcnow())
+    # None when the provider delivered it before: each message id is stored once.
+    return insert_unless_exists(session, WhatsAppMessage, values, ["wamid"])
+
+
+def _queue_media(session: Session, message_id: int, message: Inbound, source: str,
+                 provider: str) -> int:
+    for position, item in enumerate(message.media):
+        media = WhatsAppMedia(
+            message_id=message_id, position=position, source=source, provider=provider,
+            wamid=message.wamid, kind=item.kind, media_ref=item.ref, mime_type=item.mime_type,
+            filename=item.filename, status=MEDIA_PENDING, attempts=0, created_at=utcnow())
+        session.add(media)
+        session.flush()
+        enqueue(session, FETCH_MEDIA, {"media_id": media.id})
+    return len(message.media)
+
+
+def _apply_status(session: Session, status: StatusUpdate, source: str | None) -> bool:
+    if status.status not in STATUS_RANK:
+        return False
+    created = insert_unless_exists(session, WhatsAppMessage, dict(
+        wamid=status.wamid, source=source, direction=OUTBOUND, phone=status.phone,
+        status=status.status, status_at=status.at, errors=status.errors,
+        created_at=utcnow()), ["wamid"])
+    if created is not None:  # the first we hear of this outbound message
+        return True
+    row = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == status.wamid)
+                         .with_for_update())
+    if STATUS_RANK[status.status] <= STATUS_RANK.get(row.status, 0) or row.status in FINAL:
+        return False
+    row.status, row.status_at = status.status, status.at
+    if status.errors:
+        row.errors = status.errors
+    return True
+
+
+def document_origins(session: Session, document_ids: list[int]) -> dict[int, dict]:
+    """{document id: {source, wamid}} for those of `document_ids` that came from
+    WhatsApp (the first message that brought the bytes, when several did)."""
+    if not document_ids:
+        return {}
+    rows = session.execute(select(WhatsAppMedia.document_id, WhatsAppMedia.source,
+                                  WhatsAppMedia.wamid)
+                           .where(WhatsAppMedia.document_id.in_(document_ids))
+                           .order_by(WhatsAppMedia.id.desc())).all()
+    return {document_id: {"source": source, "wamid": wamid}
+            for document_id, source, wamid in rows}
