@@ -21,7 +21,8 @@ $(VENV)/.test: $(BIN)/python setup.cfg pyproject.toml
 
 run: $(VENV)/.embedded
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/flask --app webapp db upgrade
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT) web worker beat
+	CLAMD_URL="$${CLAMD_URL:-$$($(BIN)/python -m webapp.embedded)}" \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT) web worker beat
 
 test: $(VENV)/.test
 	$(BIN)/lint-imports
@@ -37,6 +38,7 @@ bench: $(VENV)/.test
 
 stop:
 	-$(BIN)/python -c "import redis, webapp.embedded as e; redis.Redis(unix_socket_path=str(e.socket_path('instance'))).shutdown(nosave=True)"
+	-[ -f instance/clamd/clamd.pid ] && kill "$$(cat instance/clamd/clamd.pid)"
 
 clean:
 	rm -rf $(VENV) instance *.egg-info

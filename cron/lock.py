@@ -50,11 +50,21 @@ return 0
 """
 
 
+def lock_key(prefix: str, job: str) -> str:
+    return f"{prefix}cron:lock:{job}"
+
+
+def held_for(client: redis.Redis, job: str, prefix: str = "sluice:") -> float | None:
+    """Seconds until the job's lock lapses if nobody renews it; None when it is free."""
+    remaining = client.pttl(lock_key(prefix, job))
+    return remaining / 1000 if remaining and remaining > 0 else None
+
+
 class JobLock:
     def __init__(self, client: redis.Redis, job: str, *, ttl: float, prefix: str = "sluice:"):
         self.job = job
         self.ttl = ttl
-        self.key = f"{prefix}cron:lock:{job}"
+        self.key = lock_key(prefix, job)
         self._fence_key = f"{prefix}cron:fence:{job}"
         self._token = secrets.token_hex(16)
         self._acquire = client.register_script(_ACQUIRE)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, select, union
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, func, select, union
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
@@ -124,3 +124,20 @@ class Upload(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_uploads_status_created_at", "status", "created_at"),)
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Documents by status, every status present (zero when there are none)."""
+    counts = dict(session.execute(select(Document.status, func.count())
+                                  .group_by(Document.status)).all())
+    return {status: counts.get(status, 0) for status in DOCUMENT_STATUSES}
+
+
+def oldest_pending_scan(session: Session) -> dt.datetime | None:
+    return session.scalar(select(func.min(Document.created_at)).where(
+        Document.status == PENDING_SCAN))
+
+
+def imports_in_progress(session: Session, limit: int = 20) -> list[Import]:
+    return list(session.scalars(select(Import).where(Import.status.in_((QUEUED, RUNNING)))
+                                .order_by(Import.id).limit(limit)))

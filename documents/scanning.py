@@ -18,6 +18,8 @@ from documents.scanner import INFECTED as VERDICT_INFECTED
 from documents.storage import BlobStorage
 from store import audit
 from store.db import utcnow
+from store.outbox import enqueue
+from store.task_names import SCAN_DOCUMENT
 
 
 class ScanFailed(RuntimeError):
@@ -89,3 +91,11 @@ def give_up(session: Session, document_id: int) -> None:
     document = session.get(Document, document_id)
     if document is not None and document.status not in (CLEAN, INFECTED):
         document.status = SCAN_ERROR
+
+
+def request_rescan(session: Session, document: Document, actor: str) -> None:
+    """Scan again (an operator's decision): queued, audited; the verdict replaces the
+    old one, and an infected one still marks every copy of the bytes."""
+    enqueue(session, SCAN_DOCUMENT, {"document_id": document.id})
+    audit.record(session, actor, "document.rescan", "document", document.id,
+                 {"previous_status": document.status})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
@@ -30,3 +30,11 @@ def record(session: Session, actor: str, action: str, subject_type: str,
                      subject_id=str(subject_id), detail=detail or {})
     session.add(entry)
     return entry
+
+
+def trail(session: Session, subject_type: str, subject_id: object,
+          limit: int = 100) -> list[AuditLog]:
+    """What happened to one subject, oldest first."""
+    return list(session.scalars(select(AuditLog).where(
+        AuditLog.subject_type == subject_type, AuditLog.subject_id == str(subject_id))
+        .order_by(AuditLog.id).limit(limit)))

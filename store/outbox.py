@@ -21,7 +21,7 @@ import threading
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from sqlalchemy import (Index, Integer, String, event, insert, inspect, select, text,
+from sqlalchemy import (Index, Integer, String, event, func, insert, inspect, select, text,
                         update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -74,6 +74,13 @@ class Message:
 
 
 Publisher = Callable[[Message], None]
+
+
+def backlog(session: Session) -> tuple[int, dt.datetime | None]:
+    """(rows not yet published, when the oldest of them was written)."""
+    count, oldest = session.execute(select(func.count(), func.min(OutboxMessage.created_at))
+                                    .where(OutboxMessage.published_at.is_(None))).one()
+    return count, oldest
 
 
 def enqueue(session: Session, task_name: str, kwargs: dict[str, Any],

@@ -190,6 +190,32 @@ def outbox_publisher(celery: Celery) -> Publisher:
     return publish
 
 
+def queue_depths(celery: Celery) -> dict[str, int | None]:
+    """Messages waiting in each of our queues, on any broker (None: it did not answer).
+
+    A passive declare answers with the message count on RabbitMQ and on Redis alike;
+    a queue the broker does not know (Redis drops an empty list) holds none.
+    """
+    depths: dict[str, int | None] = dict.fromkeys(QUEUES)
+    try:
+        with celery.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            for queue in QUEUES:
+                channel = connection.channel()  # AMQP closes a channel on a 404
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except connection.channel_errors:
+                    depths[queue] = 0
+                finally:
+                    try:
+                        channel.close()
+                    except Exception:  # already closed by the broker
+                        pass
+    except Exception:  # the broker is away: depths unknown, and the page still renders
+        log.warning("queue depths unavailable")
+    return depths
+
+
 def db_session() -> Session:
     """The current task's session (closed when its app context ends)."""
     return current_app.extensions["sluice.db"].session

@@ -78,6 +78,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp import admin, direct_upload_views, document_views, health, import_views, metrics
     from webapp.contract import init_contract
     from webapp.uploads import init_uploads
+    from webapp.ops import init_ops
     from webapp.webhook_views import init_webhooks
 
     init_contract(app)  # first: the other blueprints' routes use its id converter
@@ -89,6 +90,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(import_views.bp)
     app.register_blueprint(direct_upload_views.bp)
     init_webhooks(app)
+    init_ops(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

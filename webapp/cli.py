@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 
 import click
 from flask import Flask
@@ -115,6 +116,28 @@ def webhooks_media_retry(media_id: int) -> None:
         raise click.ClickException(f"no WhatsApp media item {media_id}") from None
     db.session.commit()
     click.echo(f"fetching media {media_id} again")
+
+
+@webhooks_cli.command("send-test")
+@click.argument("source")
+@click.option("--url", help="Post to this URL (the deployed /webhooks/SOURCE) instead of "
+                            "through this app in-process.")
+def webhooks_send_test(source: str, url: str | None) -> None:
+    """Sign a sample event with SOURCE's own secret and send it, as `stripe trigger` does."""
+    from flask import current_app
+
+    from tasks import SOURCES_KEY
+    from webapp.webhook_views import send_test_delivery
+
+    found = current_app.extensions[SOURCES_KEY].get(source)
+    if found is None:
+        raise click.ClickException(f"no webhook source named {source!r}")
+    if not found.secrets:
+        raise click.ClickException(f"{source} has no secret set in its environment variables")
+    status, answer = send_test_delivery(found, url)
+    click.echo(f"{status} {json.dumps(answer)}")
+    if status >= 300:
+        raise SystemExit(1)
 
 
 def register_commands(app: Flask) -> None:

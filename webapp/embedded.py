@@ -74,3 +74,58 @@ def _wait_until_up(url: str, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError("the embedded Redis server did not start; see instance/redis/redis.log")
+
+
+# --- a scanner for `make run`, where the machine has one -----------------------------
+
+SYSTEM_CLAMD_SOCKET = Path("/run/clamav/clamd.ctl")
+SYSTEM_DEFINITIONS = Path("/var/lib/clamav")
+DEFINITION_FILES = ("*.cvd", "*.cld", "*.cud", "*.ndb", "*.hdb")
+_CLAMD_CONF = """Foreground no
+LocalSocket {socket}
+DatabaseDirectory {database}
+PidFile {pid}
+LogFile {log}
+StreamMaxLength 110M
+MaxFileSize 110M
+MaxScanSize 440M
+AlertExceedsMax yes
+"""
+
+
+def local_clamd(instance_path: str, system_socket: Path = SYSTEM_CLAMD_SOCKET,
+                definitions: Path = SYSTEM_DEFINITIONS) -> tuple[str | None, str]:
+    """(CLAMD_URL, what was done) for `make run`: the system's running clamd; else a
+    clamd of our own on the system's definitions, started as a daemon; else none,
+    and documents wait in pending_scan until a scanner is configured."""
+    import shutil
+
+    if system_socket.is_socket():
+        return f"unix://{system_socket}", f"clamd: using the system's ({system_socket})"
+    executable = shutil.which("clamd") or ("/usr/sbin/clamd" if Path("/usr/sbin/clamd").exists()
+                                           else None)
+    if executable is None or not any(any(definitions.glob(p)) for p in DEFINITION_FILES):
+        return None, (f"clamd: none running and no signatures in {definitions} (apt-get "
+                      "install clamav-daemon, then freshclam); documents will wait in "
+                      "pending_scan for a scanner")
+    directory = Path(instance_path) / "clamd"
+    directory.mkdir(parents=True, exist_ok=True)
+    sock = directory / "clamd.sock"
+    conf = directory / "clamd.conf"
+    conf.write_text(_CLAMD_CONF.format(socket=sock, database=definitions,
+                                       pid=directory / "clamd.pid", log=directory / "clamd.log"))
+    if not sock.is_socket():
+        subprocess.run([executable, "-c", str(conf)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return f"unix://{sock}", (f"clamd: started on {definitions} ({sock}); it answers once "
+                              "its signatures are loaded")
+
+
+if __name__ == "__main__":  # `python -m webapp.embedded clamd`, for make run
+    import sys
+
+    from webapp import instance_path
+
+    url, message = local_clamd(instance_path())
+    print(message, file=sys.stderr)
+    print(url or "")

@@ -5,17 +5,21 @@ import hmac
 import logging
 import os
 import time
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from prometheus_client import Counter
+from werkzeug.test import Client
 
 from tasks import SOURCES_KEY
 from webapp.config import webhook_sources
 from webapp.errors import APIError
-from webapp.extensions import db, limiter
+from webapp.extensions import db, limiter, redis_client
+from webhooks import stats
 from webhooks.ingest import InvalidPayload, store
-from webhooks.schemes import SignatureError, verify
+from webhooks.schemes import SCHEMES, SignatureError, verify
 from webhooks.sources import Source
 
 log = logging.getLogger(__name__)
@@ -64,8 +68,11 @@ def _requested_url() -> str:
     """The URL as the sender requested it, which Twilio signs: scheme and host as the
     app sees them (ProxyFix with TRUSTED_PROXY_COUNT), path and query as sent."""
     environ = request.environ
-    return f"{request.scheme}://{request.host}" + (
-        environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path)
+    target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path
+    if not target.startswith("/"):  # the absolute form a proxy (or a test client) may send
+        parts = urlsplit(target)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return f"{request.scheme}://{request.host}{target}"
 
 
 @bp.post("/webhooks/<source>")
@@ -78,19 +85,33 @@ def receive(source: str):
     try:
         verify(source, request.headers, body, time.time(), _requested_url())
     except SignatureError as exc:
+        _count_unstored(source, "signature_failed")
         with FORGERY_BUDGET:  # 429 instead, once this address has failed too often
             DELIVERIES.labels(source.name, exc.code).inc()
             raise APIError(401, exc.code, str(exc)) from None
-    with SOURCE_QUOTA:
-        try:
-            stored = store(db.session, source, request.headers, body)
-        except InvalidPayload as exc:
-            DELIVERIES.labels(source.name, exc.code).inc()
-            raise APIError(400, exc.code, str(exc)) from None
-        db.session.commit()  # raises (503) rather than acknowledge an uncommitted event
+    try:
+        with SOURCE_QUOTA:
+            try:
+                stored = store(db.session, source, request.headers, body)
+            except InvalidPayload as exc:
+                DELIVERIES.labels(source.name, exc.code).inc()
+                _count_unstored(source, "invalid_payload")
+                raise APIError(400, exc.code, str(exc)) from None
+            db.session.commit()  # raises (503) rather than acknowledge an uncommitted event
+    except RateLimitExceeded:  # the quota is checked as the block is entered
+        _count_unstored(source, "rate_limited")
+        raise
     outcome = "duplicate" if stored.duplicate else "accepted"
     DELIVERIES.labels(source.name, outcome).inc()
+    if stored.duplicate:
+        _count_unstored(source, outcome)
     return jsonify(id=stored.event_id, status=outcome), 200 if stored.duplicate else 202
+
+
+def _count_unstored(source: Source, outcome: str) -> None:
+    """For the ops console's last hour and day; accepted ones are counted from the table."""
+    stats.count(redis_client.client, current_app.config["REDIS_KEY_PREFIX"], source.name,
+                outcome)
 
 
 @bp.get("/webhooks/<source>")
@@ -108,6 +129,24 @@ def verify_subscription(source: str):
             or not hmac.compare_digest(token.encode(), source.verify_token.encode())):
         raise APIError(403, "verification_failed", "The subscription could not be verified.")
     return Response(challenge, mimetype="text/plain")
+
+
+def send_test_delivery(source: Source, url: str | None = None) -> tuple[int, dict]:
+    """Sign the scheme's sample event with the source's own secret and send it down the
+    real ingest path (verification, quota, storage, the outbox): to `url` over HTTP,
+    or else through this app in-process. (HTTP status, JSON answer)."""
+    target = url or f"http://localhost/webhooks/{source.name}"
+    body, headers = SCHEMES[source.scheme].test_delivery(source, target, time.time())
+    if url:
+        import requests  # the CLI only: web workers do not load an HTTP client
+
+        answer = requests.post(url, data=body, headers=headers, timeout=10)
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, {}
+    answer = Client(current_app._get_current_object()).post(target, data=body, headers=headers)
+    return answer.status_code, answer.get_json(silent=True) or {}
 
 
 def _count_rate_limit_fallback(response):

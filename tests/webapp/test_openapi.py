@@ -28,8 +28,11 @@ FLASK_ARGUMENT = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
 
 
 def routed_operations(app) -> set[tuple[str, str]]:
+    """The JSON API's routes: the ops console's pages (and / that leads there) are HTML,
+    listed in the README instead."""
     return {(method.lower(), FLASK_ARGUMENT.sub(r"{\1}", rule.rule))
             for rule in app.url_map.iter_rules()
+            if not (rule.rule == "/" or rule.rule.startswith("/ops"))
             for method in rule.methods - {"HEAD", "OPTIONS"}}
 
 

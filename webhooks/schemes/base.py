@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from store.payloads import identifier
@@ -57,6 +58,10 @@ PayloadParser = Callable[[bytes], Any]
 # source, headers, raw body, parsed JSON (None when the body is not JSON) -> the key
 KeyRule = Callable[["Source", Mapping[str, str], bytes, Any], str]
 TypeRule = Callable[[Any], "str | None"]
+# source, the URL it will be posted to, now -> (body, headers): a harmless sample event
+# of the provider's format, signed with the source's first secret, as the provider's
+# own "send test webhook" button (or `stripe trigger`) would send it
+TestDelivery = Callable[["Source", str, float], "tuple[bytes, dict[str, str]]"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +77,12 @@ class Scheme:
     # Takes the scheme's own keys out of a source's TOML table and returns them
     # checked; a ValueError names what is wrong.
     parse_options: Callable[[dict], dict] = lambda table: {}
+    test_delivery: TestDelivery = None   # required: the ops console and CLI send one
 
     def __post_init__(self):
         if self.parse_payload is None:
             object.__setattr__(self, "parse_payload", json_object)
-        for rule in ("verify", "event_key", "event_type", "parse_payload"):
+        for rule in ("verify", "event_key", "event_type", "parse_payload", "test_delivery"):
             if not callable(getattr(self, rule)):
                 raise TypeError(f"scheme {self.name}: {rule} must be a rule, not "
                                 f"{getattr(self, rule)!r}")
@@ -144,6 +150,19 @@ def type_from_json_field(field: str) -> TypeRule:
         return identifier(payload.get(field) if isinstance(payload, dict) else None,
                           MAX_EVENT_TYPE)
     return rule
+
+
+# -- test deliveries -------------------------------------------------------------------------
+
+TEST_EVENT_TYPE = "sluice.test_delivery"  # no handler acts on it: processed, no effect
+
+
+def test_id(prefix: str) -> str:
+    return f"{prefix}sluice_test_{secrets.token_hex(8)}"
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 # -- verification helpers --------------------------------------------------------------------

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, any_matches,
-                                   check_tolerance, hmac_digest, key_by_body_hash,
-                                   key_from_header, parse_timestamp, type_from_json_field,
-                                   unbase64, unhex)
+import base64
+
+from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
+                                   Scheme, any_matches, check_tolerance, hmac_digest,
+                                   json_bytes, key_by_body_hash, key_from_header,
+                                   parse_timestamp, test_id, type_from_json_field, unbase64,
+                                   unhex)
 
 OPTIONS = {"signature_header": "X-Signature", "signature_encoding": "hex",
            "signature_prefix": "", "timestamp_header": None, "event_key_header": None}
@@ -67,5 +70,22 @@ def event_key(source, headers: Mapping[str, str], body: bytes, payload: Any) -> 
     return key_from_header(header)(source, headers, body, payload)
 
 
+def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
+    body = json_bytes({"type": TEST_EVENT_TYPE, "id": test_id("")})
+    headers, signed = {"Content-Type": "application/json"}, body
+    timestamp_header = _option(source, "timestamp_header")
+    if timestamp_header:
+        headers[timestamp_header] = str(int(now))
+        signed = f"{int(now)}.".encode() + body
+    digest = hmac_digest(source.secrets[0], signed)
+    encoded = digest.hex() if _option(source, "signature_encoding") == "hex" \
+        else base64.b64encode(digest).decode()
+    headers[_option(source, "signature_header")] = _option(source, "signature_prefix") + encoded
+    if _option(source, "event_key_header"):
+        headers[_option(source, "event_key_header")] = test_id("")
+    return body, headers
+
+
 SCHEME = Scheme("hmac-sha256", verify, event_key=event_key,
-                event_type=type_from_json_field("type"), parse_options=parse_options)
+                event_type=type_from_json_field("type"), parse_options=parse_options,
+                test_delivery=test_delivery)

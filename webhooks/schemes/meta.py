@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, any_matches,
-                                   hmac_digest, key_by_body_hash, type_from_json_field, unhex)
+                                   hmac_digest, json_bytes, key_by_body_hash, test_id,
+                                   type_from_json_field, unhex)
 
 
 def verify(source, headers: Mapping[str, str], body: bytes, now: float,
@@ -25,5 +26,15 @@ def verify(source, headers: Mapping[str, str], body: bytes, now: float,
 # A notification batches messages and statuses and has no id of its own; Meta
 # resends the identical body, so the body is the identity (each wamid is then
 # stored once by the handler).
+def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
+    # A notification with no messages and no statuses: stored, processed, no effect.
+    body = json_bytes({"object": "whatsapp_business_account", "entry": [
+        {"id": test_id(""), "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp", "messages": [], "statuses": []}}]}]})
+    digest = hmac_digest(source.secrets[0], body).hex()
+    return body, {"X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+
+
 SCHEME = Scheme("meta", verify, event_key=key_by_body_hash,
-                event_type=type_from_json_field("object"), kind="whatsapp")
+                event_type=type_from_json_field("object"), kind="whatsapp",
+                test_delivery=test_delivery)

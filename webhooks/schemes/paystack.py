@@ -4,8 +4,9 @@ from __future__ import annotations
 import hashlib
 from typing import Mapping
 
-from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, any_matches,
-                                   hmac_digest, key_by_body_hash, type_from_json_field, unhex)
+from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
+                                   Scheme, any_matches, hmac_digest, json_bytes,
+                                   key_by_body_hash, test_id, type_from_json_field, unhex)
 
 
 def verify(source, headers: Mapping[str, str], body: bytes, now: float,
@@ -20,5 +21,11 @@ def verify(source, headers: Mapping[str, str], body: bytes, now: float,
 
 
 # Paystack resends the identical body and sends no event id: the body is the identity.
+def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
+    body = json_bytes({"event": TEST_EVENT_TYPE, "data": {"reference": test_id("")}})
+    digest = hmac_digest(source.secrets[0], body, hashlib.sha512).hex()
+    return body, {"x-paystack-signature": digest, "Content-Type": "application/json"}
+
+
 SCHEME = Scheme("paystack", verify, event_key=key_by_body_hash,
-                event_type=type_from_json_field("event"))
+                event_type=type_from_json_field("event"), test_delivery=test_delivery)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, any_matches,
-                                   check_tolerance, hmac_digest, key_from_header,
-                                   parse_timestamp, type_from_json_field, unbase64)
+import base64
+
+from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
+                                   Scheme, any_matches, check_tolerance, hmac_digest,
+                                   json_bytes, key_from_header, parse_timestamp, test_id,
+                                   type_from_json_field, unbase64)
 
 
 def _key(secret: bytes) -> bytes | None:
@@ -39,5 +42,14 @@ def verify(source, headers: Mapping[str, str], body: bytes, now: float,
     check_tolerance(when, now, source.tolerance)
 
 
+def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
+    msg_id, timestamp = test_id("msg_"), str(int(now))
+    body = json_bytes({"type": TEST_EVENT_TYPE, "timestamp": timestamp, "data": {}})
+    digest = hmac_digest(_key(source.secrets[0]) or b"", f"{msg_id}.{timestamp}.".encode() + body)
+    return body, {"webhook-id": msg_id, "webhook-timestamp": timestamp,
+                  "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+                  "Content-Type": "application/json"}
+
+
 SCHEME = Scheme("standard", verify, event_key=key_from_header("webhook-id"),
-                event_type=type_from_json_field("type"))
+                event_type=type_from_json_field("type"), test_delivery=test_delivery)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from webhooks.schemes.base import (InvalidSignature, MissingSignature, Scheme, any_matches,
-                                   check_tolerance, hmac_digest, key_from_json_field,
-                                   parse_timestamp, type_from_json_field, unhex)
+from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
+                                   Scheme, any_matches, check_tolerance, hmac_digest,
+                                   json_bytes, key_from_json_field, parse_timestamp, test_id,
+                                   type_from_json_field, unhex)
 
 
 def verify(source, headers: Mapping[str, str], body: bytes, now: float,
@@ -32,5 +33,14 @@ def verify(source, headers: Mapping[str, str], body: bytes, now: float,
     check_tolerance(when, now, source.tolerance)
 
 
+def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
+    body = json_bytes({"id": test_id("evt_"), "object": "event", "type": TEST_EVENT_TYPE,
+                       "created": int(now), "livemode": False,
+                       "data": {"object": {"object": "sluice_test"}}})
+    digest = hmac_digest(source.secrets[0], f"{int(now)}.".encode() + body).hex()
+    return body, {"Stripe-Signature": f"t={int(now)},v1={digest}",
+                  "Content-Type": "application/json"}
+
+
 SCHEME = Scheme("stripe", verify, event_key=key_from_json_field("id"),
-                event_type=type_from_json_field("type"))
+                event_type=type_from_json_field("type"), test_delivery=test_delivery)

@@ -1,0 +1,290 @@
+"""The ops console through Flask's test client: sign-in, expiry, CSRF, the admin scope,
+escaping of hostile content, and the audit entry of every action."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from documents.models import Document
+from store.audit import AuditLog
+from store.clients import create_client
+from store.db import utcnow
+from store.outbox import OutboxMessage
+from store.task_names import RUN_JOB, SCAN_DOCUMENT
+from tests.documents import files
+from tests.webhooks import conftest as webhook_sources
+from webapp.extensions import db
+from webhooks.models import WebhookEvent
+from webhooks.whatsapp.models import WhatsAppMedia
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+EVERY_SCHEME = {"sources": {
+    **webhook_sources.SOURCES["sources"],
+    "standard": {"scheme": "standard", "provider": "stripe", "secrets_env": ["T_STANDARD"]},
+    "shop": {"scheme": "hmac-sha256", "provider": "paystack", "secrets_env": ["T_SHOP"],
+             "signature_prefix": "sha256=", "timestamp_header": "X-Timestamp",
+             "event_key_header": "X-Event-Id"},
+    "twilio": {"scheme": "twilio", "secrets_env": ["T_TWILIO"]},
+}}
+OPS_SECRETS = {"T_STANDARD": "whsec_b3BzLXN0YW5kYXJkLXNlY3JldA==", "T_SHOP": "ops_shop_secret",
+               "T_TWILIO": "ops_twilio_auth_token"}
+
+
+@pytest.fixture
+def ops_app(make_app, webhook_env, monkeypatch):
+    for name, value in OPS_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return make_app(WEBHOOK_SOURCES=EVERY_SCHEME, AUTH_FAILURE_LIMIT="5/minute")
+
+
+@pytest.fixture
+def webhook_env(monkeypatch):
+    for name, value in {"T_STRIPE": webhook_sources.STRIPE_SECRET,
+                        "T_STRIPE_OLD": webhook_sources.STRIPE_OLD_SECRET,
+                        "T_PAYSTACK": webhook_sources.PAYSTACK_SECRET,
+                        "T_META": webhook_sources.META_SECRET,
+                        "T_META_VERIFY": webhook_sources.META_VERIFY_TOKEN}.items():
+        monkeypatch.setenv(name, value)
+
+
+def token_for(app, name: str, scopes: list[str]) -> str:
+    with app.app_context():
+        _, token = create_client(db.session, name, scopes)
+        db.session.commit()
+    return token
+
+
+def csrf_of(client, path: str, **kwargs) -> str:
+    page = client.get(path, **kwargs)
+    assert page.status_code == 200, (path, page.status_code)
+    return CSRF.search(page.get_data(as_text=True)).group(1)
+
+
+def sign_in(client, token: str, **kwargs):
+    return client.post("/ops/sign-in", data={
+        "token": token, "csrf_token": csrf_of(client, "/ops/sign-in", **kwargs)}, **kwargs)
+
+
+@pytest.fixture
+def operator(ops_app):
+    client = ops_app.test_client()
+    assert sign_in(client, token_for(ops_app, "alice-oncall", ["admin"])).status_code == 303
+    return client
+
+
+def post(client, path: str, page: str, **data):
+    """A form POST as the browser sends it: with the CSRF token of the page it is on."""
+    return client.post(path, data={"csrf_token": csrf_of(client, page), **data})
+
+
+def stored_event(app, **values) -> int:
+    defaults = dict(source="stripe", event_key=f"evt_ops_{time.monotonic_ns()}", kind="payment",
+                    provider="stripe", body=b'{"id": "evt"}', status="dead", attempts=3,
+                    last_error="PayloadError: the event names no payment", headers={})
+    with app.app_context():
+        event = WebhookEvent(**{**defaults, **values})
+        db.session.add(event)
+        db.session.commit()
+        return event.id
+
+
+def audit_actions(app, action: str) -> list[tuple[str, str]]:
+    with app.app_context():
+        return db.session.execute(select(AuditLog.actor, AuditLog.subject_id).where(
+            AuditLog.action == action)).all()
+
+
+def test_root_leads_to_the_console_and_the_console_to_sign_in(ops_app):
+    client = ops_app.test_client()
+    assert client.get("/").headers["Location"].endswith("/ops/")
+    redirected = client.get("/ops/events?status=dead")
+    assert redirected.status_code == 303
+    assert "/ops/sign-in?next=" in redirected.headers["Location"]
+
+
+def test_signing_in_sets_a_strict_httponly_cookie_secure_over_https(ops_app):
+    token = token_for(ops_app, "ops-cookie", ["admin"])
+    plain = sign_in(ops_app.test_client(), token)
+    cookie = plain.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ops" in cookie
+    assert "Secure" not in cookie
+    secure = ops_app.test_client()
+    # Over https a POST must also come from a page of the console (Referer, as a browser
+    # sends it under the console's same-origin referrer policy).
+    assert sign_in(secure, token, base_url="https://ops.example").status_code == 400
+    answer = sign_in(secure, token, base_url="https://ops.example",
+                     headers={"Referer": "https://ops.example/ops/sign-in"})
+    assert "Secure" in answer.headers["Set-Cookie"]
+    expires = re.search(r"Expires=([^;]+)", answer.headers["Set-Cookie"]).group(1)
+    lifetime = dt.datetime.strptime(expires, "%a, %d %b %Y %H:%M:%S GMT").replace(
+        tzinfo=dt.timezone.utc) - dt.datetime.now(dt.timezone.utc)
+    assert dt.timedelta(hours=7, minutes=59) < lifetime <= dt.timedelta(hours=8)
+    assert audit_actions(ops_app, "ops.sign_in")[0][0] == "client:ops-cookie"
+
+
+def test_only_an_admin_token_signs_in_and_failures_spend_the_per_address_budget(ops_app):
+    client = ops_app.test_client()
+    writer = token_for(ops_app, "uploader", ["documents:write"])
+    assert sign_in(client, writer).status_code == 403
+    assert sign_in(client, "slc_not-a-token-at-all-not-at-all").status_code == 401
+    assert client.get("/ops/").status_code == 303  # still signed out
+    for _ in range(3):
+        assert sign_in(client, "slc_wrong-again-and-again-and-again").status_code == 401
+    # The budget (5/minute) is spent: the sign-in page itself now answers 429.
+    assert client.get("/ops/sign-in").status_code == 429
+
+
+def test_a_session_lapses_after_its_lifetime_and_when_its_client_is_revoked(ops_app, operator):
+    assert operator.get("/ops/").status_code == 200
+    ops_app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(seconds=1)
+    time.sleep(2.1)
+    assert operator.get("/ops/").status_code == 303
+    ops_app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(hours=8)
+    client = ops_app.test_client()
+    sign_in(client, token_for(ops_app, "leaver", ["admin"]))
+    assert client.get("/ops/").status_code == 200
+    with ops_app.app_context():
+        from store.clients import ApiClient
+        leaver = db.session.scalar(select(ApiClient).where(ApiClient.name == "leaver"))
+        leaver.revoked_at = utcnow()
+        db.session.commit()
+    assert client.get("/ops/").status_code == 303
+
+
+def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(ops_app, operator):
+    event_id = stored_event(ops_app)
+    for data in ({}, {"csrf_token": "forged"}):
+        refused = operator.post(f"/ops/events/{event_id}/replay", data=data)
+        assert refused.status_code == 400
+        assert "Nothing was changed" in refused.get_data(as_text=True)
+    with ops_app.app_context():
+        assert db.session.get(WebhookEvent, event_id).status == "dead"
+    assert audit_actions(ops_app, "webhook_event.replay") == []
+    # A sign-in form needs one too.
+    assert ops_app.test_client().post("/ops/sign-in", data={"token": "x"}).status_code == 400
+
+
+def test_every_page_renders_with_the_content_security_policy(ops_app, operator):
+    event_id = stored_event(ops_app)
+    owner = {"Authorization": f"Bearer {token_for(ops_app, 'owner', ['documents:write'])}"}
+    document = ops_app.test_client().post(
+        "/v1/documents", headers=owner, content_type="multipart/form-data",
+        data={"file": (io.BytesIO(files.pdf("ops")), "ops.pdf")}).get_json()
+    pages = ["/ops/", "/ops/events", f"/ops/events/{event_id}", "/ops/events/replay?status=dead",
+             "/ops/documents", f"/ops/documents/{document['id']}", "/ops/imports", "/ops/jobs",
+             "/ops/jobs/relay_outbox", "/ops/media", "/ops/sources"]
+    for path in pages:
+        page = operator.get(path)
+        assert page.status_code == 200, path
+        assert page.headers["Content-Security-Policy"].startswith(
+            "default-src 'self'; frame-ancestors 'none'"), path
+        assert page.headers["X-Frame-Options"] == "DENY"
+        html = page.get_data(as_text=True)
+        assert "<script>" not in html and " style=" not in html, path  # nothing inline
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_hostile_content_is_rendered_as_text(ops_app, operator):
+    body = json.dumps({"id": "evt", "type": HOSTILE, "link": "javascript:alert(1)",
+                       "long": "A" * 5000, "name": "\u202etxt.exe"}).encode()
+    event_id = stored_event(ops_app, event_key="evt_\u202eexe.pdf", event_type=HOSTILE[:100],
+                            body=body, last_error=HOSTILE,
+                            headers={"User-Agent": '"><img src=x onerror=alert(1)>'})
+    with ops_app.app_context():
+        document = Document(owner_id=1, sha256="d" * 64, size=10, mime_type="application/pdf",
+                            filename=f"{HOSTILE}\u202efdp.exe", status="clean", scan_attempts=0)
+        db.session.add(document)
+        db.session.commit()
+        document_id = document.id
+    for path in (f"/ops/events/{event_id}", "/ops/events", f"/ops/documents/{document_id}",
+                 "/ops/documents"):
+        html = operator.get(path).get_data(as_text=True)
+        assert HOSTILE not in html and "<img src=x" not in html, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
+        assert "\u202e" not in html and "\u27e6U+202E\u27e7" in html, path  # shown, not obeyed
+        assert 'href="javascript:' not in html
+    assert "A" * 5000 in operator.get(f"/ops/events/{event_id}").get_data(as_text=True)
+
+
+def test_every_action_is_audited_under_the_operators_client_name(ops_app, operator):
+    event_id = stored_event(ops_app)
+    stored_event(ops_app, source="paystack", provider="paystack")
+    replayed = post(operator, f"/ops/events/{event_id}/replay", f"/ops/events/{event_id}")
+    assert replayed.status_code == 303
+    with ops_app.app_context():
+        assert db.session.get(WebhookEvent, event_id).status == "received"
+    bulk = post(operator, "/ops/events/replay?status=dead&source=paystack",
+                "/ops/events/replay?status=dead&source=paystack")
+    assert bulk.status_code == 303
+
+    with ops_app.app_context():
+        document = Document(owner_id=1, sha256="e" * 64, size=10, mime_type="application/pdf",
+                            filename="a.pdf", status="scan_error", scan_attempts=5)
+        media = WhatsAppMedia(message_id=1, position=0, source="whatsapp", provider="meta",
+                              wamid="wamid.X", kind="image", media_ref="m1", status="failed",
+                              error_code="too_large", attempts=1)
+        db.session.add_all([document, media])
+        db.session.commit()
+        document_id, media_id = document.id, media.id
+    assert post(operator, f"/ops/documents/{document_id}/rescan",
+                f"/ops/documents/{document_id}").status_code == 303
+    assert post(operator, "/ops/jobs/relay_outbox/run", "/ops/jobs/relay_outbox").status_code == 303
+    assert post(operator, f"/ops/media/{media_id}/retry", "/ops/media").status_code == 303
+    sent = post(operator, "/ops/sources/stripe/test", "/ops/sources")
+    assert sent.status_code == 303 and "/ops/events/" in sent.headers["Location"]
+
+    actor = "client:alice-oncall"
+    for action, subject in [("webhook_event.replay", str(event_id)),
+                            ("webhook_event.replay_matching", "*"),
+                            ("document.rescan", str(document_id)), ("job.run", "relay_outbox"),
+                            ("whatsapp_media.retry", str(media_id)),
+                            ("webhook.test_delivery", "stripe")]:
+        assert (actor, subject) in audit_actions(ops_app, action), action
+    with ops_app.app_context():
+        queued = dict(db.session.execute(select(OutboxMessage.task_name, func.count())
+                                         .group_by(OutboxMessage.task_name)).all())
+    assert queued[SCAN_DOCUMENT] == 1 and queued[RUN_JOB] == 1
+
+
+def test_replay_all_shows_the_count_and_the_cap_before_anything_happens(ops_app, operator):
+    ops_app.config["OPS_REPLAY_CAP"] = 2
+    ids = [stored_event(ops_app, source="paystack", provider="paystack") for _ in range(3)]
+    page = operator.get("/ops/events/replay?status=dead&source=paystack").get_data(as_text=True)
+    assert "<strong>3</strong> event(s) match" in page and "Only the oldest 2" in page
+    with ops_app.app_context():
+        assert {db.session.get(WebhookEvent, i).status for i in ids} == {"dead"}
+    post(operator, "/ops/events/replay?status=dead&source=paystack",
+         "/ops/events/replay?status=dead&source=paystack")
+    with ops_app.app_context():
+        assert [db.session.get(WebhookEvent, i).status for i in ids] == [
+            "received", "received", "dead"]
+
+
+@pytest.mark.parametrize("source", sorted(EVERY_SCHEME["sources"]))
+def test_a_test_delivery_of_every_scheme_passes_its_own_verification(ops_app, operator, source):
+    answer = post(operator, f"/ops/sources/{source}/test", "/ops/sources")
+    assert answer.status_code == 303
+    if source == "unconfigured":  # no secret in its environment: nothing is sent
+        assert answer.headers["Location"].endswith("/ops/sources")
+        with ops_app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(WebhookEvent)) == 0
+        return
+    with ops_app.app_context():
+        event = db.session.scalar(select(WebhookEvent).where(WebhookEvent.source == source))
+    assert event is not None and answer.headers["Location"].endswith(f"/ops/events/{event.id}")
+
+
+def test_flask_webhooks_send_test_posts_through_the_real_route(ops_app):
+    result = ops_app.test_cli_runner().invoke(args=["webhooks", "send-test", "paystack"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("202 ")
+    refused = ops_app.test_cli_runner().invoke(args=["webhooks", "send-test", "unconfigured"])
+    assert refused.exit_code == 1 and "no secret" in refused.output

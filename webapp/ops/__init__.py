@@ -1,0 +1,114 @@
+"""The ops console at /ops: one page that says whether anything is stuck, and the
+pages that fix it (replay, rescan, run a job now, send a test delivery).
+
+Server-rendered (Jinja, one stylesheet, one small script, all served from here).
+Operators sign in by pasting an API token with the `admin` scope, which makes a
+server-signed session cookie (HttpOnly, SameSite=Strict, Secure over https,
+OPS_SESSION_HOURS long, path /ops). Every POST carries Flask-WTF's CSRF token, every
+page a Content-Security-Policy with no inline script or style, and every action is
+written to the audit log under the operator's client name, as the admin API does.
+Untrusted text (bodies, filenames, event keys) is escaped by Jinja, and its
+invisible characters (bidi overrides, zero-width, controls) are shown as code
+points so that what an operator reads is what is stored.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+
+from flask import Blueprint, Flask, g, redirect, render_template, request, url_for
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
+
+from store.clients import ApiClient
+
+bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates",
+               static_folder="static")
+csrf = CSRFProtect()
+CONTENT_SECURITY_POLICY = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                           "form-action 'self'; object-src 'none'")
+# Characters that change how text looks without being seen: bidi embeddings and
+# overrides (U+202A-202E, U+2066-2069), zero-width ones, and C0/C1 controls but
+# newline and tab.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+                        "\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class OpsSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, marked Secure whenever the page came over https
+    (the front's X-Forwarded-Proto, through ProxyFix), not by a fixed setting."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
+
+
+def reveal_invisible(value):
+    """Jinja's finalize: every string shown with its invisible characters made visible."""
+    if isinstance(value, str) and not isinstance(value, Markup) and _INVISIBLE.search(value):
+        return _INVISIBLE.sub(lambda m: f"\u27e6U+{ord(m.group()):04X}\u27e7", value)
+    return value
+
+
+def operator_required(view):
+    """A signed-in operator whose client still exists, is not revoked and is admin."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        from flask import session
+
+        from webapp.extensions import db
+
+        client_id = session.get("client_id")
+        client = db.session.get(ApiClient, client_id) if isinstance(client_id, int) else None
+        if client is None or client.revoked_at is not None or "admin" not in client.scope_set:
+            session.clear()
+            return redirect(url_for("ops.sign_in", next=request.full_path), code=303)
+        g.operator = client
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def actor() -> str:
+    """How the audit log names the signed-in operator: as the admin API names a client."""
+    return f"client:{g.operator.name}"
+
+
+@bp.before_request
+def _protect_posts():
+    if request.method == "POST":
+        csrf.protect()  # CSRFError (400) before the view runs: nothing changes
+
+
+@bp.after_request
+def _page_headers(response):
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    # Over https Flask-WTF also wants a same-origin Referer on every POST; the API's
+    # no-referrer would keep browsers from sending one.
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_refused(exc: CSRFError):
+    return render_template("ops/error.html", title="Refused",
+                           message="This form has expired or did not come from this console "
+                                   "(no valid CSRF token). Nothing was changed; go back, "
+                                   "reload the page and try again."), 400
+
+
+def init_ops(app: Flask) -> None:
+    from webapp.ops import views  # noqa: F401 - registers the routes on bp
+
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # the API uses bearer tokens
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # as long as the session lasts
+    app.config.update(
+        SESSION_COOKIE_NAME="sluice_ops", SESSION_COOKIE_PATH="/ops",
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=app.config["OPS_SESSION_HOURS"]))
+    app.session_interface = OpsSessionInterface()
+    app.jinja_env.finalize = reveal_invisible
+    csrf.init_app(app)
+    app.register_blueprint(bp)
+    app.add_url_rule("/", "root", lambda: redirect(url_for("ops.overview"), code=302))

@@ -1,0 +1,130 @@
+"""What the overview shows, gathered from the domain packages and the broker.
+
+Kept for OPS_OVERVIEW_CACHE_SECONDS in each web process, so that operators leaving
+the page open (it refreshes itself) cannot turn into load on the database.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+from flask import current_app
+
+import tasks
+from cron.jobs import registry
+from cron.lock import held_for
+from cron.models import FAILED as RUN_FAILED
+from cron.models import TIMED_OUT, recent_runs
+from documents.imports import progress
+from documents.models import (SCAN_ERROR, imports_in_progress, oldest_pending_scan,
+                              status_counts)
+from store.db import utcnow
+from store.outbox import backlog
+from webapp.extensions import db, redis_client
+from webhooks import stats
+from webhooks.models import DEAD
+from webhooks.whatsapp.models import MEDIA_FAILED
+from webhooks.whatsapp.media import list_media
+
+_cache: dict[int, tuple[float, dict]] = {}
+_cache_lock = threading.Lock()
+OUTBOX_STUCK_SECONDS = 300
+UNPROCESSED_STUCK_SECONDS = 600
+SCAN_BACKLOG_SECONDS = 900
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """Something needing attention, and the page that fixes it."""
+    message: str
+    endpoint: str
+    args: dict
+
+
+def gather() -> dict[str, Any]:
+    key = id(current_app._get_current_object())
+    ttl = current_app.config["OPS_OVERVIEW_CACHE_SECONDS"]
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+    data = _gather()
+    with _cache_lock:
+        _cache[key] = (time.monotonic(), data)
+    return data
+
+
+def forget() -> None:
+    """After an action: the next overview reads afresh."""
+    with _cache_lock:
+        _cache.pop(id(current_app._get_current_object()), None)
+
+
+def _age(now, then) -> float | None:
+    return (now - then).total_seconds() if then else None
+
+
+def _gather() -> dict[str, Any]:
+    session, now = db.session, utcnow()
+    sources = current_app.extensions[tasks.SOURCES_KEY]
+    stored = stats.stored(session, now)
+    unstored = stats.unstored(redis_client.client, current_app.config["REDIS_KEY_PREFIX"],
+                              sources)
+    deliveries = {name: {window: {**stored.get(name, {}).get(window, {}),
+                                  **unstored[name][window]} for window in stats.WINDOWS}
+                  for name in sources}
+    outbox_count, outbox_oldest = backlog(session)
+    documents = status_counts(session)
+    jobs = [_job(job, now) for job in registry(current_app.config).values()]
+    overview = {
+        "now": now, "deliveries": deliveries,
+        "outbox": {"count": outbox_count, "oldest_age": _age(now, outbox_oldest)},
+        "oldest_unprocessed_age": _age(now, stats.oldest_unprocessed(session)),
+        "queues": tasks.queue_depths(current_app.extensions["celery"]),
+        "documents": documents,
+        "oldest_pending_scan_age": _age(now, oldest_pending_scan(session)),
+        "imports": [progress(session, job, now) for job in imports_in_progress(session)],
+        "jobs": jobs,
+        "failed_media": len(list_media(session, status=MEDIA_FAILED, limit=100)),
+    }
+    overview["flags"] = _flags(overview)
+    return overview
+
+
+def _job(job, now) -> dict[str, Any]:
+    runs = recent_runs(db.session, job.name, limit=1)
+    last = runs[0] if runs else None
+    return {"name": job.name, "interval": job.interval, "last": last,
+            "next_due": (last.started_at.timestamp() + job.interval) if last else None,
+            "held_for": held_for(redis_client.client, job.name,
+                                 current_app.config["REDIS_KEY_PREFIX"])}
+
+
+def _flags(o: dict[str, Any]) -> list[Flag]:
+    flags = []
+    dead = sum(w["day"].get(DEAD, 0) for w in o["deliveries"].values())
+    if dead:
+        flags.append(Flag(f"{dead} dead event(s) in the last day", "ops.events",
+                          {"status": DEAD}))
+    if (o["outbox"]["oldest_age"] or 0) > OUTBOX_STUCK_SECONDS:
+        flags.append(Flag("the outbox has rows older than 5 minutes: is the broker up?",
+                          "ops.jobs", {}))
+    if (o["oldest_unprocessed_age"] or 0) > UNPROCESSED_STUCK_SECONDS:
+        flags.append(Flag("an event has waited more than 10 minutes for its handler",
+                          "ops.events", {"status": "received"}))
+    if o["documents"][SCAN_ERROR]:
+        flags.append(Flag(f"{o['documents'][SCAN_ERROR]} document(s) could not be scanned",
+                          "ops.documents", {"status": SCAN_ERROR}))
+    if (o["oldest_pending_scan_age"] or 0) > SCAN_BACKLOG_SECONDS:
+        flags.append(Flag("a document has waited more than 15 minutes for its scan",
+                          "ops.documents", {"status": "pending_scan"}))
+    for job in o["jobs"]:
+        if job["last"] is not None and job["last"].outcome in (RUN_FAILED, TIMED_OUT):
+            flags.append(Flag(f"job {job['name']}'s last run {job['last'].outcome}",
+                              "ops.job", {"name": job["name"]}))
+    if o["failed_media"]:
+        flags.append(Flag(f"{o['failed_media']} WhatsApp media item(s) did not arrive",
+                          "ops.media", {"status": MEDIA_FAILED}))
+    return flags

@@ -1,0 +1,362 @@
+"""The console's pages and actions. Views read and call domain functions; every action
+is a POST (CSRF-checked in webapp/ops/__init__.py), audited, then redirects (303)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from flask import (Response, abort, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
+from flask_limiter.util import get_remote_address
+from sqlalchemy import select
+
+import tasks
+from cron.jobs import registry
+from cron.lock import held_for
+from cron.models import recent_runs
+from documents.imports import error_rows, progress
+from documents.models import DOCUMENT_STATUSES, Document, Import
+from documents.reports import csv_lines
+from documents.scanning import request_rescan
+from store import audit
+from store.clients import ApiClient
+from store.outbox import enqueue
+from store.task_names import RUN_JOB
+from webapp.auth import authenticate
+from webapp.extensions import db, limiter, redis_client
+from webapp.import_views import ERRORS_HEADER
+from webapp.ops import actor, bp, operator_required
+from webapp.ops.overview import forget, gather
+from webapp.redaction import redact_value
+from webapp.webhook_views import send_test_delivery
+from webhooks.models import EVENT_STATUSES, WebhookEvent
+from webhooks.processing import (EventFilter, count_events, effects, find_events, replay,
+                                 replay_matching)
+from webhooks.whatsapp import document_origins
+from webhooks.whatsapp.media import MediaNotFound, list_media
+from webhooks.whatsapp.media import retry as retry_media
+from webhooks.whatsapp.models import MEDIA_STATUSES
+
+PAGE = 50
+MAX_TEXT = 200
+
+
+def _text(name: str) -> str | None:
+    value = request.args.get(name, "").strip()
+    return value[:MAX_TEXT] or None
+
+
+def _choice(name: str, allowed) -> str | None:
+    value = request.args.get(name) or None
+    return value if value in allowed else None
+
+
+def _number(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+
+
+def _day(name: str) -> dt.datetime | None:
+    try:
+        day = dt.date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+# --- sign-in ----------------------------------------------------------------------------------
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.shared_limit(lambda: current_app.config["AUTH_FAILURE_LIMIT"],
+                      scope="bearer-auth-failures", key_func=get_remote_address,
+                      deduct_when=lambda response: response.status_code in (401, 403))
+def sign_in():
+    """Paste an admin token; failures spend the per-address budget bearer tokens spend."""
+    if request.method == "GET":
+        return render_template("ops/sign_in.html", title="Sign in")
+    client = authenticate(db.session, request.form.get("token", "").strip())
+    if client is None:
+        return render_template("ops/sign_in.html", title="Sign in",
+                               error="That token is not valid."), 401
+    if "admin" not in client.scope_set:
+        return render_template("ops/sign_in.html", title="Sign in",
+                               error="That token lacks the admin scope."), 403
+    session.clear()
+    session.permanent = True
+    session["client_id"] = client.id
+    audit.record(db.session, f"client:{client.name}", "ops.sign_in", "api_client", client.id)
+    db.session.commit()
+    target = request.args.get("next", "")
+    return redirect(target if target.startswith("/ops") and "//" not in target
+                    else url_for("ops.overview"), code=303)
+
+
+@bp.post("/sign-out")
+@operator_required
+def sign_out():
+    session.clear()
+    return redirect(url_for("ops.sign_in"), code=303)
+
+
+# --- overview ---------------------------------------------------------------------------------
+
+@bp.get("/")
+@operator_required
+def overview():
+    return render_template("ops/overview.html", title="Overview", o=gather(), refresh=10)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+def _event_filter() -> EventFilter:
+    received_to = _day("to")
+    return EventFilter(source=_text("source"), status=_choice("status", EVENT_STATUSES),
+                       event_type=_text("type"), received_from=_day("from"),
+                       received_to=received_to + dt.timedelta(days=1) if received_to else None)
+
+
+@bp.get("/events")
+@operator_required
+def events():
+    which = _event_filter()
+    rows = find_events(db.session, which, limit=PAGE, before_id=_number("before_id"))
+    return render_template(
+        "ops/events.html", title="Events", events=rows, which=which, statuses=EVENT_STATUSES,
+        sources=sorted(current_app.extensions[tasks.SOURCES_KEY]), args=request.args,
+        next_before=rows[-1].id if len(rows) == PAGE else None, refresh=15)
+
+
+@bp.get("/events/<id:event_id>")
+@operator_required
+def event(event_id: int):
+    row = db.session.get(WebhookEvent, event_id) or abort(404)
+    body = None
+    if row.body is not None:
+        try:
+            body = json.dumps(redact_value("", json.loads(row.body)), indent=2,
+                              ensure_ascii=False)[:200_000]
+        except (ValueError, RecursionError):
+            body = redact_value("", row.body.decode("utf-8", "replace"))[:200_000]
+    return render_template("ops/event.html", title=f"Event {row.id}", event=row, body=body,
+                           headers=redact_value("", row.headers or {}),
+                           changed=effects(db.session, row),
+                           trail=audit.trail(db.session, "webhook_event", row.id))
+
+
+@bp.post("/events/<id:event_id>/replay")
+@operator_required
+def replay_event(event_id: int):
+    if db.session.get(WebhookEvent, event_id) is None:
+        abort(404)
+    replay(db.session, event_id, actor())
+    db.session.commit()
+    forget()
+    flash(f"Event {event_id} queued for its handler again.")
+    return redirect(url_for("ops.event", event_id=event_id), code=303)
+
+
+@bp.route("/events/replay", methods=["GET", "POST"])
+@operator_required
+def replay_all():
+    """GET: what would be replayed (count, cap); POST: replay it."""
+    which = _event_filter()
+    cap = current_app.config["OPS_REPLAY_CAP"]
+    if request.method == "GET":
+        return render_template("ops/replay_all.html", title="Replay matching events",
+                               which=which, count=count_events(db.session, which), cap=cap,
+                               args=request.args,
+                               trail=audit.trail(db.session, "webhook_event", "*", limit=20))
+    replayed = replay_matching(db.session, which, cap, actor())
+    db.session.commit()
+    forget()
+    flash(f"{replayed} event(s) queued for their handlers again.")
+    return redirect(url_for("ops.events", **request.args), code=303)
+
+
+# --- documents --------------------------------------------------------------------------------
+
+@bp.get("/documents")
+@operator_required
+def documents():
+    query = select(Document).order_by(Document.id.desc()).limit(PAGE)
+    owner, status, source = _text("owner"), _choice("status", DOCUMENT_STATUSES), _text("source")
+    if owner:
+        query = query.join(ApiClient, ApiClient.id == Document.owner_id).where(
+            ApiClient.name == owner)
+    if status:
+        query = query.where(Document.status == status)
+    before = _number("before_id")
+    if before:
+        query = query.where(Document.id < before)
+    if source:
+        from webhooks.whatsapp.models import WhatsAppMedia
+        query = query.where(Document.id.in_(select(WhatsAppMedia.document_id).where(
+            WhatsAppMedia.source == source)))
+    rows = list(db.session.scalars(query))
+    owners = dict(db.session.execute(select(ApiClient.id, ApiClient.name).where(
+        ApiClient.id.in_({d.owner_id for d in rows}))).all()) if rows else {}
+    return render_template(
+        "ops/documents.html", title="Documents", documents=rows, owners=owners,
+        origins=document_origins(db.session, [d.id for d in rows]), statuses=DOCUMENT_STATUSES,
+        args=request.args, next_before=rows[-1].id if len(rows) == PAGE else None, refresh=5)
+
+
+@bp.get("/documents/<id:document_id>")
+@operator_required
+def document(document_id: int):
+    row = db.session.get(Document, document_id) or abort(404)
+    owner = db.session.get(ApiClient, row.owner_id)
+    return render_template("ops/document.html", title=f"Document {row.id}", document=row,
+                           owner=owner.name if owner else row.owner_id,
+                           origin=document_origins(db.session, [row.id]).get(row.id),
+                           trail=audit.trail(db.session, "document", row.id), refresh=5)
+
+
+@bp.post("/documents/<id:document_id>/rescan")
+@operator_required
+def rescan(document_id: int):
+    row = db.session.get(Document, document_id) or abort(404)
+    request_rescan(db.session, row, actor())
+    db.session.commit()
+    forget()
+    flash(f"Document {document_id} queued for a new scan.")
+    return redirect(url_for("ops.document", document_id=document_id), code=303)
+
+
+# --- imports ----------------------------------------------------------------------------------
+
+@bp.get("/imports")
+@operator_required
+def imports():
+    rows = list(db.session.scalars(select(Import).order_by(Import.id.desc()).limit(PAGE)))
+    return render_template("ops/imports.html", title="Imports",
+                           imports=[progress(db.session, job) for job in rows], refresh=5)
+
+
+@bp.get("/imports/<id:import_id>")
+@operator_required
+def import_detail(import_id: int):
+    job = db.session.get(Import, import_id) or abort(404)
+    shown = progress(db.session, job)
+    return render_template("ops/import.html", title=f"Import {job.id}", job=shown,
+                           refresh=2 if shown["status"] in ("queued", "running") else None)
+
+
+@bp.get("/imports/<id:import_id>/errors.csv")
+@operator_required
+def import_errors(import_id: int):
+    db.session.get(Import, import_id) or abort(404)
+    lines = list(csv_lines(ERRORS_HEADER, error_rows(db.session, import_id)))
+    return Response(lines, mimetype="text/csv", headers={
+        "Content-Disposition": f"attachment; filename=import-{import_id}-errors.csv"})
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+@bp.get("/jobs")
+@operator_required
+def jobs():
+    return render_template("ops/jobs.html", title="Jobs", jobs=gather()["jobs"], refresh=10)
+
+
+@bp.get("/jobs/<name>")
+@operator_required
+def job(name: str):
+    found = registry(current_app.config).get(name) or abort(404)
+    return render_template(
+        "ops/job.html", title=f"Job {name}", job=found,
+        runs=recent_runs(db.session, name, limit=50),
+        held_for=held_for(redis_client.client, name, current_app.config["REDIS_KEY_PREFIX"]),
+        refresh=5)
+
+
+@bp.post("/jobs/<name>/run")
+@operator_required
+def run_job(name: str):
+    """Queued on the worker under the same lock and history as beat."""
+    found = registry(current_app.config).get(name) or abort(404)
+    enqueue(db.session, RUN_JOB, {"name": found.name, "trigger": "ops"})
+    audit.record(db.session, actor(), "job.run", "job", found.name)
+    db.session.commit()
+    forget()
+    flash(f"{found.name} queued; its run appears below when the worker takes it.")
+    return redirect(url_for("ops.job", name=found.name), code=303)
+
+
+# --- WhatsApp media ---------------------------------------------------------------------------
+
+@bp.get("/media")
+@operator_required
+def media():
+    rows = list_media(db.session, status=_choice("status", MEDIA_STATUSES),
+                      source=_text("source"), limit=PAGE, before_id=_number("before_id"))
+    return render_template("ops/media.html", title="WhatsApp media", media=rows,
+                           statuses=MEDIA_STATUSES, args=request.args,
+                           next_before=rows[-1].id if len(rows) == PAGE else None)
+
+
+@bp.post("/media/<id:media_id>/retry")
+@operator_required
+def media_retry(media_id: int):
+    try:
+        retry_media(db.session, media_id, actor())
+    except MediaNotFound:
+        abort(404)
+    db.session.commit()
+    forget()
+    flash(f"Media item {media_id} queued to be fetched again.")
+    return redirect(request.referrer if (request.referrer or "").startswith(request.host_url)
+                    else url_for("ops.media"), code=303)
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+@bp.get("/sources")
+@operator_required
+def sources():
+    return render_template("ops/sources.html", title="Sources",
+                           sources=current_app.extensions[tasks.SOURCES_KEY].values())
+
+
+@bp.post("/sources/<name>/test")
+@operator_required
+def send_test(name: str):
+    source = current_app.extensions[tasks.SOURCES_KEY].get(name) or abort(404)
+    if not source.secrets:
+        flash(f"{name} has no secret set in its environment variables: nothing was sent.")
+        return redirect(url_for("ops.sources"), code=303)
+    status, answer = send_test_delivery(source)
+    audit.record(db.session, actor(), "webhook.test_delivery", "webhook_source", name,
+                 {"status": status, "event_id": answer.get("id")})
+    db.session.commit()
+    forget()
+    if answer.get("id"):
+        flash(f"Test delivery answered {status} ({answer.get('status')}).")
+        return redirect(url_for("ops.event", event_id=answer["id"]), code=303)
+    flash(f"Test delivery answered {status}: {answer.get('error', {}).get('message', '')}")
+    return redirect(url_for("ops.sources"), code=303)
+
+
+@bp.app_template_filter("ago")
+def ago(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+@bp.app_template_filter("when")
+def when(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)):
+        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@bp.app_context_processor
+def _operator():
+    return {"operator": g.get("operator")}
