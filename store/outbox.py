@@ -26,6 +26,7 @@ from sqlalchemy import (Index, Integer, String, event, func, insert, inspect, se
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from store import tracing
 from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class OutboxMessage(Base):
     published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # W3C traceparent/tracestate of the span that asked for the work (tracing on only)
+    trace_context: Mapped[dict | None] = mapped_column(JSONType)
 
     __table_args__ = (
         # The relay only ever reads unpublished rows; keep that scan small.
@@ -71,6 +74,7 @@ class Message:
     task_name: str
     kwargs: dict[str, Any]
     queue: str | None
+    trace_context: dict[str, str] | None = None
 
 
 Publisher = Callable[[Message], None]
@@ -86,11 +90,12 @@ def backlog(session: Session) -> tuple[int, dt.datetime | None]:
 def enqueue(session: Session, task_name: str, kwargs: dict[str, Any],
             queue: str | None = None) -> OutboxMessage:
     """Add a message to the caller's transaction; it is published after commit."""
-    row = OutboxMessage(task_name=task_name, kwargs=kwargs, queue=queue)
+    context = tracing.capture()
+    row = OutboxMessage(task_name=task_name, kwargs=kwargs, queue=queue, trace_context=context)
     session.add(row)
     # Keep the values on the Python side: after commit the row is expired and
     # reading its attributes would need SQL, which after_commit cannot run.
-    session.info.setdefault(_PENDING_KEY, []).append((row, task_name, kwargs, queue))
+    session.info.setdefault(_PENDING_KEY, []).append((row, task_name, kwargs, queue, context))
     return row
 
 
@@ -108,9 +113,12 @@ def enqueue_now(session: Session, task_name: str, kwargs: dict[str, Any],
         session.flush()
         return row.id
     # created_at and attempts come from the columns' defaults, as for ORM rows.
+    context = tracing.capture()
     outbox_id = session.execute(_INSERT_RETURNING_ID, {
-        "task_name": task_name, "kwargs": kwargs, "queue": queue}).scalar_one()
-    session.info.setdefault(_PENDING_KEY, []).append((outbox_id, task_name, kwargs, queue))
+        "task_name": task_name, "kwargs": kwargs, "queue": queue,
+        "trace_context": context}).scalar_one()
+    session.info.setdefault(_PENDING_KEY, []).append(
+        (outbox_id, task_name, kwargs, queue, context))
     return outbox_id
 
 
@@ -121,14 +129,14 @@ def _publish_after_commit(session: Session) -> None:
     if not pending or publisher is None:
         return
     messages = []
-    for row, task_name, kwargs, queue in pending:
+    for row, task_name, kwargs, queue, context in pending:
         if isinstance(row, int):  # enqueue_now(): inserted at top level, committed now
-            messages.append(Message(row, task_name, kwargs, queue))
+            messages.append(Message(row, task_name, kwargs, queue, context))
             continue
         state = inspect(row)
         # Rows added in a savepoint that was rolled back are transient again.
         if state.persistent and state.identity:
-            messages.append(Message(state.identity[0], task_name, kwargs, queue))
+            messages.append(Message(state.identity[0], task_name, kwargs, queue, context))
     published = []
     for message in messages:
         try:
@@ -238,7 +246,7 @@ def relay_unpublished(session: Session, publisher: Publisher, *,
     result = RelayResult()
     for row in rows:
         try:
-            publisher(Message(row.id, row.task_name, row.kwargs, row.queue))
+            publisher(Message(row.id, row.task_name, row.kwargs, row.queue, row.trace_context))
         except Exception as exc:
             row.attempts += 1
             row.last_error = f"{type(exc).__name__}: {exc}"[:500]

@@ -23,6 +23,7 @@ from tasks.broker import broker_ssl, transport_for
 from tasks.schedule import build_beat_schedule
 from tasks.timers import PruneCancelledTimers
 from documents.storage import BlobStorage, from_config
+from store import tracing
 from store.outbox import Message, Publisher
 from store.task_names import RUN_IMPORT, SCAN_DOCUMENT
 
@@ -183,10 +184,13 @@ def outbox_publisher(celery: Celery) -> Publisher:
 
     def publish(message: Message) -> None:
         options = {"queue": message.queue} if message.queue else {}
-        with producers[fail_fast].acquire(block=True, timeout=2) as producer:
+        # Whoever publishes the row, and however late, the message continues the
+        # trace of the request (or task) that wrote it.
+        with tracing.publishing(message.trace_context, message.task_name) as trace_headers, \
+                producers[fail_fast].acquire(block=True, timeout=2) as producer:
             celery.send_task(message.task_name, kwargs=message.kwargs, retry=False,
-                             producer=producer, headers={"outbox_id": message.id},
-                             **options)
+                             producer=producer,
+                             headers={"outbox_id": message.id, **trace_headers}, **options)
     return publish
 
 

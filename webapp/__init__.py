@@ -22,6 +22,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
     register_extensions(app)
+    from webapp.telemetry import init_tracing
+
+    init_tracing(app)  # nothing at all unless an OTEL_* variable asks for traces
     register_blueprints(app)
     register_errorhandlers(app)
     register_request_hooks(app)

@@ -18,7 +18,7 @@ from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg
 from webapp.uploads import spooled_body, spooled_files, storage
-from store import audit
+from store import audit, tracing
 from webhooks.whatsapp import document_origins
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def upload():
     except Rejected as exc:
         raise APIError(exc.status, exc.code, str(exc)) from None
     db.session.commit()
+    tracing.annotate(document_id=document.id)
     return jsonify(documents_json([document])[0]), 201 if created else 200
 
 

@@ -14,6 +14,7 @@ from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.uploads import spooled_files, storage
+from store import tracing
 
 bp = Blueprint("imports", __name__)
 ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")
@@ -44,6 +45,7 @@ def create():
         raise APIError(status, exc.code, str(exc)) from None
     job, created = create_import(db.session, storage(), g.client.id, archive, manifest, kind)
     db.session.commit()
+    tracing.annotate(import_id=job.id)
     return jsonify(progress(db.session, job)), 202 if created else 200
 
 

@@ -10,6 +10,7 @@ import uuid
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
+from store import tracing
 from store.payloads import describe_error
 from webapp.redaction import redact, redact_value
 
@@ -37,6 +38,9 @@ def current_request_id() -> str | None:
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id()
+        ids = tracing.log_ids()  # None unless tracing is on and a span is current
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 

@@ -17,6 +17,7 @@ from tasks import SOURCES_KEY
 from webapp.config import webhook_sources
 from webapp.errors import APIError
 from webapp.extensions import db, limiter, redis_client
+from store import tracing
 from webhooks import stats
 from webhooks.ingest import InvalidPayload, store
 from webhooks.schemes import SCHEMES, SignatureError, verify
@@ -103,6 +104,7 @@ def receive(source: str):
         raise
     outcome = "duplicate" if stored.duplicate else "accepted"
     DELIVERIES.labels(source.name, outcome).inc()
+    tracing.annotate(source=source.name, event_id=stored.event_id)
     if stored.duplicate:
         _count_unstored(source, outcome)
     return jsonify(id=stored.event_id, status=outcome), 200 if stored.duplicate else 202
