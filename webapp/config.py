@@ -77,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_BATCH_SIZE": 100,         # rows committed together (the resume granularity)
     "IMPORT_MAX_RETRIES": 5,          # then the import is failed
     "DOWNLOAD_LINK_TTL": 300,         # seconds a signed download link stays valid
+    "METRICS_CACHE_SECONDS": 15.0,    # backlog gauges are measured at most this often
     "OPS_SESSION_HOURS": 8,           # an ops console sign-in lasts this long
     "OPS_REPLAY_CAP": 1000,           # events one "replay all matching" replays at most
     "OPS_OVERVIEW_CACHE_SECONDS": 5,  # the overview is computed at most this often per process

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter,
                                Histogram, generate_latest, multiprocess)
 
@@ -22,6 +22,9 @@ HTTP_LATENCY = Histogram("sluice_http_request_duration_seconds", "HTTP request l
                          buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 
 
+BACKLOG_KEY = "sluice.backlog_metrics"
+
+
 @bp.get("/metrics")
 def metrics():
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -29,7 +32,11 @@ def metrics():
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # Counters from every process, then the backlog gauges measured now (cached).
+    backlog = CollectorRegistry(auto_describe=False)
+    backlog.register(current_app.extensions[BACKLOG_KEY])
+    return Response(generate_latest(registry) + generate_latest(backlog),
+                    mimetype=CONTENT_TYPE_LATEST)
 
 
 def _start_timer() -> None:
@@ -47,5 +54,8 @@ def _observe(response):
 
 
 def register_metrics(app: Flask) -> None:
+    from webapp.backlog_metrics import BacklogCollector
+
+    app.extensions[BACKLOG_KEY] = BacklogCollector(app)
     app.before_request(_start_timer)
     app.after_request(_observe)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 import redis
 from sqlalchemy import case, func, select
@@ -84,3 +84,15 @@ def oldest_unprocessed(session: Session) -> dt.datetime | None:
     """When the oldest event still waiting for its handler came in."""
     return session.scalar(select(func.min(WebhookEvent.received_at)).where(
         WebhookEvent.status.in_((RECEIVED, FAILED))))
+
+
+def backlog_by_source(session: Session) -> dict[str, dict[str, Any]]:
+    """{source: {"oldest_unprocessed": when or None, "dead": n}} over every stored event."""
+    waiting = dict(session.execute(
+        select(WebhookEvent.source, func.min(WebhookEvent.received_at))
+        .where(WebhookEvent.status.in_((RECEIVED, FAILED))).group_by(WebhookEvent.source)).all())
+    dead = dict(session.execute(select(WebhookEvent.source, func.count())
+                                .where(WebhookEvent.status == DEAD)
+                                .group_by(WebhookEvent.source)).all())
+    return {source: {"oldest_unprocessed": waiting.get(source), "dead": dead.get(source, 0)}
+            for source in set(waiting) | set(dead)}
