@@ -15,19 +15,21 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
 import threading
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from sqlalchemy import (Index, Integer, String, event, func, insert, inspect, select, text,
-                        update)
+from sqlalchemy import (Index, Integer, String, bindparam, event, func, insert, inspect, literal,
+                        null, select, text, true, update)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store import tracing
-from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import BigIntId, Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,53 @@ def enqueue_now(session: Session, task_name: str, kwargs: dict[str, Any],
     session.info.setdefault(_PENDING_KEY, []).append(
         (outbox_id, task_name, kwargs, queue, context))
     return outbox_id
+
+
+def insert_and_enqueue(session: Session, model, values: dict[str, Any], unique: list[str],
+                       task_name: str, argument: str) -> int | None:
+    """INSERT a row unless its unique values exist, and with it an outbox row asking
+    `task_name` for it (`{argument: the new id}`): the new id, or None if it existed.
+
+    On PostgreSQL one statement does both (a data-modifying CTE): one round trip and
+    one statement to run instead of two, on the path every webhook delivery takes.
+    Elsewhere (SQLite, inside a savepoint) it is the two statements it replaces.
+    """
+    if session.in_nested_transaction() or session.get_bind().dialect.name != "postgresql":
+        new_id = insert_unless_exists(session, model, values, unique)
+        if new_id is not None:
+            enqueue_now(session, task_name, {argument: new_id})
+        return new_id
+    context = tracing.capture()
+    statement = _insert_with_message(model.__table__, tuple(values), tuple(unique), argument)
+    row = session.execute(statement,
+                          {**values, "outbox_task_name": task_name,
+                           "outbox_trace_context": context, "outbox_created_at": utcnow()}
+                          ).first()
+    if row is None:
+        return None
+    new_id, outbox_id = row
+    session.info.setdefault(_PENDING_KEY, []).append(
+        (outbox_id, task_name, {argument: new_id}, None, context))
+    return new_id
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_with_message(table, columns: tuple[str, ...], unique: tuple[str, ...],
+                         argument: str):
+    """Built once per shape: a cached statement with the values as bound parameters."""
+    outbox = OutboxMessage.__table__
+    inserted = (postgresql_insert(table).values({name: bindparam(name, type_=table.c[name].type)
+                                                 for name in columns})
+                .on_conflict_do_nothing(index_elements=list(unique))
+                .returning(table.c.id).cte("inserted"))
+    message = (insert(outbox).from_select(
+        ["task_name", "kwargs", "queue", "trace_context", "created_at", "attempts"],
+        select(bindparam("outbox_task_name"),
+               func.jsonb_build_object(argument, inserted.c.id),
+               null(), bindparam("outbox_trace_context", type_=JSONType),
+               bindparam("outbox_created_at", type_=UTCDateTime()), literal(0)))
+        .returning(outbox.c.id).cte("message"))
+    return select(inserted.c.id, message.c.id).select_from(inserted).join(message, true())
 
 
 @event.listens_for(Session, "after_commit")

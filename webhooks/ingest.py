@@ -8,8 +8,8 @@ from typing import Any, Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.db import insert_unless_exists, utcnow
-from store.outbox import enqueue_now
+from store.db import utcnow
+from store.outbox import insert_and_enqueue
 from store.payloads import free_text
 from store.task_names import PROCESS_EVENT
 from webhooks.models import RECEIVED, WebhookEvent
@@ -55,10 +55,10 @@ def store(session: Session, source: Source, headers: Mapping[str, str], body: by
         headers={name: free_text(headers[name], 1000) for name in KEPT_HEADERS
                  if headers.get(name)},
         status=RECEIVED, attempts=0)
-    event_id = insert_unless_exists(session, WebhookEvent, values, ["source", "event_key"])
+    event_id = insert_and_enqueue(session, WebhookEvent, values, ["source", "event_key"],
+                                  PROCESS_EVENT, "event_id")
     if event_id is None:
         existing = session.scalar(select(WebhookEvent.id).where(
             WebhookEvent.source == source.name, WebhookEvent.event_key == key))
         return Stored(existing, duplicate=True)
-    enqueue_now(session, PROCESS_EVENT, {"event_id": event_id})
     return Stored(event_id, duplicate=False)

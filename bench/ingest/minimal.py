@@ -8,6 +8,10 @@ the baseline, that do only what the issue requires of every delivery.
   bench/ingest/run.py), in autocommit, by psycopg on a connection kept per thread.
 - `limited_and_committed`: both, and nothing else: no signature check, no outbox
   row, no publish, no logging, no metrics.
+- `limited_committed_published`: both, and the hand-off every accepted delivery needs
+  too: one Celery `send_task` to the broker (Sluice's own transport, retry off), as
+  the after-commit publish does. Still no signature check, outbox row, ORM, logging
+  or metrics.
 
 The ingest endpoint does all of that and more, so it cannot be faster than these.
 """
@@ -49,6 +53,27 @@ def commit():
     return jsonify(status="accepted" if inserted else "duplicate"), 202 if inserted else 200
 
 
+_celery = {}
+
+
+def publish_too():
+    """commit(), then one Celery publish of the event, as Sluice's web publishes it."""
+    answer = commit()
+    if answer[1] == 202:
+        celery = _celery.get("app")
+        if celery is None:
+            from celery import Celery
+
+            from tasks.broker import transport_for
+            url = os.environ["REDIS_URL"]
+            celery = _celery["app"] = Celery("ceiling", broker=url)
+            celery.conf.update(broker_transport=transport_for(url), task_serializer="json",
+                               broker_connection_timeout=2)
+        celery.send_task("sluice.ping", kwargs={"token": "ceiling"}, queue="bench-ceiling",
+                         retry=False)
+    return answer
+
+
 def minimal_app(name: str, view, rate_limit: bool) -> Flask:
     app = Flask(name)
     if rate_limit:
@@ -62,3 +87,5 @@ def minimal_app(name: str, view, rate_limit: bool) -> Flask:
 rate_limited = minimal_app("rate_limited", accept, rate_limit=True)
 committed = minimal_app("committed", commit, rate_limit=False)
 limited_and_committed = minimal_app("limited_and_committed", commit, rate_limit=True)
+limited_committed_published = minimal_app("limited_committed_published", publish_too,
+                                          rate_limit=True)

@@ -10,8 +10,12 @@
    Each round also runs three ceilings (bench/ingest/minimal.py): bare Flask
    endpoints on the same config that do only what the issue requires of every
    delivery, the rate limit on Redis, the committed INSERT, and both.
+   A third web server runs the same app with OpenTelemetry on, exporting over OTLP
+   to a collector stub in this process, in the same rounds.
 2. Drain, BENCH_ROUNDS times: 10,000 accepted events, then the worker starts;
-   events/s from the first to the last processed_at.
+   events/s from the first to the last processed_at, and the worker's CPU per event.
+   Alternated with its ceiling: the same worker (app, transport, pool, acks_late,
+   prefetch) on 10,000 `sluice.ping` tasks, which only set a Redis key.
 
 Environment: BENCH_DATABASE_URL (a PostgreSQL database it may create databases
 next to, default postgresql://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL
@@ -20,11 +24,13 @@ next to, default postgresql://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import redis
@@ -36,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench import ROUNDS, fresh_services, spread  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
+from tests.fakes.otlp import CollectorStub  # noqa: E402
 from tests.services import free_port, wait_for  # noqa: E402
 from tests.webhooks import signing  # noqa: E402
 
@@ -49,7 +56,8 @@ PAD = 1100  # brings a delivery to about 1.5 KB
 # is a ceiling for the ingest endpoint, which does all of it and more
 MINIMAL_APPS = {"rate_limited": "rate limit (flask-limiter on Redis) only",
                 "committed": "committed INSERT only",
-                "limited_and_committed": "rate limit + committed INSERT"}
+                "limited_and_committed": "rate limit + committed INSERT",
+                "limited_committed_published": "rate limit + committed INSERT + publish"}
 MINIMAL_TABLE = """
 CREATE TABLE IF NOT EXISTS minimal_events (
     event_key text PRIMARY KEY,
@@ -133,8 +141,47 @@ def count(engine, sql: str) -> int:
         return connection.execute(text(sql)).scalar()
 
 
-def drain(workdir: Path, env: dict, engine, redis_url: str, round_no: int) -> float:
-    """Events/s for the worker to process a fresh 10,000 accepted events."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (the worker's pool)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for one in [pid, *children(pid)]:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in
+            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def drain_ceiling(workdir: Path, env: dict, redis_url: str, round_no: int) -> tuple[float, float]:
+    """The worker itself (same Celery app, transport, prefork pool, acks_late,
+    prefetch) consuming DRAIN_EVENTS `sluice.ping` tasks from the webhooks queue: a
+    task that only sets one Redis key. (events/s, worker CPU ms per task)."""
+    from bench.soak.run import publisher
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    send, tokens = publisher(redis_url, "sluice.ping", "webhooks")
+    send(DRAIN_EVENTS)
+    worker = Stack(workdir / f"ceiling-worker-{round_no}", env, printed_log_lines=0)
+    worker.start("worker")
+    wait_for(lambda: client.llen("webhooks") == 0 and
+             client.exists(f"sluice:ping:{tokens['last']}"), timeout=600, interval=0.2,
+             what="the ping drain")
+    time.sleep(1)  # the last few still running
+    cpu = cpu_seconds(worker.processes["worker"].pid)
+    worker.stop()
+    marks = [json.loads(value)["at"] for value in
+             client.mget(client.keys("sluice:ping:*"))]
+    return (len(marks) - 1) / (max(marks) - min(marks)), 1000 * cpu / DRAIN_EVENTS
+
+
+def drain(workdir: Path, env: dict, engine, redis_url: str,
+          round_no: int) -> tuple[float, float]:
+    """Events/s for the worker to process a fresh 10,000 accepted events, and the
+    worker's CPU ms per event."""
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE webhook_events, payments, outbox"))
     redis.Redis.from_url(redis_url).flushdb()
@@ -149,10 +196,11 @@ def drain(workdir: Path, env: dict, engine, redis_url: str, round_no: int) -> fl
     wait_for(lambda: count(engine, "SELECT count(*) FROM webhook_events "
                                    "WHERE status = 'processed'") == DRAIN_EVENTS,
              timeout=600, interval=0.5, what="the drain")
+    cpu = cpu_seconds(worker.processes["worker"].pid)
     worker.stop()
     span = count(engine, "SELECT extract(epoch FROM max(processed_at) - min(processed_at)) "
                          "FROM webhook_events")
-    return (DRAIN_EVENTS - 1) / float(span)
+    return (DRAIN_EVENTS - 1) / float(span), 1000 * cpu / DRAIN_EVENTS
 
 
 def main() -> None:
@@ -167,12 +215,18 @@ def main() -> None:
     baseline = serve(workdir / "baseline", {**env, "PORT": str(free_port())}, "gunicorn",
                      "-c", "gunicorn.conf.py", "bench.ingest.baseline:app")
     web = serve(workdir / "web", env)
+    collector = CollectorStub()
+    traced = serve(workdir / "web-otel", {
+        **env, "PORT": str(free_port()), "PROMETHEUS_MULTIPROC_DIR": str(workdir / "m-otel"),
+        "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_SERVICE_NAME": "bench"})
     minimal_apps = {name: serve(workdir / name, {**env, "PORT": str(free_port())},
                                 "gunicorn", "-c", "gunicorn.conf.py",
                                 f"bench.ingest.minimal:{name}")
                     for name in MINIMAL_APPS}
-    ports = {web.port, baseline.port, *(server.port for server in minimal_apps.values())}
-    assert len(ports) == 2 + len(MINIMAL_APPS)
+    ports = {web.port, traced.port, baseline.port,
+             *(server.port for server in minimal_apps.values())}
+    assert len(ports) == 3 + len(MINIMAL_APPS)
     with engine.begin() as connection:
         connection.execute(text(MINIMAL_TABLE))
     # The committed ceilings take their deliveries from this file too: enough for a
@@ -184,18 +238,26 @@ def main() -> None:
         warm_up = minimal_run(engine, server.port, base_file, 3)
         assert warm_up["errors"] == 0, f"{name} answered errors: see {server.workdir}"
     warm = wrk(web.port, presigned(workdir / "warm.tsv", per_run, "warm"), 3)
-    rounds, minimal_rounds = [], []
+    wrk(traced.port, presigned(workdir / "warm-otel.tsv", per_run, "warmotel"), 3)
+    rounds, minimal_rounds, traced_rounds = [], [], []
     for round_no in range(ROUNDS):
         base = wrk(baseline.port, base_file, SECONDS)
         ingest = wrk(web.port, presigned(workdir / f"ingest-{round_no}.tsv", per_run,
                                          f"run{round_no}"), SECONDS)
         rounds.append((base, ingest))
+        traced_rounds.append(wrk(traced.port, presigned(
+            workdir / f"otel-{round_no}.tsv", per_run, f"otel{round_no}"), SECONDS))
         minimal_rounds.append({name: minimal_run(engine, server.port, base_file, SECONDS)
                                for name, server in minimal_apps.items()})
-    for server in (baseline, web, *minimal_apps.values()):
+    for server in (baseline, web, traced, *minimal_apps.values()):
         server.stop()
+    spans = len(collector.snapshot())
+    collector.stop()
     stored = count(engine, "SELECT count(*) FROM webhook_events")
-    drains = [drain(workdir, env, engine, redis_url, round_no) for round_no in range(ROUNDS)]
+    drains, ceilings = [], []
+    for round_no in range(ROUNDS):  # alternated: the drain, then the worker on no-ops
+        drains.append(drain(workdir, env, engine, redis_url, round_no))
+        ceilings.append(drain_ceiling(workdir, env, redis_url, round_no))
 
     print("\n== bench/ingest ==")
     print(f"machine: {os.cpu_count()} cores; gunicorn.conf.py; {CONNECTIONS} connections; "
@@ -220,19 +282,41 @@ def main() -> None:
               f"{spread([r['p99'] for r in runs], '{:.1f}')} ms, errors "
               f"{sum(r['errors'] for r in runs)}, ratio "
               f"{spread([r['rps'] / b['rps'] for r, (b, _) in zip(runs, rounds)], '{:.2f}')}")
-    sent = warm["requests"] + sum(ingest["requests"] for _, ingest in rounds)
+    sent = warm["requests"] + sum(ingest["requests"] for _, ingest in rounds) + \
+        sum(t["requests"] for t in traced_rounds)
     print(f"events stored: {stored} of {sent} deliveries (each a new event; wrk counts "
           "only completed requests)")
-    print(f"drain of {DRAIN_EVENTS} accepted events: {spread(drains)} events/s over "
-          f"{ROUNDS} runs: {', '.join(f'{d:.0f}' for d in drains)} (target >= 500)")
     ceiling = [minimal_round["limited_and_committed"] for minimal_round in minimal_rounds]
+    published = [minimal_round["limited_committed_published"] for minimal_round in minimal_rounds]
     to_ceiling = [i["rps"] / c["rps"] for (_, i), c in zip(rounds, ceiling)]
+    to_published = [i["rps"] / c["rps"] for (_, i), c in zip(rounds, published)]
     p99_ratio = [i["p99"] / c["p99"] for (_, i), c in zip(rounds, ceiling)]
+    otel_ratio = [t["rps"] / i["rps"] for t, (_, i) in zip(traced_rounds, rounds)]
+    print(f"ingest / ceiling (rate limit + committed INSERT): {spread(to_ceiling, '{:.2f}')}, "
+          f"p99 {spread(p99_ratio, '{:.2f}')}x (targets >= 0.6 and <= 1.5x)")
+    print(f"ingest / ceiling with its publish too:            {spread(to_published, '{:.2f}')}")
+    print(f"ingest with OpenTelemetry on (OTLP to a local collector stub): "
+          f"{spread([t['rps'] for t in traced_rounds])} req/s, p99 "
+          f"{spread([t['p99'] for t in traced_rounds], '{:.1f}')} ms, "
+          f"{spread(otel_ratio, '{:.2f}')} of ingest with it off; {spans} spans received")
+    rates, cpu = [d for d, _ in drains], [c for _, c in drains]
+    ceiling_rates, ceiling_cpu = [d for d, _ in ceilings], [c for _, c in ceilings]
+    drain_ratio = [d / c for d, c in zip(rates, ceiling_rates)]
+    print(f"drain of {DRAIN_EVENTS} accepted events: {spread(rates)} events/s over "
+          f"{ROUNDS} runs: {', '.join(f'{d:.0f}' for d in rates)}; worker CPU "
+          f"{spread(cpu, '{:.2f}')} ms per event")
+    print(f"ceiling, the same worker on no-op tasks: {spread(ceiling_rates)} tasks/s, "
+          f"{spread(ceiling_cpu, '{:.2f}')} ms CPU per task; drain ratio "
+          f"{spread(drain_ratio, '{:.2f}')} (target >= 0.5)")
     print(f"RESULT ingest ratio_to_baseline={statistics.median(ratios):.2f} "
           f"ratio_to_ceiling={statistics.median(to_ceiling):.2f} "
+          f"ratio_to_published_ceiling={statistics.median(to_published):.2f} "
           f"p99_ratio={statistics.median(p99_ratio):.2f} "
           f"errors={sum(i['errors'] for _, i in rounds)} "
-          f"drain_events_per_second={statistics.median(drains):.0f}")
+          f"otel_ratio={statistics.median(otel_ratio):.2f} "
+          f"drain_events_per_second={statistics.median(rates):.0f} "
+          f"drain_ratio={statistics.median(drain_ratio):.2f} "
+          f"drain_cpu_ms_per_event={statistics.median(cpu):.2f}")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,16 @@ _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
 
 
 class OpsSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure whenever the page came over https
-    (the front's X-Forwarded-Proto, through ProxyFix), not by a fixed setting."""
+    """Flask's signed cookie session, for the console's pages only, marked Secure
+    whenever the page came over https (the front's X-Forwarded-Proto, through
+    ProxyFix), not by a fixed setting. Every other route (webhooks, the API) gets
+    Flask's null session: no signer to build on the hot path, and nothing there can
+    write to a session by mistake."""
+
+    def open_session(self, app: Flask, request):
+        if not request.path.startswith(bp.url_prefix):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
