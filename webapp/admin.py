@@ -7,14 +7,12 @@ from sqlalchemy import select
 
 from cron.jobs import registry
 from cron.models import JobRun
-from store.task_names import RUN_JOB
+from cron.runner import request_run
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, text_arg
-from store import audit
 from webhooks.models import EVENT_STATUSES, WebhookEvent
-from store.outbox import enqueue
 from webhooks.processing import EventNotFound, list_events, replay
 from webhooks.whatsapp.media import MediaNotFound, list_media, retry as retry_media
 from webhooks.whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
@@ -144,7 +142,6 @@ def job_runs(name: str):
 def run_job_now(name: str):
     """Queue a run on the worker, under the same lock and history as beat."""
     job = _job_or_404(name)
-    enqueue(db.session, RUN_JOB, {"name": job.name, "trigger": "admin"})
-    audit.record(db.session, f"client:{g.client.name}", "job.run", "job", job.name)
+    request_run(db.session, job, "admin", f"client:{g.client.name}")
     db.session.commit()
     return jsonify(job=job.name, status="queued"), 202

@@ -14,14 +14,13 @@ import tasks
 from cron.jobs import registry
 from cron.lock import held_for
 from cron.models import recent_runs
+from cron.runner import request_run
 from documents.imports import error_rows, progress
 from documents.models import DOCUMENT_STATUSES, Document, Import
 from documents.reports import csv_lines
 from documents.scanning import request_rescan
 from store import audit
 from store.clients import ApiClient
-from store.outbox import enqueue
-from store.task_names import RUN_JOB
 from webapp.auth import authenticate
 from webapp.extensions import db, limiter, redis_client
 from webapp.import_views import ERRORS_HEADER
@@ -35,7 +34,7 @@ from webhooks.processing import (EventFilter, count_events, effects, find_events
 from webhooks.whatsapp import document_origins
 from webhooks.whatsapp.media import MediaNotFound, list_media
 from webhooks.whatsapp.media import retry as retry_media
-from webhooks.whatsapp.models import MEDIA_STATUSES
+from webhooks.whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
 
 PAGE = 50
 MAX_TEXT = 200
@@ -189,7 +188,6 @@ def documents():
     if before:
         query = query.where(Document.id < before)
     if source:
-        from webhooks.whatsapp.models import WhatsAppMedia
         query = query.where(Document.id.in_(select(WhatsAppMedia.document_id).where(
             WhatsAppMedia.source == source)))
     rows = list(db.session.scalars(query))
@@ -275,8 +273,7 @@ def job(name: str):
 def run_job(name: str):
     """Queued on the worker under the same lock and history as beat."""
     found = registry(current_app.config).get(name) or abort(404)
-    enqueue(db.session, RUN_JOB, {"name": found.name, "trigger": "ops"})
-    audit.record(db.session, actor(), "job.run", "job", found.name)
+    request_run(db.session, found, "ops", actor())
     db.session.commit()
     forget()
     flash(f"{found.name} queued; its run appears below when the worker takes it.")
