@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import redis
 
@@ -56,6 +58,22 @@ def fresh_stack_environment(workdir, worker_index: int, name: str) -> dict[str, 
     redis.Redis.from_url(redis_url).flushdb()
     return stack_environment(workdir, redis_url, services.fresh_database(
         f"sluice_{name}_{worker_index}", workdir))
+
+
+@contextlib.contextmanager
+def running_stack(workdir, env: dict[str, str], *names: str):
+    """(stack, app): the Procfile's `names` migrated, started and ready, and an app in
+    the test process on the same database; both stopped and closed afterwards."""
+    stack = Stack(workdir / "logs", env)
+    stack.release()
+    stack.start(*names)
+    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    try:
+        stack.wait_ready()
+        yield stack, app
+    finally:
+        stack.stop()
+        app.extensions["sluice.db"].engine.dispose()
 
 
 def bearer(app, name: str, scopes: list[str]) -> dict[str, str]:

@@ -8,12 +8,10 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment
-from tests.e2e.harness import Stack
+from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment, running_stack
 from tests.e2e.slow_clients import connect
 from tests.services import Front, free_port
 from tests.webhooks import signing
-from webapp import create_app
 
 pytestmark = pytest.mark.e2e
 
@@ -24,21 +22,13 @@ def behind_front(tmp_path_factory, worker_index):
     env = fresh_stack_environment(workdir, worker_index, "front")
     env.update(HOOKS_PORT=str(free_port()), TRUSTED_PROXY_COUNT="1",
                WEBHOOK_INVALID_SIGNATURE_LIMIT="5/minute")
-    stack = Stack(workdir / "logs", env)
-    stack.release()
-    stack.start("web", "hooks")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-    front = None
-    try:
-        stack.wait_ready()
+    with running_stack(workdir, env, "web", "hooks") as (stack, app):
         front = Front(web=f"127.0.0.1:{env['PORT']}",
                       hooks=f"127.0.0.1:{env['HOOKS_PORT']}").start()
-        yield stack, front, app
-    finally:
-        if front is not None:
+        try:
+            yield stack, front, app
+        finally:
             front.stop()
-        stack.stop()
-        app.extensions["sluice.db"].engine.dispose()
 
 
 def raw(port: int, request: bytes, source: str = "127.0.0.1") -> tuple[int, bytes]:

@@ -12,12 +12,10 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment
+from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment, running_stack
 from tests.e2e.faults import SteadySender, report, tally
-from tests.e2e.harness import Stack
 from tests.e2e.slow_clients import Probe, Slowloris, SlowUpload, percentile
 from tests.services import Front, free_port, wait_for
-from webapp import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 SLOWLORIS = 200
@@ -31,22 +29,14 @@ def front_stack(tmp_path, worker_index):
     env = fresh_stack_environment(tmp_path, worker_index, "slow_clients")
     env.update(HOOKS_PORT=str(free_port()), TRUSTED_PROXY_COUNT="1",
                WORKER_CONCURRENCY="2", STORAGE_DIR=str(tmp_path / "storage"))
-    stack = Stack(tmp_path / "logs", env)
-    stack.release()
-    stack.start("web", "hooks", "worker")
-    front = None
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-    try:
-        stack.wait_ready()
+    with running_stack(tmp_path, env, "web", "hooks", "worker") as (stack, app):
         front = Front(web=f"127.0.0.1:{env['PORT']}",
                       hooks=f"127.0.0.1:{env['HOOKS_PORT']}").start()
-        yield stack, front, app
-    finally:
-        if front is not None:
+        try:
+            yield stack, front, app
+        finally:
             print(f"----- nginx -----\n{front.log()[-3000:]}")
             front.stop()
-        stack.stop()
-        app.extensions["sluice.db"].engine.dispose()
 
 
 def phase(base_url: str, port: int, app, prefix: str, token: str | None = None) -> dict:

@@ -17,13 +17,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from tests.e2e.conftest import STRIPE_SECRET, fresh_stack_environment
+from tests.e2e.conftest import STRIPE_SECRET, fresh_stack_environment, running_stack
 from tests.e2e.harness import Stack
 from tests.e2e.webhook_load import payment_event
 from tests.fakes.otlp import CollectorStub
 from tests.services import ThrowawayRedis, wait_for
 from tests.webhooks import signing
-from webapp import create_app
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 
@@ -79,19 +78,11 @@ NEEDS = {"POST /webhooks/<source>", "publish sluice.webhooks.process_event",
 def test_one_delivery_is_one_trace_from_the_request_to_the_handlers_sql(
         tmp_path, worker_index, collector):
     env = traced_env(tmp_path, worker_index, "traced", collector)
-    stack = Stack(tmp_path / "logs", env)
-    stack.release()
-    stack.start("web", "worker")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-    try:
-        stack.wait_ready()
+    with running_stack(tmp_path, env, "web", "worker") as (stack, app):
         trace_id = secrets.token_hex(16)  # the sender's own trace: an incoming traceparent
         event_id = deliver_traced(stack, "evt_traced", trace_id)
         wait_for(lambda: processed(app, event_id), timeout=60, what="the event processed")
         spans = trace_of(collector, trace_id, NEEDS)
-    finally:
-        stack.stop()
-        app.extensions["sluice.db"].engine.dispose()
     by_name = {s["name"]: s for s in spans}
     server = by_name["POST /webhooks/<source>"]
     assert server["attributes"]["sluice.source"] == "stripe"
@@ -118,23 +109,18 @@ def test_a_task_published_by_the_relay_after_a_broker_outage_stays_in_the_reques
     broker = ThrowawayRedis(tmp_path / "broker").start()
     env = traced_env(tmp_path, worker_index, "traced_relay", collector)
     env.update(CELERY_BROKER_URL=broker.url)
-    stack = Stack(tmp_path / "logs", env)
-    stack.release()
-    stack.start("web", "worker", "beat")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
     try:
-        stack.wait_ready()
-        broker.stop()  # the request commits, its publish fails: the row waits in the outbox
-        trace_id = secrets.token_hex(16)
-        event_id = deliver_traced(stack, "evt_relayed", trace_id)
-        assert stack.metric("sluice_outbox_publish_failures_total") >= 1
-        broker.start()
-        wait_for(lambda: processed(app, event_id), timeout=90, what="the relayed event processed")
-        spans = trace_of(collector, trace_id, NEEDS)
+        with running_stack(tmp_path, env, "web", "worker", "beat") as (stack, app):
+            broker.stop()  # the request commits, its publish fails: the row waits in the outbox
+            trace_id = secrets.token_hex(16)
+            event_id = deliver_traced(stack, "evt_relayed", trace_id)
+            assert stack.metric("sluice_outbox_publish_failures_total") >= 1
+            broker.start()
+            wait_for(lambda: processed(app, event_id), timeout=90,
+                     what="the relayed event processed")
+            spans = trace_of(collector, trace_id, NEEDS)
     finally:
-        stack.stop()
         broker.stop()
-        app.extensions["sluice.db"].engine.dispose()
     publishes = [s for s in spans if s["name"] == "publish sluice.webhooks.process_event"]
     assert len(publishes) >= 2  # the failed one at commit, and the relay's
     task = next(s for s in spans if s["name"] == "run/sluice.webhooks.process_event")

@@ -11,12 +11,11 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from tests.documents import files
-from tests.e2e.conftest import META_SECRET, bearer, fresh_stack_environment
+from tests.e2e.conftest import META_SECRET, bearer, fresh_stack_environment, running_stack
 from tests.e2e.harness import Stack
 from tests.fakes.media import FakeMediaProviders
 from tests.services import Clamd, wait_for
 from tests.webhooks import signing
-from webapp import create_app
 
 pytestmark = pytest.mark.e2e
 E2E_GRAPH_TOKEN = "e2e-graph-access-token"
@@ -49,18 +48,12 @@ def media_stack(tmp_path, worker_index):
     (tmp_path / "sources.toml").write_text(sources_toml(fake))
     env.update(E2E_GRAPH_TOKEN=E2E_GRAPH_TOKEN, E2E_TWILIO_TOKEN=E2E_TWILIO_TOKEN,
                E2E_TWILIO_SID=TWILIO_SID, CLAMD_URL=clamd.url, WORKER_CONCURRENCY="2")
-    stack = Stack(tmp_path / "logs", env)
-    stack.release()
-    stack.start("web", "worker")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
     try:
-        stack.wait_ready()
-        yield stack, fake, bearer(app, "wa-inbox", ["documents:read"])
+        with running_stack(tmp_path, env, "web", "worker") as (stack, app):
+            yield stack, fake, bearer(app, "wa-inbox", ["documents:read"])
     finally:
-        stack.stop()
         clamd.stop()
         fake.stop()
-        app.extensions["sluice.db"].engine.dispose()
 
 
 def documents_when(stack: Stack, owner: dict, count: int) -> list[dict]:
