@@ -44,6 +44,17 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def accepts(process: subprocess.Popen, port: int, log: Path, name: str) -> bool:
+    """Whether a server we started takes connections on `port` yet; its log if it died."""
+    if process.poll() is not None:
+        raise AssertionError(f"{name} exited: {log.read_text(errors='replace')}")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -328,13 +339,7 @@ class MotoS3:
         return self
 
     def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"moto exited: {(self.directory / 'moto.log').read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
+        return accepts(self.process, self.port, self.directory / "moto.log", "moto")
 
     def client(self):
         import boto3
@@ -432,13 +437,7 @@ class Front:
         return self
 
     def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"nginx exited: {(self.directory / 'error.log').read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
+        return accepts(self.process, self.port, self.directory / "error.log", "nginx")
 
     def log(self) -> str:
         return (self.directory / "error.log").read_text(errors="replace")
