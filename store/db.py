@@ -5,18 +5,20 @@ convention) holds every table, for Alembic and the tests alike.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import time
 
-from typing import Any
+from typing import Any, ContextManager
 
 from sqlalchemy import (JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event,
                         select)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -89,14 +91,30 @@ def insert_unless_exists(session: Session, model: type[Base], values: dict[str, 
     # A Core statement built once, with the values as parameters: SQLAlchemy then
     # reuses its compiled form. `.values(**values)` on the ORM entity builds cache
     # keys over every value and takes the ORM bulk path, on every delivery.
-    return session.execute(_insert_returning(dialect, model.__table__, tuple(unique), key),
+    return session.execute(insert_returning(dialect, model.__table__, tuple(unique), key),
                            values).scalar()
 
 
 @functools.lru_cache(maxsize=None)
-def _insert_returning(dialect: str, table, unique: tuple[str, ...], key: str):
+def insert_returning(dialect: str, table, unique: tuple[str, ...], key: str):
+    """INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING key, built once per shape."""
     return (_INSERTS[dialect](table).on_conflict_do_nothing(index_elements=unique)
             .returning(table.c[key]))
+
+
+def core_connection(bind: Engine | Connection, *, autocommit: bool) -> ContextManager[Connection]:
+    """A Core connection on `bind`, for a path where a Session is measurable overhead.
+
+    A given Connection is used as it is, in its own transaction (the caller's unit
+    of work, or a test's). From an Engine: with autocommit, each statement commits
+    as it runs (for one atomic statement: no BEGIN or COMMIT round trips); without,
+    one transaction, committed as the block ends.
+    """
+    if isinstance(bind, Connection):
+        return contextlib.nullcontext(bind)
+    if autocommit:
+        return bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+    return bind.begin()
 
 
 def insert_or_existing(session: Session, model: type[Base], values: dict[str, Any],
@@ -157,8 +175,39 @@ def make_engine(url: str, **kwargs) -> Engine:
         _configure_sqlite(engine)
         return engine
     connect_args = {"connect_timeout": 3} if url.startswith("postgresql") else {}
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    _ping_after_idle(engine)
+    return engine
+
+
+# A connection that sat in the pool this long is pinged before it is handed out.
+PING_AFTER_IDLE = 1.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections that were idle.
+
+    `pool_pre_ping` pings on every checkout: a round trip as long as the statement
+    itself, on every webhook delivery. A connection in steady use needs none: if the
+    server went away under it, the statement fails (503, or a task retry) and
+    SQLAlchemy invalidates the whole pool at once. The connections that do go stale
+    unseen are those that sat idle (a restart in a quiet spell, an idle timeout in a
+    proxy), so those are pinged, as the SQLAlchemy docs' checkout-event recipe does:
+    DisconnectionError makes the pool replace the connection and try again.
+    """
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(str(exc)) from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -1,14 +1,18 @@
-"""Transactional outbox: enqueue work in the caller's transaction, publish after commit.
+"""Transactional outbox: enqueue work in the caller's transaction; it is published after.
 
-`enqueue()` adds an `outbox` row to the caller's session. When that session
-commits, the message is handed to the session's publisher at once. If the broker
-is down the row simply stays unpublished and `relay_unpublished()` (run by beat)
-publishes it later, so committed work is never lost between the database and the
-broker. A rolled-back transaction publishes nothing.
+`enqueue()` adds an `outbox` row to the caller's session, and `insert_with_message()`
+writes a row and its outbox row in one Core statement (the webhook ingest path).
+Who publishes:
+- the web publishes nothing: every worker runs a relay (tasks/relay.py) that calls
+  `relay_unpublished()` every fraction of a second;
+- a session with a publisher in `session.info[PUBLISHER_KEY]` (the worker's and
+  beat's) hands its messages to it as soon as it commits;
+- beat's `relay_outbox` job is the safety net for rows nobody else published.
+If the broker is down the row simply stays unpublished until a relay gets it
+through, so committed work is never lost between the database and the broker. A
+rolled-back transaction publishes nothing.
 
 The publisher is any callable taking a `Message`; the Celery one lives in `tasks`.
-It is found in `session.info[PUBLISHER_KEY]`; a session without one (a CLI, a
-test) leaves every message to the relay.
 """
 from __future__ import annotations
 
@@ -25,11 +29,12 @@ from prometheus_client import Counter
 from sqlalchemy import (Index, Integer, String, bindparam, event, func, insert, inspect, literal,
                         null, select, text, true, update)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store import tracing
-from store.db import BigIntId, Base, JSONType, UTCDateTime, insert_unless_exists, utcnow
+from store.db import (BigIntId, Base, JSONType, UTCDateTime, core_connection, insert_returning,
+                      utcnow)
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +72,6 @@ class OutboxMessage(Base):
     )
 
 
-_INSERT_RETURNING_ID = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
-
-
 @dataclasses.dataclass(frozen=True)
 class Message:
     id: int
@@ -101,55 +103,34 @@ def enqueue(session: Session, task_name: str, kwargs: dict[str, Any],
     return row
 
 
-def enqueue_now(session: Session, task_name: str, kwargs: dict[str, Any],
-                queue: str | None = None) -> int:
-    """Like `enqueue()`, but INSERT the row at once with a Core statement; its id.
-
-    For a request that enqueues one message, where the ORM unit of work for a
-    single row is a measurable share of the request's CPU. `enqueue()` stays the
-    choice for many rows (they go in one statement at flush) and inside a
-    savepoint, whose rollback must take the message with it.
-    """
-    if session.in_nested_transaction():
-        row = enqueue(session, task_name, kwargs, queue)
-        session.flush()
-        return row.id
-    # created_at and attempts come from the columns' defaults, as for ORM rows.
-    context = tracing.capture()
-    outbox_id = session.execute(_INSERT_RETURNING_ID, {
-        "task_name": task_name, "kwargs": kwargs, "queue": queue,
-        "trace_context": context}).scalar_one()
-    session.info.setdefault(_PENDING_KEY, []).append(
-        (outbox_id, task_name, kwargs, queue, context))
-    return outbox_id
-
-
-def insert_and_enqueue(session: Session, model, values: dict[str, Any], unique: list[str],
-                       task_name: str, argument: str) -> int | None:
+def insert_with_message(bind: Engine | Connection, model, values: dict[str, Any],
+                        unique: list[str], task_name: str, argument: str) -> int | None:
     """INSERT a row unless its unique values exist, and with it an outbox row asking
-    `task_name` for it (`{argument: the new id}`): the new id, or None if it existed.
+    `task_name` for it (`{argument: the new id}`): the new id, or None if the row
+    existed (and nothing was written). The workers' relay publishes it.
 
-    On PostgreSQL one statement does both (a data-modifying CTE): one round trip and
-    one statement to run instead of two, on the path every webhook delivery takes.
-    Elsewhere (SQLite, inside a savepoint) it is the two statements it replaces.
+    For the path every webhook delivery takes, so it is Core and no Session. Given
+    an Engine, it is committed on return: on PostgreSQL one statement does both (a
+    data-modifying CTE), atomic by itself, so it runs in autocommit, one round trip
+    with no BEGIN and no COMMIT; elsewhere (SQLite) it is two statements in one
+    transaction. Given a Connection, it runs in that connection's transaction.
     """
-    if session.in_nested_transaction() or session.get_bind().dialect.name != "postgresql":
-        new_id = insert_unless_exists(session, model, values, unique)
-        if new_id is not None:
-            enqueue_now(session, task_name, {argument: new_id})
-        return new_id
     context = tracing.capture()
+    dialect = bind.dialect.name
+    if dialect != "postgresql":
+        with core_connection(bind, autocommit=False) as connection:
+            new_id = connection.execute(
+                insert_returning(dialect, model.__table__, tuple(unique), "id"), values).scalar()
+            if new_id is not None:  # created_at and attempts: the columns' defaults
+                connection.execute(insert(OutboxMessage.__table__), {
+                    "task_name": task_name, "kwargs": {argument: new_id}, "queue": None,
+                    "trace_context": context})
+            return new_id
     statement = _insert_with_message(model.__table__, tuple(values), tuple(unique), argument)
-    row = session.execute(statement,
-                          {**values, "outbox_task_name": task_name,
-                           "outbox_trace_context": context, "outbox_created_at": utcnow()}
-                          ).first()
-    if row is None:
-        return None
-    new_id, outbox_id = row
-    session.info.setdefault(_PENDING_KEY, []).append(
-        (outbox_id, task_name, {argument: new_id}, None, context))
-    return new_id
+    with core_connection(bind, autocommit=True) as connection:
+        return connection.execute(statement, {
+            **values, "outbox_task_name": task_name, "outbox_trace_context": context,
+            "outbox_created_at": utcnow()}).scalar()
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,7 +149,7 @@ def _insert_with_message(table, columns: tuple[str, ...], unique: tuple[str, ...
                null(), bindparam("outbox_trace_context", type_=JSONType),
                bindparam("outbox_created_at", type_=UTCDateTime()), literal(0)))
         .returning(outbox.c.id).cte("message"))
-    return select(inserted.c.id, message.c.id).select_from(inserted).join(message, true())
+    return select(inserted.c.id).select_from(inserted).join(message, true())
 
 
 @event.listens_for(Session, "after_commit")
@@ -179,9 +160,6 @@ def _publish_after_commit(session: Session) -> None:
         return
     messages = []
     for row, task_name, kwargs, queue, context in pending:
-        if isinstance(row, int):  # enqueue_now(): inserted at top level, committed now
-            messages.append(Message(row, task_name, kwargs, queue, context))
-            continue
         state = inspect(row)
         # Rows added in a savepoint that was rolled back are transient again.
         if state.persistent and state.identity:

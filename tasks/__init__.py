@@ -20,6 +20,7 @@ from kombu.pools import producers
 from sqlalchemy.orm import Session
 
 from tasks.broker import broker_ssl, transport_for
+from tasks.relay import OutboxRelay
 from tasks.schedule import build_beat_schedule
 from tasks.timers import PruneCancelledTimers
 from documents.storage import BlobStorage, from_config
@@ -166,6 +167,8 @@ def celery_init_app(app: Flask) -> Celery:
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.conf.update(celery_config(app.config))
     celery.steps["worker"].add(PruneCancelledTimers)
+    celery.steps["worker"].add(OutboxRelay)
+    celery.flask_app = app  # for worker steps, which are given only the Celery app
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

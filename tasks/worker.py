@@ -6,5 +6,5 @@ from webapp import create_app
 from webapp.config import exit_on_config_error
 
 with exit_on_config_error():
-    flask_app = create_app()
+    flask_app = create_app({"OUTBOX_PUBLISH_AFTER_COMMIT": True})
 celery_app = flask_app.extensions["celery"]

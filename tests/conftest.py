@@ -119,6 +119,13 @@ def app(make_app):
 
 
 @pytest.fixture
+def worker_app(make_app):
+    """An app as the worker and beat build it: what a transaction enqueues is published
+    as it commits (the web's `app` leaves it to the workers' relay)."""
+    return make_app(OUTBOX_PUBLISH_AFTER_COMMIT=True)
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

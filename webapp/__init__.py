@@ -72,7 +72,10 @@ def register_extensions(app: Flask) -> None:
         celery = celery_init_app(app)
     except ScheduleError as exc:
         raise settings.ConfigError(str(exc)) from None
-    db.init_app(app, publisher=outbox_publisher(celery))
+    # The web leaves its outbox rows to the workers' relay (tasks/relay.py); the
+    # worker and beat publish what their own transactions enqueue at once.
+    db.init_app(app, publisher=outbox_publisher(celery)
+                if app.config["OUTBOX_PUBLISH_AFTER_COMMIT"] else None)
     redis_client.init_app(app)
     limiter.init_app(app)
 

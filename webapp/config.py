@@ -37,8 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "LOG_TASK_LINES": False,          # Celery's INFO line per task received and succeeded
     "REDIS_KEY_PREFIX": "sluice:",
     "HEALTH_CHECK_TIMEOUT": 1.0,      # seconds, per component in /readyz
+    "OUTBOX_POLL_INTERVAL": 0.1,      # seconds between each worker's looks at the outbox; 0: off
+    "OUTBOX_PUBLISH_AFTER_COMMIT": False,  # the worker and beat publish their own (tasks/worker.py)
     "OUTBOX_RELAY_INTERVAL": 10,      # seconds between relay runs (beat)
-    "OUTBOX_RELAY_AFTER": 30,         # seconds a row may wait for its own publish
+    "OUTBOX_RELAY_AFTER": 30,         # seconds a row may wait for a worker's relay
     "OUTBOX_RELAY_BATCH": 500,
     "CELERY_TASK_TIME_LIMIT": 1800,   # hard limit, seconds
     "CELERY_TASK_SOFT_TIME_LIMIT": 1500,

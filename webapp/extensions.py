@@ -10,7 +10,7 @@ import redis
 from flask import Flask, current_app, g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine
@@ -26,6 +26,11 @@ class DatabaseState:
     def __init__(self, engine: Engine, factory: sessionmaker):
         self.engine = engine
         self.sessionmaker = factory
+
+    @property
+    def bind(self) -> Engine | Connection:
+        """What sessions are bound to: the engine (a test binds a connection)."""
+        return self.sessionmaker.kw["bind"]
 
     @property
     def session(self) -> Session:

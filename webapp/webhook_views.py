@@ -93,12 +93,12 @@ def receive(source: str):
     try:
         with SOURCE_QUOTA:
             try:
-                stored = store(db.session, source, request.headers, body)
+                # committed on return; raises (503) rather than acknowledge an uncommitted event
+                stored = store(db.state.bind, source, request.headers, body)
             except InvalidPayload as exc:
                 DELIVERIES.labels(source.name, exc.code).inc()
                 _count_unstored(source, "invalid_payload")
                 raise APIError(400, exc.code, str(exc)) from None
-            db.session.commit()  # raises (503) rather than acknowledge an uncommitted event
     except RateLimitExceeded:  # the quota is checked as the block is entered
         _count_unstored(source, "rate_limited")
         raise

@@ -6,10 +6,10 @@ import json
 from typing import Any, Mapping
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection, Engine
 
-from store.db import utcnow
-from store.outbox import insert_and_enqueue
+from store.db import core_connection, utcnow
+from store.outbox import insert_with_message
 from store.payloads import free_text
 from store.task_names import PROCESS_EVENT
 from webhooks.models import RECEIVED, WebhookEvent
@@ -37,8 +37,10 @@ def parse_json(body: bytes) -> Any:
         return None
 
 
-def store(session: Session, source: Source, headers: Mapping[str, str], body: bytes) -> Stored:
-    """Store a verified delivery once, with its outbox row; the caller commits.
+def store(bind: Engine | Connection, source: Source, headers: Mapping[str, str],
+          body: bytes) -> Stored:
+    """Store a verified delivery once, with its outbox row: committed on return when
+    given an Engine, in its transaction when given a Connection.
 
     The UNIQUE (source, event_key) constraint decides duplicates, so concurrent
     deliveries of one event store exactly one row and enqueue exactly one task.
@@ -55,10 +57,11 @@ def store(session: Session, source: Source, headers: Mapping[str, str], body: by
         headers={name: free_text(headers[name], 1000) for name in KEPT_HEADERS
                  if headers.get(name)},
         status=RECEIVED, attempts=0)
-    event_id = insert_and_enqueue(session, WebhookEvent, values, ["source", "event_key"],
-                                  PROCESS_EVENT, "event_id")
+    event_id = insert_with_message(bind, WebhookEvent, values, ["source", "event_key"],
+                                   PROCESS_EVENT, "event_id")
     if event_id is None:
-        existing = session.scalar(select(WebhookEvent.id).where(
-            WebhookEvent.source == source.name, WebhookEvent.event_key == key))
+        with core_connection(bind, autocommit=True) as connection:
+            existing = connection.scalar(select(WebhookEvent.id).where(
+                WebhookEvent.source == source.name, WebhookEvent.event_key == key))
         return Stored(existing, duplicate=True)
     return Stored(event_id, duplicate=False)

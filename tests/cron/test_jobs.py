@@ -1,6 +1,8 @@
 import datetime as dt
 import json
 
+import pytest
+
 from cron.jobs import registry
 from cron.runner import run_job
 from tasks import outbox_publisher
@@ -19,6 +21,12 @@ def event(session, key, status, age_seconds) -> WebhookEvent:
     session.add(row)
     session.flush()
     return row
+
+
+@pytest.fixture
+def app(worker_app):
+    """Jobs run in the worker, whose commits publish."""
+    return worker_app
 
 
 def run(app, name):
@@ -44,7 +52,7 @@ def test_redrive_requeues_only_events_stuck_past_the_cutoff(app, redis_db):
 
 
 def test_relay_job_publishes_the_whole_backlog_in_batches(make_app, redis_db):
-    app = make_app(OUTBOX_RELAY_AFTER=0, OUTBOX_RELAY_BATCH=2)
+    app = make_app(OUTBOX_PUBLISH_AFTER_COMMIT=True, OUTBOX_RELAY_AFTER=0, OUTBOX_RELAY_BATCH=2)
     with app.app_context():
         session = db.session
         session.info.pop("outbox_publisher")

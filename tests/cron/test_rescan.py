@@ -15,7 +15,7 @@ def doc(session, sha, status, fingerprint):
 
 def test_rescan_queues_clean_documents_from_older_signatures_and_scan_errors(
         make_app, clamd_url, redis_db):
-    app = make_app(CLAMD_URL=clamd_url)
+    app = make_app(CLAMD_URL=clamd_url, OUTBOX_PUBLISH_AFTER_COMMIT=True)  # the worker's
     with app.app_context():
         session = db.session
         first = run_job(session, app.extensions["sluice.redis"],

@@ -17,7 +17,7 @@ from documents.scanning import give_up, scan_document
 from documents.storage.local import LocalStorage
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
-from tests.webhooks.test_outbox import queued
+from tests.webhooks.test_outbox import queued, relay
 from webapp.extensions import db
 
 MB = 1024 * 1024
@@ -49,6 +49,7 @@ def test_an_upload_is_stored_by_hash_and_queued_for_scanning(app, client, owners
                     "scanned_at": None, "origin": None}
     blob = os.path.join(app.config["STORAGE_DIR"], "sha256", digest[:2], digest[2:4], digest)
     assert open(blob, "rb").read() == content
+    assert relay(app) == 1
     assert [m["kwargs"] for m in queued(redis_db, "documents")] == [{"document_id": body["id"]}]
     assert os.listdir(os.path.join(app.config["STORAGE_DIR"], "tmp")) == []
 

@@ -1,6 +1,6 @@
 """The falling-behind gauges on the real gunicorn: with no worker running, deliveries
-pile up, and the queue depth and the oldest unprocessed age say so; a worker drains
-them and both come back to zero."""
+pile up in the outbox (the workers publish it), and the outbox backlog and the oldest
+unprocessed age say so; a worker drains them and every gauge comes back to zero."""
 from __future__ import annotations
 
 import re
@@ -39,13 +39,15 @@ def test_a_stopped_worker_shows_as_a_growing_backlog(tmp_path, worker_index):
             assert requests.post(stack.url("/webhooks/stripe"), data=body, timeout=10,
                                  headers=headers).status_code == 202
         depth = 'sluice_queue_depth{queue="webhooks"}'
+        backlog = "sluice_outbox_unpublished"
         age = 'sluice_events_oldest_unprocessed_age_seconds{source="stripe"}'
-        assert gauge(stack, depth) == 5
+        assert (gauge(stack, backlog), gauge(stack, depth)) == (5, 0)
         first = gauge(stack, age)
         time.sleep(1.5)
         assert gauge(stack, age) >= first + 1  # still waiting, and older
         stack.start("worker")
-        wait_for(lambda: gauge(stack, depth) == 0 and gauge(stack, age) == 0, timeout=60,
+        wait_for(lambda: gauge(stack, backlog) == gauge(stack, depth) == gauge(stack, age) == 0,
+                 timeout=60,
                  interval=0.5, what="the worker to drain the backlog")
     finally:
         stack.stop()

@@ -19,15 +19,16 @@ BACKLOG = 3000
 @pytest.fixture
 def crowded_stack(tmp_path, worker_index):
     env = fresh_stack_environment(tmp_path, worker_index, "cron_e2e")
-    env.update(OUTBOX_RELAY_AFTER="0", OUTBOX_RELAY_BATCH="25", WORKER_CONCURRENCY="2",
+    # The workers' own relays are off: this is about beat's relay_outbox job and its lock.
+    env.update(OUTBOX_POLL_INTERVAL="0", OUTBOX_RELAY_AFTER="0", OUTBOX_RELAY_BATCH="25",
+               WORKER_CONCURRENCY="2",
                CRON_DISABLED="reconcile_payments,purge_retention,rescan_documents")
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     # A backlog nobody has published yet makes each relay run last long enough to
     # overlap the other beat's run of the same tick.
     app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-    with app.app_context():
-        db.session.info.pop("outbox_publisher")
+    with app.app_context():  # the web's app: it publishes nothing itself
         for i in range(BACKLOG):
             enqueue(db.session, "sluice.ping", {"token": f"backlog-{i}"}, queue="cron")
         db.session.commit()

@@ -22,7 +22,7 @@ from tests.documents import files
 from tests.documents.conftest import upload
 from tests.imports import archives
 from tests.imports.conftest import post_import
-from tests.webhooks.test_outbox import queued
+from tests.webhooks.test_outbox import queued, relay
 from webapp.extensions import db
 from store.audit import AuditLog
 
@@ -96,6 +96,7 @@ def test_a_mixed_archive_gives_exact_counts_and_an_error_report(app, client, own
     assert created.status_code == 202
     assert created.get_json()["status"] == "queued"
     import_id = created.get_json()["id"]
+    assert relay(app) == 2  # old.pdf's scan, and the import
     assert [m["kwargs"] for m in queued(redis_db, "imports")] == [{"import_id": import_id}]
 
     assert run(app, import_id) == "completed_with_errors"

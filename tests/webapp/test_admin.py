@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from cron.jobs import registry
 from cron.runner import run_job
-from tests.webhooks.test_outbox import queued
+from tests.webhooks.test_outbox import queued, relay
 from webapp.auth import create_client
 from webapp.extensions import db
 from store.audit import AuditLog
@@ -66,6 +66,7 @@ def test_running_a_job_queues_it_for_the_worker_and_audits_it(app, client, token
     response = client.post("/v1/admin/jobs/purge_retention/run", headers=tokens["admin"])
     assert response.status_code == 202
     assert response.get_json() == {"job": "purge_retention", "status": "queued"}
+    assert relay(app) == 1
     assert [m["kwargs"] for m in queued(redis_db, "cron")] == [
         {"name": "purge_retention", "trigger": "admin"}]
     with app.app_context():

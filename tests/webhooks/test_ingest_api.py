@@ -11,7 +11,7 @@ from tests.services import free_port
 from tests.webhooks import signing
 from tests.webhooks.conftest import (META_SECRET, META_VERIFY_TOKEN, PAYSTACK_SECRET,
                                      SOURCES, STRIPE_OLD_SECRET, STRIPE_SECRET)
-from tests.webhooks.test_outbox import queued
+from tests.webhooks.test_outbox import queued, relay
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 from store.outbox import OutboxMessage
@@ -45,6 +45,8 @@ def test_a_new_event_is_stored_with_its_raw_body_and_enqueued(app, client, redis
                                                                  "received")
         assert event.body == body and event.event_type == "payment_intent.succeeded"
         assert "Stripe-Signature" not in event.headers  # signatures are not kept
+    assert redis_db.llen("webhooks") == 0  # the web never publishes: a worker's relay does
+    assert relay(app) == 1
     assert [m["kwargs"] for m in queued(redis_db, "webhooks")] == [
         {"event_id": response.get_json()["id"]}]
 
@@ -56,7 +58,7 @@ def test_a_duplicate_answers_200_with_the_same_id_and_enqueues_nothing(app, clie
     assert again.status_code == 200
     assert again.get_json() == {"id": first.get_json()["id"], "status": "duplicate"}
     assert count(app, WebhookEvent) == 1 and count(app, OutboxMessage) == 1
-    assert redis_db.llen("webhooks") == 1
+    assert relay(app) == 1 and redis_db.llen("webhooks") == 1
 
 
 def test_meta_and_paystack_deduplicate_identical_bodies(app, client):

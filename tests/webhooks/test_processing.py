@@ -6,6 +6,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests import services
+from tests.webhooks.test_outbox import relay
 from webapp.extensions import db
 from store.audit import AuditLog
 from webhooks import ingest
@@ -158,7 +159,7 @@ def test_whatsapp_statuses_only_move_forward_and_failure_keeps_its_error(session
     assert (failed.status, failed.errors) == ("failed", error)
 
 
-def test_failures_are_recorded_and_replay_requeues_with_an_audit_entry(session, redis_db):
+def test_failures_are_recorded_and_replay_requeues_with_an_audit_entry(app, session, redis_db):
     event_id = store(session, stripe("r1", "payment_intent.succeeded", 100, intent="pi_r"),
                      "r1")
     record_failure(session, event_id, RuntimeError("no row for +14155550123"), dead=True)
@@ -172,6 +173,7 @@ def test_failures_are_recorded_and_replay_requeues_with_an_audit_entry(session, 
     assert (entry.actor, entry.action, entry.subject_id) == ("cli:ops", "webhook_event.replay",
                                                              str(event_id))
     assert entry.detail["previous_status"] == "dead"
+    assert relay(app) == 1  # what the admin API or CLI enqueued reaches a worker's relay
     assert redis_db.llen("webhooks") == 1
 
 
@@ -193,6 +195,6 @@ def test_accept_then_process_end_to_end_in_process(session):
     body = json.dumps(stripe("evt_ip", "payment_intent.succeeded", 100, intent="pi_ip")).encode()
     headers = signing.stripe_headers(body, "s")
     verify(STRIPE, headers, body, time.time())
-    stored = ingest.store(session, STRIPE, headers, body)
+    stored = ingest.store(session.connection(), STRIPE, headers, body)
     process(session, stored.event_id)
     assert payment(session, "pi_ip").status == "succeeded"

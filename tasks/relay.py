@@ -1,0 +1,113 @@
+"""Each worker publishes the outbox as it fills: the web hands work over by commit alone.
+
+A webhook delivery (or an upload, a replay) is answered once its row and its outbox
+row are committed; the web process never talks to the broker. Publishing there,
+after commit, cost the request thread as much CPU as verifying, limiting and
+storing the delivery together (Celery's `send_task` builds and serialises each
+message), and a slow broker would have held the request up. Here it is done by a
+thread in every worker's main process (a bootstep): it publishes unpublished rows
+oldest first, in batches, polls again at once while a batch comes back full and
+otherwise every OUTBOX_POLL_INTERVAL seconds, so a message waits at most about that
+long. `SKIP LOCKED` lets the relays of several workers share the backlog without
+sending a row twice. beat's `relay_outbox` job stays as the safety net, for rows
+older than OUTBOX_RELAY_AFTER while no worker runs a relay (OUTBOX_POLL_INTERVAL=0
+turns this one off).
+
+Work that tasks enqueue is still published by the worker right after its commit.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from celery import bootsteps
+from celery.signals import worker_process_init
+from flask import Flask
+
+from store.db import DATABASE_UNAVAILABLE
+from store.outbox import Publisher, RelayResult, relay_unpublished
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MAX = 5.0  # seconds between tries while the broker or the database is away
+
+
+class OutboxRelay(bootsteps.StartStopStep):
+    """A worker step: the relay thread, started after the pool has forked its
+    processes (they must not inherit a connection the thread holds)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.relay: Relay | None = None
+
+    def start(self, worker) -> None:
+        from tasks import outbox_publisher
+
+        flask_app: Flask = worker.app.flask_app
+        interval = flask_app.config["OUTBOX_POLL_INTERVAL"]
+        if interval <= 0:
+            return
+        engine = flask_app.extensions["sluice.db"].engine
+
+        def forget_parent_connections(**_):
+            # A pool process forked later (one replacing a process that died) would
+            # otherwise share the sockets of the connections this thread pools.
+            engine.dispose(close=False)
+        worker_process_init.connect(forget_parent_connections, weak=False)
+        self.relay = Relay(flask_app, outbox_publisher(worker.app), interval,
+                           flask_app.config["OUTBOX_RELAY_BATCH"])
+        self.relay.start()
+
+    def stop(self, worker) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+
+
+class Relay:
+    """The loop: publish a batch; at once again after a full one, else after `interval`."""
+
+    def __init__(self, flask_app: Flask, publisher: Publisher, interval: float, batch: int):
+        self.flask_app = flask_app
+        self.publisher = publisher
+        self.interval = interval
+        self.batch = batch
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        wait, failing = self.interval, False
+        while not self._stopping.is_set():
+            try:
+                result = self.relay_once()
+            except DATABASE_UNAVAILABLE as exc:
+                result = RelayResult(failed=1)
+                if not failing:
+                    log.warning("outbox relay: the database is unavailable",
+                                extra={"error": type(exc).__name__})
+            except Exception:  # a bug must not end the thread: log it, try again later
+                result = RelayResult(failed=1)
+                log.exception("outbox relay failed")
+            failing = bool(result.failed)
+            if failing:  # the broker (or the database) refused: back off, up to BACKOFF_MAX
+                wait = min(wait * 2, BACKOFF_MAX)
+            else:
+                wait = self.interval
+                if result.published == self.batch:
+                    continue  # a full batch: there is likely more
+            self._stopping.wait(wait)
+
+    def relay_once(self) -> RelayResult:
+        with self.flask_app.app_context():  # a session of its own, closed as it ends
+            return relay_unpublished(self.flask_app.extensions["sluice.db"].session,
+                                     self.publisher, older_than=dt.timedelta(0),
+                                     batch_size=self.batch)
