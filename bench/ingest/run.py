@@ -12,10 +12,14 @@
    delivery, the rate limit on Redis, the committed INSERT, and both.
    A third web server runs the same app with OpenTelemetry on, exporting over OTLP
    to a collector stub in this process, in the same rounds.
+   The web publishes nothing: each worker's relay does (tasks/relay.py).
 2. Drain, BENCH_ROUNDS times: 10,000 accepted events, then the worker starts;
    events/s from the first to the last processed_at, and the worker's CPU per event.
    Alternated with its ceiling: the same worker (app, transport, pool, acks_late,
-   prefetch) on 10,000 `sluice.ping` tasks, which only set a Redis key.
+   prefetch) on 10,000 `sluice.ping` tasks, which only set a Redis key. The drain
+   includes the worker's relay publishing the 10,000 outbox rows.
+3. Latency: web and worker running, a steady trickle of deliveries; from each
+   event's commit to its handler's commit.
 
 Environment: BENCH_DATABASE_URL (a PostgreSQL database it may create databases
 next to, default postgresql://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL
@@ -203,6 +207,47 @@ def drain(workdir: Path, env: dict, engine, redis_url: str,
     return (DRAIN_EVENTS - 1) / float(span), 1000 * cpu / DRAIN_EVENTS
 
 
+LATENCY_EVENTS = 500
+LATENCY_RATE = 50  # deliveries/s: a steady trickle, far below capacity
+
+
+def end_to_end_latency(workdir: Path, env: dict, engine, redis_url: str) -> tuple[float, float]:
+    """Web and worker both running, LATENCY_EVENTS deliveries at LATENCY_RATE/s: the
+    p50 and p99 ms from an event's commit (received_at) to its handler's commit
+    (processed_at), the worker's relay publishing in between."""
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE webhook_events, payments, outbox"))
+    redis.Redis.from_url(redis_url).flushdb()
+    stack = Stack(workdir / "latency", env, printed_log_lines=0)
+    stack.start("web", "worker")
+    wait_for(lambda: _answers(stack), timeout=60, what="gunicorn")
+    session = requests.Session()
+    try:
+        def send(event_key: str) -> None:
+            body = payment_event(event_key, f"pi_{event_key}", pad=PAD)
+            assert session.post(stack.url("/webhooks/stripe"), data=body, timeout=10,
+                                headers=signing.stripe_headers(body, SECRET)).status_code == 202
+        send("evt_latency_warm")  # the worker up and consuming before the clock starts
+        wait_for(lambda: count(engine, "SELECT count(*) FROM webhook_events WHERE status = "
+                                       "'processed'") == 1, timeout=60, what="the worker")
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE webhook_events, payments"))
+        for i in range(LATENCY_EVENTS):
+            send(f"evt_latency_{i}")
+            time.sleep(1 / LATENCY_RATE)
+        wait_for(lambda: count(engine, "SELECT count(*) FROM webhook_events WHERE status = "
+                                       "'processed'") == LATENCY_EVENTS,
+                 timeout=120, interval=0.2, what="the latency run's events processed")
+    finally:
+        stack.stop()
+    with engine.connect() as connection:
+        p50, p99 = connection.execute(text(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) FROM (SELECT 1000 * "
+            "extract(epoch FROM processed_at - received_at) AS lag FROM webhook_events) l")).one()
+    return float(p50), float(p99)
+
+
 def main() -> None:
     workdir, database_url, redis_url = fresh_services("sluice-bench", redis_db=12)
     env = web_env(workdir, database_url, redis_url)
@@ -259,6 +304,8 @@ def main() -> None:
         drains.append(drain(workdir, env, engine, redis_url, round_no))
         ceilings.append(drain_ceiling(workdir, env, redis_url, round_no))
 
+    latency = end_to_end_latency(workdir, env, engine, redis_url)
+
     print("\n== bench/ingest ==")
     print(f"machine: {os.cpu_count()} cores; gunicorn.conf.py; {CONNECTIONS} connections; "
           f"{ROUNDS} alternating rounds of {SECONDS}s; delivery {size} bytes")
@@ -308,6 +355,9 @@ def main() -> None:
     print(f"ceiling, the same worker on no-op tasks: {spread(ceiling_rates)} tasks/s, "
           f"{spread(ceiling_cpu, '{:.2f}')} ms CPU per task; drain ratio "
           f"{spread(drain_ratio, '{:.2f}')} (target >= 0.5)")
+    print(f"commit to processed, web and worker running, {LATENCY_EVENTS} deliveries at "
+          f"{LATENCY_RATE}/s (the worker's relay polls every OUTBOX_POLL_INTERVAL): p50 "
+          f"{latency[0]:.0f} ms, p99 {latency[1]:.0f} ms")
     print(f"RESULT ingest ratio_to_baseline={statistics.median(ratios):.2f} "
           f"ratio_to_ceiling={statistics.median(to_ceiling):.2f} "
           f"ratio_to_published_ceiling={statistics.median(to_published):.2f} "
@@ -316,7 +366,8 @@ def main() -> None:
           f"otel_ratio={statistics.median(otel_ratio):.2f} "
           f"drain_events_per_second={statistics.median(rates):.0f} "
           f"drain_ratio={statistics.median(drain_ratio):.2f} "
-          f"drain_cpu_ms_per_event={statistics.median(cpu):.2f}")
+          f"drain_cpu_ms_per_event={statistics.median(cpu):.2f} "
+          f"latency_p50_ms={latency[0]:.0f} latency_p99_ms={latency[1]:.0f}")
 
 
 if __name__ == "__main__":
