@@ -54,3 +54,22 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# glibc's mallopt(M_MMAP_THRESHOLD): blocks this large are mmapped and go back to the
+# system when freed.
+_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES = -3, 256 * 1024
+
+
+def post_fork(server, worker):
+    # Upload buffers are 1 MiB (webapp/uploads.py). glibc raises its mmap threshold to
+    # the largest block freed so far (up to 32 MiB), after which such buffers come
+    # from the threads' malloc arenas, whose pages the process keeps: a worker's RSS
+    # grew by every thread's buffers and kept the growth. A fixed threshold turns
+    # that adjustment off. Not glibc (musl, macOS): nothing to do.
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):
+        pass

@@ -263,25 +263,33 @@ def relay_unpublished(session: Session, publisher: Publisher, *,
     `SKIP LOCKED` lets several relays share the backlog without double sends.
     """
     cutoff = utcnow() - older_than
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.published_at.is_(None), OutboxMessage.created_at <= cutoff)
-        .order_by(OutboxMessage.id)
+    table = OutboxMessage.__table__
+    # Core rows, not ORM objects, and one UPDATE for the batch: each worker's relay
+    # runs this in the process that also feeds its pool, for every message.
+    rows = session.execute(
+        select(table.c.id, table.c.task_name, table.c.kwargs, table.c.queue,
+               table.c.trace_context)
+        .where(table.c.published_at.is_(None), table.c.created_at <= cutoff)
+        .order_by(table.c.id)
         .limit(batch_size)
         .with_for_update(skip_locked=True)
     ).all()
-    result = RelayResult()
+    result, published = RelayResult(), []
     for row in rows:
         try:
-            publisher(Message(row.id, row.task_name, row.kwargs, row.queue, row.trace_context))
+            publisher(Message(*row))
         except Exception as exc:
-            row.attempts += 1
-            row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            session.execute(update(table).where(table.c.id == row.id).values(
+                attempts=table.c.attempts + 1,
+                last_error=f"{type(exc).__name__}: {exc}"[:500]))
             result.failed += 1
             PUBLISH_FAILURES.labels("relay").inc()
             break  # broker down: stop hammering it, the next run resumes here
-        row.published_at = utcnow()
-        result.published += 1
+        published.append(row.id)
+    if published:
+        session.execute(update(table).where(table.c.id.in_(published))
+                        .values(published_at=utcnow()))
+    result.published = len(published)
     session.commit()
     if result.published:
         PUBLISHED.labels("relay").inc(result.published)
