@@ -46,26 +46,11 @@ def instance_path() -> str:
 def register_extensions(app: Flask) -> None:
     from tasks import celery_init_app, outbox_publisher
     from webapp.embedded import ensure_embedded_redis
-    from webapp.extensions import db, limiter, redis_client, redis_url_for_limiter
+    from webapp.extensions import db, limiter, redis_client
+    from webapp.rate_limits import init_rate_limits
 
     if not app.config.get("REDIS_URL"):
         app.config["REDIS_URL"] = ensure_embedded_redis(app.instance_path)
-    app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url_for_limiter(app.config["REDIS_URL"]))
-    app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["REDIS_KEY_PREFIX"] + "rl")
-    # O(1) Redis memory per key, unlike the moving window (DESIGN.md, flask-limiter).
-    app.config.setdefault("RATELIMIT_STRATEGY", "sliding-window-counter")
-    # Rate-limit headers on every response cost a Redis round trip each; the 429
-    # itself carries Retry-After and the limit (webapp/errors.py).
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
-    # Redis down must not turn every limited route into a 500: fail open to a
-    # per-process in-memory budget (which multiplies the limit by the number of
-    # processes while Redis is away).
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
-    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
-    # A hung Redis must not hang requests: give up quickly and fall back.
-    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS",
-                          {"socket_connect_timeout": 0.5, "socket_timeout": 0.5})
-
     from tasks.schedule import ScheduleError
 
     try:
@@ -77,7 +62,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app, publisher=outbox_publisher(celery)
                 if app.config["OUTBOX_PUBLISH_AFTER_COMMIT"] else None)
     redis_client.init_app(app)
-    limiter.init_app(app)
+    init_rate_limits(app, limiter)
 
 
 def register_blueprints(app: Flask) -> None:

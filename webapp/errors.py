@@ -6,6 +6,7 @@ import re
 
 from flask import Flask, g, jsonify
 from flask_limiter.errors import RateLimitExceeded
+from limits import RateLimitItem
 from werkzeug.exceptions import HTTPException
 
 from documents.storage import StorageUnavailable
@@ -47,13 +48,12 @@ def handle_api_error(exc: APIError):
 def handle_http_exception(exc: HTTPException):
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     if isinstance(exc, RateLimitExceeded):
-        headers.update(_rate_limit_headers(exc))
+        headers.update(rate_limit_headers(exc.limit.limit))
     return error_response(exc.code or 500, _http_code(exc), exc.description or exc.name, headers)
 
 
-def _rate_limit_headers(exc: RateLimitExceeded) -> dict[str, str]:
+def rate_limit_headers(item: RateLimitItem) -> dict[str, str]:
     # The whole window is an upper bound on the wait, with no extra Redis call.
-    item = exc.limit.limit
     return {"Retry-After": str(item.get_expiry()), "X-RateLimit-Limit": str(item.amount),
             "X-RateLimit-Remaining": "0"}
 

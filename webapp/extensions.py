@@ -62,10 +62,6 @@ def _close_session(_exc) -> None:
         session.close()  # rolls back anything left uncommitted
 
 
-def redis_url_for_limiter(url: str) -> str:
-    return "redis+unix://" + url[len("unix://"):] if url.startswith("unix://") else url
-
-
 class RedisClient:
     def init_app(self, app: Flask) -> None:
         app.extensions[REDIS_KEY] = redis.Redis.from_url(

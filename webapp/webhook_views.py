@@ -8,12 +8,12 @@ import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from prometheus_client import Counter
 from werkzeug.test import Client
 
 from tasks import SOURCES_KEY
+from webapp.rate_limits import Budget, OverBudget
 from webapp.config import webhook_sources
 from webapp.errors import APIError
 from webapp.extensions import db, limiter, redis_client
@@ -29,9 +29,6 @@ MAX_CHALLENGE = 256
 
 DELIVERIES = Counter("sluice_webhook_deliveries_total", "Webhook deliveries by outcome",
                      ["source", "outcome"])
-RATE_LIMIT_FALLBACK = Counter(
-    "sluice_rate_limit_fallback_total",
-    "Requests rate-limited from per-process memory because Redis was unreachable")
 
 
 def _source_or_none() -> Source | None:
@@ -51,18 +48,17 @@ def _source_limit() -> str:
     return source.rate_limit if source else "6000/minute"
 
 
-def _source_bucket() -> str:
-    return "webhook-source:" + (request.view_args or {}).get("source", "")
+def _source_name() -> str:
+    return (request.view_args or {}).get("source", "")
 
 
 # The provider's quota is spent only by deliveries that passed verification, and a
 # forged one spends its sender's per-address budget instead, so forgeries cannot
-# starve a provider. Both are applied inside the view, after verification, as
-# flask-limiter's context manager: one Redis round trip per delivery, where the
-# route decorators with deduct_when made three (test, test, then hit).
-SOURCE_QUOTA = limiter.limit(_source_limit, key_func=_source_bucket)
-FORGERY_BUDGET = limiter.limit(lambda: current_app.config["WEBHOOK_INVALID_SIGNATURE_LIMIT"],
-                               key_func=get_remote_address)
+# starve a provider (webapp/budgets.py: one Redis round trip per delivery).
+SOURCE_QUOTA = Budget("webhook-source", _source_limit, _source_name)
+FORGERY_BUDGET = Budget("webhook-forgery",
+                        lambda: current_app.config["WEBHOOK_INVALID_SIGNATURE_LIMIT"],
+                        get_remote_address)
 
 
 def _requested_url() -> str:
@@ -87,21 +83,21 @@ def receive(source: str):
         verify(source, request.headers, body, time.time(), _requested_url())
     except SignatureError as exc:
         _count_unstored(source, "signature_failed")
-        with FORGERY_BUDGET:  # 429 instead, once this address has failed too often
-            DELIVERIES.labels(source.name, exc.code).inc()
-            raise APIError(401, exc.code, str(exc)) from None
+        FORGERY_BUDGET.spend()  # 429 instead, once this address has failed too often
+        DELIVERIES.labels(source.name, exc.code).inc()
+        raise APIError(401, exc.code, str(exc)) from None
     try:
-        with SOURCE_QUOTA:
-            try:
-                # committed on return; raises (503) rather than acknowledge an uncommitted event
-                stored = store(db.state.bind, source, request.headers, body)
-            except InvalidPayload as exc:
-                DELIVERIES.labels(source.name, exc.code).inc()
-                _count_unstored(source, "invalid_payload")
-                raise APIError(400, exc.code, str(exc)) from None
-    except RateLimitExceeded:  # the quota is checked as the block is entered
+        SOURCE_QUOTA.spend()
+    except OverBudget:
         _count_unstored(source, "rate_limited")
         raise
+    try:
+        # committed on return; raises (503) rather than acknowledge an uncommitted event
+        stored = store(db.state.bind, source, request.headers, body)
+    except InvalidPayload as exc:
+        DELIVERIES.labels(source.name, exc.code).inc()
+        _count_unstored(source, "invalid_payload")
+        raise APIError(400, exc.code, str(exc)) from None
     outcome = "duplicate" if stored.duplicate else "accepted"
     DELIVERIES.labels(source.name, outcome).inc()
     tracing.annotate(source=source.name, event_id=stored.event_id)
@@ -151,14 +147,6 @@ def send_test_delivery(source: Source, url: str | None = None) -> tuple[int, dic
     return answer.status_code, answer.get_json(silent=True) or {}
 
 
-def _count_rate_limit_fallback(response):
-    # flask-limiter keeps no public flag or hook for "Redis is down, using memory".
-    if getattr(limiter, "_storage_dead", False):
-        RATE_LIMIT_FALLBACK.inc()
-    return response
-
-
 def init_webhooks(app: Flask) -> None:
     app.extensions[SOURCES_KEY] = webhook_sources(app.config, os.environ)
     app.register_blueprint(bp)
-    app.after_request(_count_rate_limit_fallback)
