@@ -56,20 +56,20 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
-# glibc's mallopt(M_MMAP_THRESHOLD): blocks this large are mmapped and go back to the
-# system when freed.
-_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES = -3, 256 * 1024
+# glibc's mallopt(M_ARENA_MAX): how many malloc arenas the process's threads share.
+_M_ARENA_MAX, _ARENAS = -8, 2
 
 
 def post_fork(server, worker):
-    # Upload buffers are 1 MiB (webapp/uploads.py). glibc raises its mmap threshold to
-    # the largest block freed so far (up to 32 MiB), after which such buffers come
-    # from the threads' malloc arenas, whose pages the process keeps: a worker's RSS
-    # grew by every thread's buffers and kept the growth. A fixed threshold turns
-    # that adjustment off. Not glibc (musl, macOS): nothing to do.
+    # Upload buffers are 1 MiB (webapp/uploads.py, and gunicorn's own body reads).
+    # By default glibc gives each thread an arena of its own, up to 8 per core, and
+    # a worker's RSS grew by every thread's buffers and kept the growth. Two shared
+    # arenas bound that while freed buffers are reused. A fixed mmap threshold bounds
+    # it too, but mmaps and faults in every buffer anew: it halved upload
+    # throughput (bench/documents). Not glibc (musl, macOS): nothing to do.
     import ctypes
 
     try:
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, _ARENAS)
     except (OSError, AttributeError):
         pass

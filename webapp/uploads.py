@@ -7,10 +7,13 @@ way the bytes are hashed, capped and written in one pass with no second copy.
 """
 from __future__ import annotations
 
+import functools
 import io
+from typing import Iterator
 
 from flask import Flask, Request, current_app, g, request
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
@@ -76,14 +79,34 @@ def spooled_body(cap: int) -> tuple[Spooled, str | None, str | None]:
     request.max_content_length = cap  # Flask's app-wide cap is for other bodies
     spool = HashingSpool(storage(), cap)
     g.setdefault("upload_spools", []).append(spool)
-    stream = request.stream
     try:
-        while chunk := stream.read(UPLOAD_READ_SIZE):
+        for chunk in _body_chunks(UPLOAD_READ_SIZE):
             spool.write(chunk)
     except TooLarge as exc:
         raise APIError(413, "payload_too_large", str(exc)) from None
     _disposition, options = parse_options_header(request.headers.get("Content-Disposition"))
     return spool.finish(), options.get("filename"), request.mimetype or None
+
+
+def _body_chunks(size: int) -> Iterator[bytes]:
+    """The request body in chunks of at most `size`, as the server hands them over.
+
+    With a Content-Length, read from wsgi.input itself up to that length: werkzeug's
+    request.stream, an io.RawIOBase, copies every chunk twice more (into a
+    bytearray, then out of it), which halved large uploads' throughput. A chunked
+    body is left to werkzeug, which knows how each server marks its end.
+    """
+    remaining = request.content_length
+    if remaining is None:
+        yield from iter(functools.partial(request.stream.read, size), b"")
+        return
+    stream = request.environ["wsgi.input"]
+    while remaining:
+        chunk = stream.read(min(size, remaining))
+        if not chunk:
+            raise ClientDisconnected()
+        remaining -= len(chunk)
+        yield chunk
 
 
 def _discard_spools(_exc) -> None:

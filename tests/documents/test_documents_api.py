@@ -274,3 +274,45 @@ def test_a_raw_body_is_sniffed_capped_and_checked_like_any_upload(make_app):
     assert (too_big.status_code, too_big.get_json()["error"]["code"]) == (
         413, "payload_too_large")
     assert os.listdir(os.path.join(app.config["STORAGE_DIR"], "tmp")) == []
+
+
+def raw_environ(owner, body: bytes, **headers) -> dict:
+    return EnvironBuilder("/v1/documents", method="POST", data=body, headers={
+        "Authorization": owner["Authorization"], "Content-Type": "text/plain",
+        **headers}).get_environ()
+
+
+def test_a_raw_body_is_read_from_the_server_whole_megabytes_up_to_its_length(app, owners):
+    content = b"0123456789abcdef\n" * (3 * MB // 17)  # a little under 3 MB
+    environ = raw_environ(owners["alice"], content)
+    stream = environ["wsgi.input"] = RecordingStream(content + b"next request")
+    app_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
+    answer = json.loads(b"".join(app_iter))
+    assert status.startswith("201"), answer
+    assert (answer["sha256"], answer["size"]) == (hashlib.sha256(content).hexdigest(),
+                                                  len(content))
+    assert stream.asked == [MB, MB, len(content) - 2 * MB]  # never past its length
+
+
+def test_a_raw_body_cut_short_is_400_and_leaves_nothing(app, owners):
+    content = b"a text that stops half way\n" * 100
+    environ = raw_environ(owners["alice"], content)
+    environ["wsgi.input"] = io.BytesIO(content[:1000])  # the client went away
+    app_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
+    assert status.startswith("400"), b"".join(app_iter)
+    with app.app_context():
+        assert db.session.scalars(select(Document)).all() == []
+    temp = os.path.join(app.config["STORAGE_DIR"], "tmp")
+    assert not os.path.exists(temp) or os.listdir(temp) == []
+
+
+def test_a_chunked_raw_body_without_a_length_is_stored_whole(app, owners):
+    content = b"sent in chunks, with no Content-Length\n" * 5000
+    environ = raw_environ(owners["alice"], b"", **{"Transfer-Encoding": "chunked"})
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update({"wsgi.input": io.BytesIO(content), "wsgi.input_terminated": True})
+    app_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
+    answer = json.loads(b"".join(app_iter))
+    assert status.startswith("201"), answer
+    assert (answer["sha256"], answer["size"]) == (hashlib.sha256(content).hexdigest(),
+                                                  len(content))
