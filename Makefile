@@ -34,7 +34,9 @@ lint: $(VENV)/.test
 
 bench: $(VENV)/.test
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	for b in bench/*/run.py; do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
+	for b in bench/*/run.py; do started=$$(date +%s); \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; \
+	  echo "$$b took $$(( $$(date +%s) - started )) s"; done
 
 stop:
 	-$(BIN)/python -c "import redis, webapp.embedded as e; redis.Redis(unix_socket_path=str(e.socket_path('instance'))).shutdown(nosave=True)"
