@@ -93,8 +93,8 @@ def _body_chunks(size: int) -> Iterator[bytes]:
 
     With a Content-Length, read from wsgi.input itself up to that length: werkzeug's
     request.stream, an io.RawIOBase, copies every chunk twice more (into a
-    bytearray, then out of it), which halved large uploads' throughput. A chunked
-    body is left to werkzeug, which knows how each server marks its end.
+    bytearray, then out of it), on every megabyte of a large upload. A chunked body
+    is left to werkzeug, which knows how each server marks its end.
     """
     remaining = request.content_length
     if remaining is None:
