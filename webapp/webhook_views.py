@@ -31,25 +31,19 @@ DELIVERIES = Counter("sluice_webhook_deliveries_total", "Webhook deliveries by o
                      ["source", "outcome"])
 
 
-def _source_or_none() -> Source | None:
-    name = (request.view_args or {}).get("source", "")
-    return current_app.extensions[SOURCES_KEY].get(name)
+def _source_name() -> str:
+    return (request.view_args or {}).get("source", "")
 
 
 def _source() -> Source:
-    source = _source_or_none()
+    source = current_app.extensions[SOURCES_KEY].get(_source_name())
     if source is None:
         raise APIError(404, "unknown_source", "No webhook source has that name.")
     return source
 
 
 def _source_limit() -> str:
-    source = _source_or_none()
-    return source.rate_limit if source else "6000/minute"
-
-
-def _source_name() -> str:
-    return (request.view_args or {}).get("source", "")
+    return _source().rate_limit  # spent only once the view has found the source
 
 
 # The provider's quota is spent only by deliveries that passed verification, and a
