@@ -6,7 +6,7 @@ same constant. The names live in the kernel because the domain packages may not
 import `tasks`: the layers run webapp -> tasks -> domains -> store.
 
 Celery routes each name to the queue its middle part names (`sluice.<queue>.<task>`,
-see `tasks.celery_config`), so a name also says where its work runs. A name is part
+see `tasks.celery_app.celery_config`), so a name also says where its work runs. A name is part
 of the broker's contract with messages already queued: never rename one in place.
 """
 PROCESS_EVENT = "sluice.webhooks.process_event"

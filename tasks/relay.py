@@ -44,7 +44,7 @@ class OutboxRelay(bootsteps.StartStopStep):
         self.relay: Relay | None = None
 
     def start(self, worker) -> None:
-        from tasks import outbox_publisher
+        from tasks.celery_app import outbox_publisher  # it imports this module
 
         flask_app: Flask = worker.app.flask_app
         interval = flask_app.config["OUTBOX_POLL_INTERVAL"]

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from tests import log_leaks, services
+from tests.workers import as_worker
 from webapp import create_app
 from webapp.config import DEFAULTS
 from webapp.logging import json_handler
@@ -122,7 +123,7 @@ def app(make_app):
 def worker_app(make_app):
     """An app as the worker and beat build it: what a transaction enqueues is published
     as it commits (the web's `app` leaves it to the workers' relay)."""
-    return make_app(OUTBOX_PUBLISH_AFTER_COMMIT=True)
+    return as_worker(make_app(OUTBOX_PUBLISH_AFTER_COMMIT=True))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from tests import log_leaks
 from tests.e2e.conftest import STRIPE_SECRET
 from tests.webhooks import signing
 from webapp.logging import json_handler
+from tests.workers import celery_of
 
 HERE = Path("planted.log")
 TOKEN = "slc_" + "Q" * 43
@@ -165,7 +166,7 @@ def test_a_failing_handler_keeps_personal_data_out_of_logs_and_last_error(
     monkeypatch.setenv("T_LEAK_META", "leak_meta_secret")
     app = make_app(WEBHOOK_SOURCES={"sources": {"whatsapp": {
         "scheme": "meta", "secrets_env": "T_LEAK_META"}}})
-    app.extensions["celery"].loader.import_default_modules()
+    celery_of(app).loader.import_default_modules()
     _refuse_inserts(app, "whatsapp_messages")
     event = meta_event()
     value = event["entry"][0]["changes"][0]["value"]
@@ -176,7 +177,7 @@ def test_a_failing_handler_keeps_personal_data_out_of_logs_and_last_error(
     event_id = app.test_client().post("/webhooks/whatsapp", data=body, headers=signing
                                       .meta_headers(body, "leak_meta_secret")).get_json()["id"]
     capfd.readouterr()
-    task = app.extensions["celery"].tasks["sluice.webhooks.process_event"]
+    task = celery_of(app).tasks["sluice.webhooks.process_event"]
     with as_worker(task, "leak-handler", event_id), pytest.raises(Retry):
         task(event_id)
     logged = capfd.readouterr().err

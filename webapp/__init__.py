@@ -44,23 +44,15 @@ def instance_path() -> str:
 
 
 def register_extensions(app: Flask) -> None:
-    from tasks import celery_init_app, outbox_publisher
+    """No Celery here: the web leaves its outbox rows to the workers' relay
+    (tasks/relay.py); worker and beat add Celery in `tasks.worker`."""
     from webapp.embedded import ensure_embedded_redis
     from webapp.extensions import db, limiter, redis_client
     from webapp.rate_limits import init_rate_limits
 
     if not app.config.get("REDIS_URL"):
         app.config["REDIS_URL"] = ensure_embedded_redis(app.instance_path)
-    from tasks.schedule import ScheduleError
-
-    try:
-        celery = celery_init_app(app)
-    except ScheduleError as exc:
-        raise settings.ConfigError(str(exc)) from None
-    # The web leaves its outbox rows to the workers' relay (tasks/relay.py); the
-    # worker and beat publish what their own transactions enqueue at once.
-    db.init_app(app, publisher=outbox_publisher(celery)
-                if app.config["OUTBOX_PUBLISH_AFTER_COMMIT"] else None)
+    db.init_app(app)
     redis_client.init_app(app)
     init_rate_limits(app, limiter)
 

@@ -22,7 +22,8 @@ from documents.imports import progress
 from documents.models import imports_in_progress, oldest_pending_scan, status_counts
 from store.db import utcnow
 from store.outbox import backlog
-from webapp.extensions import DB_KEY
+from tasks.queue_depths import recorded
+from webapp.extensions import DB_KEY, REDIS_KEY
 from webhooks import stats
 
 CLAMD_DATE = "%a %b %d %H:%M:%S %Y"
@@ -69,7 +70,8 @@ class BacklogCollector:
                 session.close()
         depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in each Celery queue",
                                   labels=["queue"])
-        for queue, count in tasks.queue_depths(app.extensions["celery"]).items():
+        for queue, count in recorded(app.extensions[REDIS_KEY],
+                                     app.config["REDIS_KEY_PREFIX"]).items():
             if count is not None:
                 depth.add_metric([queue], count)
         yield depth

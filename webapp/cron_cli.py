@@ -11,7 +11,6 @@ from sqlalchemy import select
 from cron.jobs import registry
 from cron.models import SKIPPED_LOCKED, SUCCEEDED, JobRun
 from cron.runner import run_job
-from tasks import outbox_publisher
 from webapp.extensions import db, redis_client
 
 cron_cli = AppGroup("cron", help="Scheduled jobs.")
@@ -62,12 +61,14 @@ UNTIL_TIME_LIMIT = "time-limit"
                    "value up to the job's hard time limit (no holder outlives it).")
 def cron_run(name: str, wait: float | None) -> None:
     """Run a job now, in this process, under the same lock and history as beat."""
+    from tasks.celery_app import celery_init_app, outbox_publisher  # Celery only when run
+
     job = registry(current_app.config).get(name)
     if job is None:
         raise click.ClickException(f"no enabled job named {name!r}")
     run = run_job(db.session, redis_client.client, job, trigger="manual",
                   config=current_app.config,
-                  publisher=outbox_publisher(current_app.extensions["celery"]),
+                  publisher=outbox_publisher(celery_init_app(current_app)),
                   wait=job.time_limit if wait is None else wait)
     click.echo(_describe(run))
     if run.outcome == SKIPPED_LOCKED:

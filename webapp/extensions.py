@@ -32,6 +32,11 @@ class DatabaseState:
         """What sessions are bound to: the engine (a test binds a connection)."""
         return self.sessionmaker.kw["bind"]
 
+    def publish_after_commit(self, publisher: Publisher) -> None:
+        """Sessions made from now on publish what they enqueue as they commit."""
+        self.sessionmaker.configure(info={**self.sessionmaker.kw.get("info", {}),
+                                          PUBLISHER_KEY: publisher})
+
     @property
     def session(self) -> Session:
         if "_sluice_session" not in g:
@@ -40,10 +45,9 @@ class DatabaseState:
 
 
 class Database:
-    def init_app(self, app: Flask, publisher: Publisher | None = None) -> None:
+    def init_app(self, app: Flask) -> None:
         engine = make_engine(app.config["DATABASE_URL"])
-        info = {PUBLISHER_KEY: publisher} if publisher else {}
-        factory = sessionmaker(bind=engine, expire_on_commit=False, info=info)
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
         app.extensions[DB_KEY] = DatabaseState(engine, factory)
         app.teardown_appcontext(_close_session)
 

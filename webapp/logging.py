@@ -28,10 +28,12 @@ def incoming_request_id() -> str:
 def current_request_id() -> str | None:
     if has_request_context():
         return g.get("request_id")
-    from celery import current_task  # tasks log under their task id
-
-    if current_task and current_task.request and current_task.request.id:
-        return current_task.request.id
+    celery = sys.modules.get("celery")  # tasks log under their task id; a process
+    if celery is None:                  # that never loaded Celery (the web) runs none
+        return None
+    task = celery.current_task
+    if task and task.request and task.request.id:
+        return task.request.id
     return None
 
 

@@ -152,6 +152,8 @@ def main() -> None:
 
     stack.start("web")
     stack.wait_ready()
+    for _ in range(8):  # as in production, where Prometheus scrapes every web process
+        assert requests.get(stack.url("/metrics"), timeout=30).status_code == 200
     idle_rss = peak_rss_mb(stack.processes["web"].pid)
     ceiling = Stack(workdir / "ceiling", {**env, "PORT": str(free_port())},
                     printed_log_lines=0)

@@ -5,12 +5,13 @@ import pytest
 
 from cron.jobs import registry
 from cron.runner import run_job
-from tasks import outbox_publisher
+from tasks.celery_app import outbox_publisher
 from tests.webhooks.test_outbox import queued
 from webapp.extensions import db
 from store.db import utcnow
 from webhooks.models import WebhookEvent
 from store.outbox import enqueue
+from tests.workers import as_worker, celery_of
 
 
 def event(session, key, status, age_seconds) -> WebhookEvent:
@@ -32,7 +33,7 @@ def app(worker_app):
 def run(app, name):
     return run_job(db.session, app.extensions["sluice.redis"], registry(app.config)[name],
                    trigger="manual", config=app.config,
-                   publisher=outbox_publisher(app.extensions["celery"]))
+                   publisher=outbox_publisher(celery_of(app)))
 
 
 def test_redrive_requeues_only_events_stuck_past_the_cutoff(app, redis_db):
@@ -52,7 +53,8 @@ def test_redrive_requeues_only_events_stuck_past_the_cutoff(app, redis_db):
 
 
 def test_relay_job_publishes_the_whole_backlog_in_batches(make_app, redis_db):
-    app = make_app(OUTBOX_PUBLISH_AFTER_COMMIT=True, OUTBOX_RELAY_AFTER=0, OUTBOX_RELAY_BATCH=2)
+    app = as_worker(make_app(OUTBOX_PUBLISH_AFTER_COMMIT=True, OUTBOX_RELAY_AFTER=0,
+                             OUTBOX_RELAY_BATCH=2))
     with app.app_context():
         session = db.session
         session.info.pop("outbox_publisher")

@@ -2,6 +2,7 @@ from cron.jobs import registry
 from cron.runner import run_job
 from documents.models import Document
 from tests.webhooks.test_outbox import queued
+from tests.workers import as_worker
 from webapp.extensions import db
 
 
@@ -15,7 +16,7 @@ def doc(session, sha, status, fingerprint):
 
 def test_rescan_queues_clean_documents_from_older_signatures_and_scan_errors(
         make_app, clamd_url, redis_db):
-    app = make_app(CLAMD_URL=clamd_url, OUTBOX_PUBLISH_AFTER_COMMIT=True)  # the worker's
+    app = as_worker(make_app(CLAMD_URL=clamd_url, OUTBOX_PUBLISH_AFTER_COMMIT=True))
     with app.app_context():
         session = db.session
         first = run_job(session, app.extensions["sluice.redis"],

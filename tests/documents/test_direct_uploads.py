@@ -18,6 +18,7 @@ from tests.documents.conftest import make_owners, upload as post_document
 from tests.services import free_port
 from tests.tasks.test_webhook_task import as_worker
 from webapp.extensions import db
+from tests.workers import celery_of
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def shown(client, owner, upload_id: int) -> dict:
 
 def ingest(app, upload_id: int) -> None:
     """The worker's task, called as a worker calls it."""
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     task = celery.tasks[INGEST_UPLOAD]
     with as_worker(task, f"ingest-{upload_id}", upload_id):
@@ -216,7 +217,7 @@ def test_an_upload_not_completed_in_time_cannot_be_completed(make_app, s3_env):
 def test_the_store_away_during_ingest_retries_then_the_upload_is_failed(make_app, tmp_path):
     app = make_app(STORAGE_URL="s3://nowhere/x", SPOOL_DIR=str(tmp_path / "spool"),
                    S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     task = celery.tasks[INGEST_UPLOAD]
     with app.app_context():

@@ -15,6 +15,7 @@ from tests.documents.conftest import make_owners, upload
 from tests.services import free_port
 from webapp.config import ConfigError
 from webapp.extensions import db
+from tests.workers import celery_of
 
 
 def backends(tmp_path, s3_env):
@@ -162,7 +163,7 @@ def test_a_scan_while_the_store_is_down_retries_then_is_scan_error_never_clean(
     app = make_app(CLAMD_URL=clamd_url, STORAGE_URL="s3://nowhere/x",
                    S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
                    SPOOL_DIR=str(tmp_path / "spool"), DOCUMENT_SCAN_MAX_RETRIES=2)
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     scan = celery.tasks[SCAN_DOCUMENT]
     with app.app_context():

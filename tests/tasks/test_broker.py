@@ -11,10 +11,11 @@ from kombu.exceptions import OperationalError
 from tasks import broker
 from tests.services import ThrowawayRedis, TlsRedis
 from webapp import create_app
+from tests.workers import celery_of
 
 
 def test_a_redis_broker_publishes_through_one_client_per_pool(app, redis_db):
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     with celery.connection_for_write() as connection:
         assert isinstance(connection.transport, broker.Transport)
         channel = connection.default_channel
@@ -40,7 +41,7 @@ def test_a_redis_broker_publishes_through_one_client_per_pool(app, redis_db):
 ])
 def test_other_broker_urls_keep_kombus_own_transport(app_config, url, transport):
     app = create_app({**app_config, "CELERY_BROKER_URL": url})
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     assert celery.conf.broker_transport is None
     assert celery.connection_for_write().transport_cls == transport
     assert not celery.connection_for_write().ssl
@@ -53,7 +54,7 @@ def test_other_broker_urls_keep_kombus_own_transport(app_config, url, transport)
 def test_a_rediss_broker_uses_our_transport_and_verifies_unless_told_not_to(
         app_config, query, verify):
     app = create_app({**app_config, "CELERY_BROKER_URL": f"rediss://127.0.0.1:6380/0{query}"})
-    connection = app.extensions["celery"].connection_for_write()
+    connection = celery_of(app).connection_for_write()
     assert connection.transport_cls == broker.TRANSPORT
     assert connection.ssl["ssl_cert_reqs"] == verify
 
@@ -62,7 +63,7 @@ def test_tasks_reach_a_tls_broker_through_the_apps_config(app_config, tmp_path):
     tls_redis = TlsRedis(tmp_path / "tls-redis").start()
     try:
         app = create_app({**app_config, "CELERY_BROKER_URL": tls_redis.url})
-        app.extensions["celery"].send_task("sluice.ping", queue="cron")
+        celery_of(app).send_task("sluice.ping", queue="cron")
         queued = redis.Redis.from_url(tls_redis.url).lrange("cron", 0, -1)
         assert [json.loads(m)["headers"]["task"] for m in queued] == ["sluice.ping"]
         # Verified by default: without the test CA in the URL its certificate is
@@ -70,7 +71,7 @@ def test_tasks_reach_a_tls_broker_through_the_apps_config(app_config, tmp_path):
         untrusted = tls_redis.url.split("?")[0]
         app = create_app({**app_config, "CELERY_BROKER_URL": untrusted})
         with pytest.raises(OperationalError, match="certificate verify failed"):
-            with app.extensions["celery"].connection_for_write() as connection:
+            with celery_of(app).connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1)
     finally:
         tls_redis.stop()

@@ -1,12 +1,15 @@
-import re
+import os
+import subprocess
+import sys
 
 import pytest
 
 from webapp import create_app
+from tests.workers import celery_of
 
 
 def test_worker_settings_guard_against_lost_and_duplicated_work(app):
-    conf = app.extensions["celery"].conf
+    conf = celery_of(app).conf
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
@@ -15,7 +18,7 @@ def test_worker_settings_guard_against_lost_and_duplicated_work(app):
 
 
 def test_every_task_module_registers_its_named_tasks(app):
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     names = {"sluice.ping", "sluice.cron.run_job", "sluice.webhooks.process_event"}
     assert names <= set(celery.tasks)
@@ -26,7 +29,7 @@ def test_every_task_module_registers_its_named_tasks(app):
 
 def test_beat_relays_the_outbox_at_the_configured_interval(app_config):
     app = create_app({**app_config, "OUTBOX_RELAY_INTERVAL": 4})
-    schedule = app.extensions["celery"].conf.beat_schedule
+    schedule = celery_of(app).conf.beat_schedule
     entry = schedule["relay-outbox"]
     assert entry["task"] == "sluice.cron.run_job"
     assert entry["kwargs"] == {"name": "relay_outbox", "trigger": "beat"}
@@ -40,7 +43,7 @@ def test_crontab_schedules_replace_intervals(app_config):
     from celery.schedules import crontab
 
     app = create_app({**app_config, "CRON_SCHEDULES": "purge_retention=30 3 * * *"})
-    entry = app.extensions["celery"].conf.beat_schedule["purge-retention"]
+    entry = celery_of(app).conf.beat_schedule["purge-retention"]
     assert entry["schedule"] == crontab(minute="30", hour="3")
     assert entry["options"]["expires"] == 300
 
@@ -49,22 +52,25 @@ def test_crontab_schedules_replace_intervals(app_config):
     ("nope=* * * * *", "unknown job"), ("purge_retention=* * *", "five crontab fields"),
     ("purge_retention=99 * * * *", "CRON_SCHEDULES[purge_retention]"),
 ])
-def test_bad_crontabs_stop_the_app_from_starting(app_config, spec, message):
-    from webapp.config import ConfigError
-
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        create_app({**app_config, "CRON_SCHEDULES": spec})
+def test_bad_crontabs_stop_worker_and_beat_from_starting(redis_url, tmp_path, spec, message):
+    environ = {"PATH": os.environ["PATH"], "SLUICE_INSTANCE_PATH": str(tmp_path),
+               "REDIS_URL": redis_url, "CRON_SCHEDULES": spec}
+    started = subprocess.run([sys.executable, "-c", "import tasks.worker"], env=environ,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 1
+    assert started.stderr.startswith("sluice: configuration error: ")
+    assert message in started.stderr and "Traceback" not in started.stderr
 
 
 def test_disabled_jobs_are_not_scheduled(app_config):
     app = create_app({**app_config,
                       "CRON_DISABLED": "redrive_stuck_events, reconcile_payments"})
-    schedule = set(app.extensions["celery"].conf.beat_schedule)
+    schedule = set(celery_of(app).conf.beat_schedule)
     assert {"relay-outbox", "purge-retention"} <= schedule
     assert not {"redrive-stuck-events", "reconcile-payments"} & schedule
 
 
 def test_embedded_unix_socket_urls_are_spelled_for_kombu(app_config):
     app = create_app({**app_config, "REDIS_URL": "unix:///tmp/x/redis.sock"})
-    assert app.extensions["celery"].conf.broker_url == "redis+socket:///tmp/x/redis.sock"
+    assert celery_of(app).conf.broker_url == "redis+socket:///tmp/x/redis.sock"
     assert app.config["RATELIMIT_STORAGE_URI"] == "redis+unix:///tmp/x/redis.sock"

@@ -8,6 +8,7 @@ from documents.models import PENDING_SCAN, SCAN_ERROR, Document
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from webapp.extensions import db
+from tests.workers import celery_of
 
 
 def call_as_delivered(task, task_id: str, *args, redelivered: bool):
@@ -26,7 +27,7 @@ def status(app, document_id: int) -> str:
 def test_past_the_cap_a_redelivered_scan_gives_up_as_scan_error(make_app, redis_db, caplog):
     # No CLAMD_URL: each run that is let through leaves the document pending_scan.
     app = make_app(TASK_MAX_DELIVERIES=3)  # the first delivery and two redeliveries
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     scan = celery.tasks["sluice.documents.scan"]
     owner = make_owners(app)["alice"]

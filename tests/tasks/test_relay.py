@@ -9,7 +9,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from tasks import outbox_publisher
+from tasks.celery_app import outbox_publisher
 from tasks.relay import Relay
 from tests import services
 from tests.services import ThrowawayRedis, wait_for
@@ -18,6 +18,7 @@ from webapp import create_app
 from webapp.extensions import db
 from webapp.migrate import upgrade
 from store.outbox import OutboxMessage, enqueue
+from tests.workers import celery_of
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def unpublished(app) -> int:
 
 
 def relay_for(app, broker_app=None, batch: int = 7) -> Relay:
-    celery = (broker_app or app).extensions["celery"]
+    celery = celery_of(broker_app or app)
     return Relay(app, outbox_publisher(celery), interval=0.05, batch=batch)
 
 

@@ -11,6 +11,7 @@ from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from tests.tasks.test_webhook_task import as_worker
 from webapp.extensions import db
+from tests.workers import celery_of
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def scan_down(make_app, tmp_path):
     """An app whose clamd socket answers nobody, and a pending document."""
     app = make_app(CLAMD_URL=f"unix://{tmp_path / 'no-clamd.sock'}",
                    DOCUMENT_SCAN_MAX_RETRIES=3)
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     owner = make_owners(app)["alice"]
     document_id = upload(app.test_client(), owner, files.pdf("retry me")).get_json()["id"]

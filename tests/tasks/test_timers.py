@@ -5,6 +5,7 @@ from celery.concurrency.asynpool import AsynPool
 from kombu.asynchronous import Hub
 
 from tasks.timers import PruneCancelledTimers, prune_cancelled
+from tests.workers import celery_of
 
 
 def test_celerys_time_limit_timers_for_finished_tasks_are_pruned():
@@ -44,4 +45,4 @@ def test_pruning_keeps_the_very_heap_the_event_loop_iterates():
 
 
 def test_every_worker_runs_the_step(app):
-    assert PruneCancelledTimers in app.extensions["celery"].steps["worker"]
+    assert PruneCancelledTimers in celery_of(app).steps["worker"]

@@ -10,10 +10,11 @@ from tests.services import free_port
 from webapp import create_app
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
+from tests.workers import celery_of
 
 
 def process_event_task(app):
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     return celery.tasks["sluice.webhooks.process_event"]
 

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from types import SimpleNamespace
 
 from cron.jobs import registry
 from cron.runner import run_job
 from documents.models import Document
 from store.db import utcnow
+from store.task_names import PROCESS_EVENT
+from tasks.queue_gauge import QueueDepthGauge
+from tests.services import wait_for
+from tests.webapp.test_ops import sign_in, token_for
+from tests.workers import celery_of
 from store.outbox import OutboxMessage
 from webapp.backlog_metrics import clamd_signatures_age
 from webapp.extensions import db
@@ -19,6 +25,12 @@ SAMPLE = re.compile(r"^(sluice_[a-z_]+)(\{[^}]*\})? (\S+)$", re.MULTILINE)
 def gauges(app) -> dict[str, float]:
     text = app.test_client().get("/metrics").get_data(as_text=True)
     return {name + (labels or ""): float(value) for name, labels, value in SAMPLE.findall(text)}
+
+
+def queued_on_the_overview(operator) -> str:
+    page = operator.get("/ops/").get_data(as_text=True)
+    return re.search(r'<div class="figure">([^<]*)</div><div class="label">queued in '
+                     r'<code>webhooks</code>', page).group(1)
 
 
 def ago(seconds: float) -> dt.datetime:
@@ -58,10 +70,33 @@ def test_each_backlog_gauge_follows_what_is_waiting(make_app, clamd_url):
         utcnow().timestamp() - 60
     assert after['sluice_job_last_outcome{job="redrive_stuck_events",outcome="succeeded"}'] == 1
     assert after['sluice_job_interval_seconds{job="purge_retention"}'] == 86400
-    assert 'sluice_queue_depth{queue="webhooks"}' in after
     # The tests' clamd has only our EICAR .ndb, whose VERSION reply carries no database
     # date: the gauge is declared without a sample (the parser is tested below).
     assert "sluice_clamd_signatures_age_seconds" not in after
+
+
+def test_queue_depths_are_what_a_workers_gauge_measured_lately(make_app, redis_db):
+    app = make_app(METRICS_CACHE_SECONDS=0, OPS_OVERVIEW_CACHE_SECONDS=0,
+                   QUEUE_DEPTH_INTERVAL=0.2)
+    operator = app.test_client()
+    assert sign_in(operator, token_for(app, "oncall", ["admin"])).status_code == 303
+    assert not [name for name in gauges(app) if name.startswith("sluice_queue_depth")]
+    assert queued_on_the_overview(operator) == "?"  # no worker has measured: unknown, not 0
+    celery = celery_of(app)
+    for _ in range(3):
+        celery.send_task(PROCESS_EVENT, kwargs={"event_id": 0}, queue="webhooks")
+    step = QueueDepthGauge(SimpleNamespace(app=celery))
+    step.start(SimpleNamespace(app=celery))
+    try:
+        wait_for(lambda: gauges(app).get('sluice_queue_depth{queue="webhooks"}') == 3,
+                 timeout=10, what="the worker's gauge to record the depth")
+        assert gauges(app)['sluice_queue_depth{queue="cron"}'] == 0
+        assert queued_on_the_overview(operator) == "3"
+    finally:
+        step.stop(None)
+    # The figures outlive a stopped worker by three intervals, then the depth is unknown.
+    wait_for(lambda: 'sluice_queue_depth{queue="webhooks"}' not in gauges(app),
+             timeout=10, what="the stopped worker's figures to expire")
 
 
 def test_a_scrape_storm_is_served_from_the_cache(make_app):

@@ -4,6 +4,7 @@ import logging
 import pytest
 
 from webapp.redaction import redact
+from tests.workers import celery_of
 
 
 @pytest.mark.parametrize("raw, leaked", [
@@ -55,7 +56,7 @@ def test_celerys_line_per_task_is_off_unless_asked_for(make_app, capfd, task_lin
     from celery.app.trace import build_tracer
 
     app = make_app(LOG_TASK_LINES=task_lines)
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()  # as a worker does on start
     ping = celery.tasks["sluice.ping"]
     # The tracer a worker runs each message through, which writes "succeeded in".

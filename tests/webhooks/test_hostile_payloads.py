@@ -27,6 +27,7 @@ from tests.tasks.test_webhook_task import as_worker
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
+from tests.workers import celery_of
 
 SECRETS = {"H_STRIPE": "whsec_hostile_stripe", "H_PAYSTACK": "sk_hostile_paystack",
            "H_WHATSAPP": "hostile_meta_secret", "H_STANDARD": "whsec_aG9zdGlsZS1zdGFuZGFyZA==",
@@ -143,7 +144,7 @@ def hostile_app(make_app, monkeypatch):
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     app = make_app(WEBHOOK_SOURCES=SOURCES, WEBHOOK_MAX_RETRIES=8)
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     return app
 
@@ -171,7 +172,7 @@ def post_and_process(app, source: str, body: bytes, headers: dict | None = None)
         return response, None
     assert after == (before[0] + 1, before[1] + 1)
     event_id = response.get_json()["id"]
-    task = app.extensions["celery"].tasks[PROCESS_EVENT]
+    task = celery_of(app).tasks[PROCESS_EVENT]
     with as_worker(task, f"hostile-{next(_task_ids)}", event_id):
         try:
             task(event_id)

@@ -8,11 +8,12 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from tasks import outbox_publisher
+from tasks.celery_app import outbox_publisher
 from tests.services import ThrowawayRedis, free_port
 from webapp.extensions import db
 from store.db import utcnow
 from store.outbox import OutboxMessage, enqueue, relay_unpublished
+from tests.workers import celery_of
 
 
 def queued(redis_client, queue: str) -> list[dict]:
@@ -31,7 +32,7 @@ def relay(app) -> int:
     """What a worker's relay (tasks/relay.py) does next: publish every unpublished
     outbox row; how many it published."""
     with app.app_context():
-        return relay_unpublished(db.session, outbox_publisher(app.extensions["celery"]),
+        return relay_unpublished(db.session, outbox_publisher(celery_of(app)),
                                  older_than=dt.timedelta(0)).published
 
 
@@ -53,7 +54,7 @@ def enqueue_by_orm(session, *args, **kwargs) -> int:
 
 def test_commit_publishes_the_message_and_marks_the_row(app, redis_db):
     add = enqueue_by_orm
-    declare_worker_queues(app.extensions["celery"])
+    declare_worker_queues(celery_of(app))
     with app.app_context():
         message_id = add(db.session, "sluice.ping", {"token": "t1"}, queue="cron")
         db.session.commit()
@@ -73,7 +74,7 @@ def declare_worker_queues(celery) -> None:
 
 
 def test_routing_by_task_name_when_no_queue_is_given(app, redis_db):
-    declare_worker_queues(app.extensions["celery"])
+    declare_worker_queues(celery_of(app))
     with app.app_context():
         for name in ("sluice.webhooks.process", "sluice.documents.scan",
                      "sluice.imports.run", "sluice.cron.relay_outbox"):
@@ -124,7 +125,7 @@ def test_broker_down_at_publish_leaves_the_row_for_the_relay_which_delivers_it_o
         [row] = rows(session)
         assert row.published_at is None
 
-        publisher = outbox_publisher(app.extensions["celery"])
+        publisher = outbox_publisher(celery_of(app))
         down = relay_unpublished(session, publisher, older_than=dt.timedelta(0))
         assert (down.published, down.failed) == (0, 1)
         session.refresh(row)
@@ -157,7 +158,7 @@ def test_relay_leaves_fresh_rows_to_their_own_publish_and_goes_oldest_first(app,
             OutboxMessage.kwargs["token"].as_string().in_(["old-1", "old-2"]))
             .values(created_at=old))
         session.commit()
-        publisher = outbox_publisher(app.extensions["celery"])
+        publisher = outbox_publisher(celery_of(app))
         result = relay_unpublished(session, publisher, older_than=dt.timedelta(seconds=30),
                                    batch_size=10)
         assert (result.published, result.failed) == (2, 0)

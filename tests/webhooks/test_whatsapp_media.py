@@ -31,6 +31,7 @@ from webapp.extensions import db
 from webhooks.sources import SourceConfigError, load_sources
 from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage
 from webhooks.whatsapp.fetching import slot_key
+from tests.workers import celery_of
 
 GRAPH_TOKEN = "EAAG-graph-access-token-for-tests"
 TWILIO_AUTH_TOKEN = "twilio-auth-token-for-tests"
@@ -82,7 +83,7 @@ def meta_message(wamid: str, kind: str, media_id: str, **fields) -> bytes:
 
 
 def task(app, name: str):
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     celery.loader.import_default_modules()
     return celery.tasks[name]
 

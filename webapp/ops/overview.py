@@ -1,4 +1,4 @@
-"""What the overview shows, gathered from the domain packages and the broker.
+"""What the overview shows, gathered from the domain packages and Redis.
 
 Kept for OPS_OVERVIEW_CACHE_SECONDS in each web process, so that operators leaving
 the page open (it refreshes itself) cannot turn into load on the database.
@@ -22,6 +22,7 @@ from documents.models import (SCAN_ERROR, imports_in_progress, oldest_pending_sc
                               status_counts)
 from store.db import utcnow
 from store.outbox import backlog
+from tasks.queue_depths import recorded
 from webapp.extensions import db, redis_client
 from webhooks import stats
 from webhooks.models import DEAD
@@ -82,7 +83,7 @@ def _gather() -> dict[str, Any]:
         "now": now, "deliveries": deliveries,
         "outbox": {"count": outbox_count, "oldest_age": _age(now, outbox_oldest)},
         "oldest_unprocessed_age": _age(now, stats.oldest_unprocessed(session)),
-        "queues": tasks.queue_depths(current_app.extensions["celery"]),
+        "queues": recorded(redis_client.client, current_app.config["REDIS_KEY_PREFIX"]),
         "documents": documents,
         "oldest_pending_scan_age": _age(now, oldest_pending_scan(session)),
         "imports": [progress(session, job, now) for job in imports_in_progress(session)],

@@ -1,0 +1,50 @@
+"""A worker step: a thread that measures the broker's queue depths for the web.
+
+See `tasks.queue_depths` for why the workers measure and the web reads. A thread,
+not the consumer's timer: a passive declare blocks while the broker is away, and
+the consumer's event loop must not.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import bootsteps
+
+from tasks.queue_depths import measure, record
+
+log = logging.getLogger(__name__)
+
+
+class QueueDepthGauge(bootsteps.StartStopStep):
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker) -> None:
+        interval = worker.app.flask_app.config["QUEUE_DEPTH_INTERVAL"]
+        if interval <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, args=(worker.app, interval),
+                                        name="queue-depths", daemon=True)
+        self._thread.start()
+
+    def stop(self, worker) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self, celery, interval: float) -> None:
+        flask_app = celery.flask_app
+        client = flask_app.extensions["sluice.redis"]
+        prefix = flask_app.config["REDIS_KEY_PREFIX"]
+        while True:
+            try:
+                record(client, prefix, measure(celery), interval)
+            except Exception as exc:  # Redis away, or a bug: the figures expire; try again
+                log.warning("queue depths not recorded", extra={"error": type(exc).__name__})
+            if self._stopping.wait(interval):
+                return
