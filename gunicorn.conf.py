@@ -61,6 +61,12 @@ _M_ARENA_MAX, _ARENAS = -8, 2
 
 
 def post_fork(server, worker):
+    # Each request thread may hold one database connection at a time (one more for
+    # whatever else the process does). Past its pool size, SQLAlchemy's pool opens
+    # overflow connections and closes them again as they come back: under load every
+    # such checkout was a new PostgreSQL connection (bench/ingest, WEB_THREADS=8).
+    # The app is built after this hook, in the worker, and reads it from the env.
+    os.environ.setdefault("DATABASE_POOL_SIZE", str(worker.cfg.threads + 1))
     # Upload buffers are 1 MiB (webapp/uploads.py, and gunicorn's own body reads).
     # By default glibc gives each thread an arena of its own, up to 8 per core, and
     # a worker's RSS grew by every thread's buffers and kept the growth. Two shared

@@ -23,6 +23,7 @@ from webhooks.sources import Source, SourceConfigError, load_sources, load_sourc
 DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,               # None: generated once into instance/secret_key
     "DATABASE_URL": None,             # None: SQLite file under instance/
+    "DATABASE_POOL_SIZE": 5,          # connections each process keeps open (gunicorn: threads + 1)
     "REDIS_URL": None,                # None: the embedded Redis server under instance/
     "CELERY_BROKER_URL": None,        # None: REDIS_URL (RabbitMQ's amqp:// also works)
     "CLAMD_URL": None,                # unix:///path or tcp://host:3310; None: no scanner

@@ -46,7 +46,8 @@ class DatabaseState:
 
 class Database:
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(app.config["DATABASE_URL"])
+        engine = make_engine(app.config["DATABASE_URL"],
+                             pool_size=app.config["DATABASE_POOL_SIZE"])
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         app.extensions[DB_KEY] = DatabaseState(engine, factory)
         app.teardown_appcontext(_close_session)
