@@ -79,3 +79,16 @@ def post_fork(server, worker):
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, _ARENAS)
     except (OSError, AttributeError):
         pass
+
+
+def post_worker_init(worker):
+    # The app is built: its hundred thousand objects (modules, SQLAlchemy's
+    # mapped tables, Flask's routing) live as long as the worker. Python's full
+    # (oldest-generation) collections walk every one of them while holding the GIL,
+    # which stalled every request of the process at once for as long as the walk took
+    # (bench/ingest's p99). Frozen, they are left out of every later collection;
+    # collecting first keeps start-up garbage from being frozen with them.
+    import gc
+
+    gc.collect()
+    gc.freeze()
