@@ -11,7 +11,7 @@ from documents.models import Document
 from store.db import utcnow
 from store.task_names import PROCESS_EVENT
 from tasks.queue_gauge import QueueDepthGauge
-from tests.services import wait_for
+from tests.services import free_port, wait_for
 from tests.webapp.test_ops import sign_in, token_for
 from tests.workers import celery_of
 from store.outbox import OutboxMessage
@@ -97,6 +97,15 @@ def test_queue_depths_are_what_a_workers_gauge_measured_lately(make_app, redis_d
     # The figures outlive a stopped worker by three intervals, then the depth is unknown.
     wait_for(lambda: 'sluice_queue_depth{queue="webhooks"}' not in gauges(app),
              timeout=10, what="the stopped worker's figures to expire")
+
+
+def test_with_redis_away_the_depths_are_unknown_and_the_rest_is_served(make_app):
+    app = make_app(METRICS_CACHE_SECONDS=0, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    answer = app.test_client().get("/metrics")
+    assert answer.status_code == 200
+    text = answer.get_data(as_text=True)
+    assert "sluice_queue_depth{" not in text
+    assert "sluice_outbox_unpublished 0.0" in text
 
 
 def test_a_scrape_storm_is_served_from_the_cache(make_app):
