@@ -30,37 +30,32 @@ KEY = "queue_depths"
 INTERVALS_KEPT = 3  # the figures outlive a worker that stopped by this many intervals
 
 
-def measure(celery: Any) -> dict[str, int | None]:
-    """Messages waiting in each of our queues, on any broker (None: it did not answer).
+def measure(celery: Any) -> dict[str, int]:
+    """Messages waiting in each of our queues, on any broker; raises while it is away.
 
     A passive declare answers with the message count on RabbitMQ and on Redis alike;
     a queue the broker does not know (Redis drops an empty list) holds none.
     """
-    depths: dict[str, int | None] = dict.fromkeys(QUEUES)
-    try:
-        with celery.connection_for_read() as connection:
-            connection.ensure_connection(max_retries=1)
-            for queue in QUEUES:
-                channel = connection.channel()  # AMQP closes a channel on a 404
+    depths = {}
+    with celery.connection_for_read() as connection:
+        connection.ensure_connection(max_retries=1)
+        for queue in QUEUES:
+            channel = connection.channel()  # AMQP closes a channel on a 404
+            try:
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except connection.channel_errors:
+                depths[queue] = 0
+            finally:
                 try:
-                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-                except connection.channel_errors:
-                    depths[queue] = 0
-                finally:
-                    try:
-                        channel.close()
-                    except Exception:  # already closed by the broker
-                        pass
-    except Exception:  # the broker is away: depths unknown
-        log.warning("queue depths unavailable")
+                    channel.close()
+                except Exception:  # already closed by the broker
+                    pass
     return depths
 
 
-def record(client: redis.Redis, prefix: str, depths: dict[str, int | None],
-           interval: float) -> None:
-    """Keep what `measure` found for INTERVALS_KEPT intervals (unknown depths are left out)."""
-    known = {queue: depth for queue, depth in depths.items() if depth is not None}
-    client.set(prefix + KEY, json.dumps(known),
+def record(client: redis.Redis, prefix: str, depths: dict[str, int], interval: float) -> None:
+    """Keep what `measure` found for INTERVALS_KEPT intervals."""
+    client.set(prefix + KEY, json.dumps(depths),
                px=int(1000 * max(interval * INTERVALS_KEPT, 1)))
 
 

@@ -41,10 +41,14 @@ class QueueDepthGauge(bootsteps.StartStopStep):
         flask_app = celery.flask_app
         client = flask_app.extensions["sluice.redis"]
         prefix = flask_app.config["REDIS_KEY_PREFIX"]
+        failing = False
         while True:
             try:
                 record(client, prefix, measure(celery), interval)
-            except Exception as exc:  # Redis away, or a bug: the figures expire; try again
-                log.warning("queue depths not recorded", extra={"error": type(exc).__name__})
+                failing = False
+            except Exception as exc:  # the broker or Redis away, or a bug: the figures
+                if not failing:       # expire, and the depths read as unknown; once per spell
+                    log.warning("queue depths not recorded", extra={"error": type(exc).__name__})
+                failing = True
             if self._stopping.wait(interval):
                 return

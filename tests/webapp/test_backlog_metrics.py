@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from types import SimpleNamespace
 
@@ -10,6 +11,8 @@ from cron.runner import run_job
 from documents.models import Document
 from store.db import utcnow
 from store.task_names import PROCESS_EVENT
+from tasks import queue_gauge
+from tasks.queue_depths import measure
 from tasks.queue_gauge import QueueDepthGauge
 from tests.services import free_port, wait_for
 from tests.webapp.test_ops import sign_in, token_for
@@ -97,6 +100,29 @@ def test_queue_depths_are_what_a_workers_gauge_measured_lately(make_app, redis_d
     # The figures outlive a stopped worker by three intervals, then the depth is unknown.
     wait_for(lambda: 'sluice_queue_depth{queue="webhooks"}' not in gauges(app),
              timeout=10, what="the stopped worker's figures to expire")
+
+
+def test_with_the_broker_away_the_gauge_says_so_once_and_the_depths_are_unknown(
+        make_app, caplog, monkeypatch):
+    app = make_app(METRICS_CACHE_SECONDS=0, QUEUE_DEPTH_INTERVAL=0.1,
+                   CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    celery = celery_of(app)
+    attempts = []
+
+    def counted(celery):
+        attempts.append(1)
+        return measure(celery)
+    monkeypatch.setattr(queue_gauge, "measure", counted)
+    step = QueueDepthGauge(SimpleNamespace(app=celery))
+    with caplog.at_level(logging.WARNING, logger="tasks.queue_gauge"):
+        step.start(SimpleNamespace(app=celery))
+        try:
+            wait_for(lambda: len(attempts) >= 3, timeout=30, what="three failed measures")
+        finally:
+            step.stop(None)
+    warnings = [r for r in caplog.records if r.getMessage() == "queue depths not recorded"]
+    assert len(warnings) == 1
+    assert not [name for name in gauges(app) if name.startswith("sluice_queue_depth")]
 
 
 def test_with_redis_away_the_depths_are_unknown_and_the_rest_is_served(make_app):
