@@ -4,8 +4,15 @@ Used for WhatsApp media: the provider's API hands us a URL, and the bytes behind
 are treated exactly like an upload's, with more checks on the way in:
 
 - https only, unless the policy allows plain http;
+- one parser decides the host: urllib3's `parse_url`, the one requests and urllib3
+  connect with, run on the URL requests actually prepared. A URL that parsers read
+  differently (a backslash, whitespace or a control character, userinfo, anything
+  but ASCII, a host that is not a plain DNS name or IP literal) is refused before
+  any connection, since `http://evil\\.fbcdn.net/` is host `evil\\.fbcdn.net` to
+  `urlsplit` and `evil` to urllib3;
 - the host must end with one of the policy's allowed suffixes, on every redirect too
-  (at most a few, each checked; credentials go only to the first host);
+  (at most a few, each checked); credentials go only to the first URL's exact origin
+  (scheme, host and port), never to another port or host a redirect names;
 - the address actually connected to, after DNS, is checked on the open socket, so a
   name that resolves (or re-resolves) to a loopback, private, link-local, metadata or
   other non-global address is refused unless the operator allowed its network;
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from typing import Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -26,10 +34,18 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 3
 CHUNK = 64 * 1024
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Characters on which URL parsers disagree, or that no URL from a provider carries.
+_AMBIGUOUS = re.compile(r"[\x00-\x20\x7f\\]")
+# A DNS name as it goes on the wire: letters, digits and hyphens in dot-separated labels.
+_DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
+                       r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class FetchRefused(Exception):
@@ -51,6 +67,41 @@ class FetchFailed(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str           # lower case, without a trailing dot; an IPv6 literal in brackets
+    port: int | None
+
+
+def origin_of(url: str) -> Origin:
+    """Where urllib3 will connect for `url`, or FetchRefused if that is in any doubt."""
+    if not url.isascii() or _AMBIGUOUS.search(url) or "%" in urlsplit(url).netloc:
+        # urllib3 decodes percent-escapes in a host; no provider sends one
+        raise FetchRefused("url_refused", "the URL has characters that are not allowed")
+    try:
+        parsed = parse_url(url)
+    except (LocationParseError, ValueError):
+        raise FetchRefused("url_refused", "the URL cannot be parsed") from None
+    if parsed.auth is not None:
+        raise FetchRefused("url_refused", "URLs with credentials are not fetched")
+    scheme, host = (parsed.scheme or "").lower(), (parsed.host or "").lower()
+    if not _is_ip_literal(host):
+        host = host.removesuffix(".")
+        if len(host) > 253 or not _DNS_NAME.fullmatch(host):
+            raise FetchRefused("url_refused", "the URL's host is not a DNS name or an address")
+    return Origin(scheme, host, parsed.port or DEFAULT_PORTS.get(scheme))
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
+                             else host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
 class FetchPolicy:
     allowed_hosts: tuple[str, ...]           # host suffixes: "fbsbx.com" allows "a.fbsbx.com"
     allow_http: bool = False
@@ -58,16 +109,18 @@ class FetchPolicy:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
 
-    def check_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in (("https", "http") if self.allow_http else ("https",)):
-            raise FetchRefused("scheme_refused", f"{parts.scheme or 'no'} scheme is not allowed")
-        host = (parts.hostname or "").rstrip(".").lower()
-        if not host or not any(host == suffix or host.endswith("." + suffix)
+    def check_url(self, url: str) -> Origin:
+        """The URL's origin, if the policy allows it; FetchRefused otherwise."""
+        origin = origin_of(url)
+        if origin.scheme not in (("https", "http") if self.allow_http else ("https",)):
+            raise FetchRefused("scheme_refused", f"{origin.scheme or 'no'} scheme is not allowed")
+        host = origin.host
+        if not host or not any(host == suffix or (host.endswith("." + suffix)
+                                                  and not _is_ip_literal(host)
+                                                  and not _is_ip_literal(suffix))
                                for suffix in self.allowed_hosts):
             raise FetchRefused("host_refused", "the URL's host is not in the allowlist")
-        if parts.username or parts.password:
-            raise FetchRefused("host_refused", "URLs with credentials are not fetched")
+        return origin
 
     def check_address(self, address: str) -> None:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -153,19 +206,23 @@ def get(session: requests.Session, policy: FetchPolicy, url: str,
         headers: Mapping[str, str] | None = None, auth=None) -> Response:
     """GET `url` under `policy`, following allowed redirects; the body is not read yet.
 
-    Credentials (headers, auth) go to the first URL's host only, never to a host a
-    redirect points at. FetchRefused for a policy breach, FetchFailed when the other
-    side fails; any status is returned, for the caller to judge.
+    Credentials (headers, auth) go to the first URL's exact origin only, never to
+    another host or port a redirect points at. FetchRefused for a policy breach,
+    FetchFailed when the other side fails; any status is returned, for the caller
+    to judge.
     """
-    first_host = urlsplit(url).hostname
+    first = policy.check_url(url)
     for _ in range(MAX_REDIRECTS + 1):
-        policy.check_url(url)
-        same_host = urlsplit(url).hostname == first_host
+        here = policy.check_url(url)
+        same_origin = here == first
+        prepared = session.prepare_request(requests.Request(
+            "GET", url, headers=dict(headers or {}) if same_origin else {},
+            auth=auth if same_origin else None))
+        if policy.check_url(prepared.url) != here:  # what is sent is what was checked
+            raise FetchRefused("url_refused", "the URL changes when prepared")
         try:
-            answer = session.get(url, headers=dict(headers or {}) if same_host else {},
-                                 auth=auth if same_host else None, stream=True,
-                                 allow_redirects=False,
-                                 timeout=(policy.connect_timeout, policy.read_timeout))
+            answer = session.send(prepared, stream=True, allow_redirects=False,
+                                  timeout=(policy.connect_timeout, policy.read_timeout))
         except requests.ConnectionError as exc:
             refused = _refusal(exc)
             if refused is not None:

@@ -32,6 +32,7 @@ class Item:
     reported_size: int | None = None     # what Graph says; None: the truth
     reported_sha256: str | None = None
     redirect_to: str | None = None       # the CDN answers 302 to this instead
+    located_url: str | None = None       # Graph names this download URL instead of its CDN's
     graph_script: collections.deque = dataclasses.field(default_factory=collections.deque)
 
 
@@ -112,7 +113,7 @@ class FakeMediaProviders:
             self.keys.pop(key)
         self._json(handler, 200, {
             "messaging_product": "whatsapp", "id": media_id, "mime_type": item.mime_type,
-            "url": f"{self.url}/cdn/{media_id}?key={key}",
+            "url": item.located_url or f"{self.url}/cdn/{media_id}?key={key}",
             "sha256": item.reported_sha256 or hashlib.sha256(item.content).hexdigest(),
             "file_size": str(item.reported_size if item.reported_size is not None
                              else len(item.content))})

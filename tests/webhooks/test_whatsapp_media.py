@@ -23,6 +23,7 @@ from store.clients import create_client
 from store.outbox import OutboxMessage
 from store.task_names import FETCH_MEDIA, PROCESS_EVENT
 from tests.documents import files
+from tests.fakes.listener import Listener
 from tests.fakes.media import FakeMediaProviders
 from tests.tasks.test_webhook_task import as_worker
 from tests.webhooks import signing
@@ -37,6 +38,7 @@ GRAPH_TOKEN = "EAAG-graph-access-token-for-tests"
 TWILIO_AUTH_TOKEN = "twilio-auth-token-for-tests"
 TWILIO_SID = "AC0123456789abcdef0123456789abcdef"
 MB = 1024 * 1024
+TWILIO_URL = "https://sluice.example/webhooks/wa-twilio"  # what the Twilio console holds
 
 
 @pytest.fixture
@@ -49,7 +51,8 @@ def providers(monkeypatch):
     fake.stop()
 
 
-def media_sources(fake: FakeMediaProviders, **meta_overrides) -> dict:
+def media_sources(fake: FakeMediaProviders, twilio: dict | None = None,
+                  **meta_overrides) -> dict:
     # The fake listens on plain http on loopback: only these keys make that reachable.
     local = {"media_allowed_hosts": ["127.0.0.1"], "media_allow_http": True,
              "media_allowed_networks": ["127.0.0.1/32"]}
@@ -58,14 +61,15 @@ def media_sources(fake: FakeMediaProviders, **meta_overrides) -> dict:
                "access_token_env": "T_WA_TOKEN", "graph_api_base": fake.graph_base,
                **local, **meta_overrides},
         "wa-twilio": {"scheme": "twilio", "secrets_env": ["T_TWILIO_TOKEN"],
-                      "media_owner": "wa-inbox", "account_sid_env": "T_TWILIO_SID", **local},
+                      "media_owner": "wa-inbox", "account_sid_env": "T_TWILIO_SID",
+                      "public_url": TWILIO_URL, **local, **(twilio or {})},
     }}
 
 
 @pytest.fixture
 def wa(make_webhook_app, providers):
-    def build(**meta_overrides):
-        app = make_webhook_app(sources=media_sources(providers, **meta_overrides))
+    def build(twilio: dict | None = None, **meta_overrides):
+        app = make_webhook_app(sources=media_sources(providers, twilio, **meta_overrides))
         with app.app_context():
             _, token = create_client(db.session, "wa-inbox", ["documents:read"])
             db.session.commit()
@@ -252,6 +256,45 @@ def test_a_redirect_to_a_private_or_unlisted_address_is_refused(wa, providers, t
         elsewhere.stop()
 
 
+@pytest.mark.parametrize("host", ["localhost\\.fbcdn.net", "localhost%5C.fbcdn.net",
+                                  "fbcdn.net@localhost", "localhost\t.fbcdn.net"])
+def test_a_graph_url_that_parsers_read_differently_gets_no_request_and_no_token(
+        wa, providers, host):
+    # Reported: Graph naming http://localhost\.fbcdn.net/ made the worker connect to
+    # localhost with the access token. Loopback is allowed here, as a public attacker
+    # host would be: only the URL check stands between the token and the listener.
+    listener = Listener()
+    try:
+        app, _owner = wa(media_allowed_hosts=["fbcdn.net"])
+        providers.add("media-leak", files.pdf("x"), "application/pdf",
+                      located_url=f"http://{host}:{listener.port}/LEAK")
+        deliver_meta(app, meta_message("wamid.LEAK", "document", "media-leak"))
+        [item] = fetch_all(app)
+        assert (item.status, item.error_code) == ("failed", "url_refused")
+        assert listener.seen == []
+    finally:
+        listener.stop()
+
+
+def test_a_signed_twilio_media_url_with_a_backslash_gets_no_request_and_no_credentials(
+        wa, providers):
+    listener = Listener()
+    try:
+        app, _owner = wa(twilio={"media_allowed_hosts": ["twilio.com"]})
+        sid = "SM" + "b" * 32
+        params = {"MessageSid": sid, "From": "whatsapp:+15551230000", "NumMedia": "1",
+                  "MediaUrl0": f"http://localhost\\.twilio.com:{listener.port}/LEAK",
+                  "MediaContentType0": "application/pdf"}
+        response = twilio_post(app, params)
+        assert response.status_code == 202, response.get_json()
+        run_worker_task(app, PROCESS_EVENT, event_id=response.get_json()["id"])
+        [item] = fetch_all(app)
+        assert (item.status, item.error_code) == ("failed", "url_refused")
+        assert listener.seen == []
+    finally:
+        listener.stop()
+
+
 def test_graph_429_is_retried_no_sooner_than_its_retry_after(wa, providers):
     app, _owner = wa()
     item = providers.add("media-busy", files.pdf("later"), "application/pdf")
@@ -268,10 +311,9 @@ def test_graph_429_is_retried_no_sooner_than_its_retry_after(wa, providers):
 
 
 def twilio_post(app, params: dict, signature: str | None = None, tamper: dict | None = None):
-    url = "http://localhost/webhooks/wa-twilio"
-    signed = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(url, params)
+    signed = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(TWILIO_URL, params)
     body = urlencode({**params, **(tamper or {})})
-    return app.test_client().post(url, data=body, headers={
+    return app.test_client().post("/webhooks/wa-twilio", data=body, headers={
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Twilio-Signature": signature or signed})
 

@@ -19,7 +19,6 @@ import mimetypes
 import secrets
 import time
 from typing import Iterator, Mapping
-from urllib.parse import urlsplit
 
 import redis
 from sqlalchemy.orm import Session
@@ -101,7 +100,7 @@ def _download(provider: WhatsAppProvider, settings: MediaSettings, media: WhatsA
               env: MediaEnvironment) -> tuple[Spooled, Located]:
     cap = settings.max_bytes.get(media.kind, settings.max_bytes["document"])
     media_policy = _policy(settings, settings.allowed_hosts, env)
-    api_policy = _policy(settings, (urlsplit(settings.graph_api_base).hostname or "",), env)
+    api_policy = _policy(settings, (fetch.origin_of(settings.graph_api_base).host,), env)
     fetcher = Fetcher(settings, fetch.session_for(api_policy), api_policy)
     downloads = fetch.session_for(media_policy)
     try:
