@@ -65,3 +65,66 @@ def test_celerys_line_per_task_is_off_unless_asked_for(make_app, capfd, task_lin
     logged = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
     succeeded = [x for x in logged if "succeeded in" in x["message"]]
     assert len(succeeded) == (1 if task_lines else 0)
+
+
+# Inputs built to make a backtracking pattern rescan the rest of the text from each
+# position: long runs of what a pattern's repetition takes, with what it needs next
+# missing. 'a-' * n took 14 s at 16 KB through the old key=value pattern.
+ADVERSARIAL = [
+    "a-" * 32768, "a" * 65536, "a." * 32768, "a@" * 32768, "a@a." * 16384,
+    "secret" * 10922, "secret " * 9362, "token" + " " * 65530, "bearer " * 9362,
+    "1 " * 32768, "1" * 65536, "+1 " * 21845, "t=1, " * 13107, "v1," * 21845,
+    "whsec_" * 10922, "sha256=" * 9362, "x_" * 32768, "-" * 65536,
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=lambda t: repr(t[:12]))
+def test_each_redaction_pattern_is_linear_on_adversarial_input(text):
+    import time
+
+    from webapp.redaction import PATTERNS
+
+    for pattern, replacement in PATTERNS:
+        best = float("inf")
+        for _ in range(3):  # the best of three: a busy core is not the pattern's cost
+            started = time.perf_counter()
+            pattern.sub(replacement, text)
+            best = min(best, time.perf_counter() - started)
+        assert best < 0.05, pattern.pattern
+
+
+def test_a_string_past_the_cap_is_cut_before_it_is_redacted():
+    from webapp.redaction import MAX_CHARS, TRUNCATED
+
+    out = redact("x" * (MAX_CHARS * 4) + " bob@example.com")
+    assert out.endswith(TRUNCATED) and len(out) == MAX_CHARS + len(TRUNCATED)
+    assert "bob@example.com" not in out
+
+
+@pytest.mark.parametrize("key, sensitive", [
+    ("span_id", False), ("trace_id", False), ("spanId", False), ("company", False),
+    ("expand", False), ("tokenizer_version", False),
+    ("pan", True), ("card_pan", True), ("client_secret", True), ("access_token", True),
+    ("accessToken", True), ("X-Hub-Signature-256", True), ("Stripe-Signature", True),
+    ("apiKey", True), ("api-key", True), ("phoneNumber", True), ("from_phone", True),
+    ("customer_email", True), ("Set-Cookie", True), ("wa_id", True), ("msisdn", True),
+])
+def test_sensitive_keys_are_whole_words(key, sensitive):
+    from webapp.redaction import REDACTED, redact_value
+
+    assert (redact_value(key, "value") == REDACTED) is sensitive
+
+
+def test_our_own_ids_reach_the_log_line_intact(app, capfd):
+    # A trace id is 32 hex digits; this one has a run of 12 digits a phone pattern takes.
+    trace_id, span_id = "ae564cd412345678901a2fc485982f0e", "00f067aa0ba902b7"
+    log = logging.getLogger("sluice.test")
+    with app.test_request_context("/", headers={"X-Request-Id": "req-74155512345678"}):
+        app.preprocess_request()
+        log.warning("correlated", extra={"trace_id": trace_id, "span_id": span_id,
+                                         "task_id": "6f1c2e9a-0a44-4b1e-9c3d-201612345678"})
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    record = [x for x in lines if x["logger"] == "sluice.test"][0]
+    assert (record["trace_id"], record["span_id"]) == (trace_id, span_id)
+    assert record["task_id"] == "6f1c2e9a-0a44-4b1e-9c3d-201612345678"
+    assert record["request_id"] == "req-74155512345678"
