@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import Base, UTCDateTime, utcnow
@@ -54,3 +54,45 @@ def active_client_id(session: Session, name: str) -> int | None:
     """The id of the unrevoked client called `name`, if there is one."""
     return session.scalar(select(ApiClient.id).where(ApiClient.name == name,
                                                      ApiClient.revoked_at.is_(None)))
+
+
+class OpsSession(Base):
+    """A console sign-in, ended by signing out, by its lifetime, or by revoking its client.
+
+    The console's cookie carries only the session's id, signed; the row is what makes
+    it valid, so signing out ends it on the server and a copied cookie dies with it.
+    Only a SHA-256 of the id is stored.
+    """
+    __tablename__ = "ops_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[int] = mapped_column(Integer(), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+def open_ops_session(session: Session, client_id: int, lifetime: dt.timedelta) -> str:
+    """A new console session for the client; its id, which is never stored. The
+    client's lapsed sessions go at the same time, so the table stays small."""
+    now = utcnow()
+    session.execute(delete(OpsSession).where(OpsSession.client_id == client_id,
+                                             OpsSession.expires_at < now))
+    session_id = secrets.token_urlsafe(32)
+    session.add(OpsSession(id_hash=hash_token(session_id), client_id=client_id,
+                           created_at=now, expires_at=now + lifetime))
+    session.flush()
+    return session_id
+
+
+def ops_session_client(session: Session, session_id: str) -> ApiClient | None:
+    """The unrevoked client of a live console session, or None."""
+    return session.scalar(select(ApiClient).join(
+        OpsSession, OpsSession.client_id == ApiClient.id).where(
+        OpsSession.id_hash == hash_token(session_id), OpsSession.ended_at.is_(None),
+        OpsSession.expires_at > utcnow(), ApiClient.revoked_at.is_(None)))
+
+
+def end_ops_session(session: Session, session_id: str) -> None:
+    session.execute(update(OpsSession).where(OpsSession.id_hash == hash_token(session_id))
+                    .values(ended_at=utcnow()))

@@ -2,6 +2,13 @@
 
 Lookup is a single indexed equality on the token's SHA-256, so an unknown token and
 a wrong one take the same path.
+
+A failed attempt spends two budgets of AUTH_FAILURE_LIMIT each: one per client
+address (as ProxyFix sees it, so behind a front TRUSTED_PROXY_COUNT must be set, or
+every client shares the front's address) and one per presented token. Past either,
+bad tokens get 429. A valid token is checked first and never meets them, so one
+misconfigured client behind the same address locks out only bad tokens, never
+everyone; and a token is 256 random bits, so the budgets limit noise, not guessing.
 """
 from __future__ import annotations
 
@@ -14,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from store.clients import KNOWN_SCOPES, TOKEN_PREFIX, ApiClient, create_client, hash_token
 from webapp.errors import APIError
-from webapp.extensions import db, limiter
+from webapp.extensions import db
+from webapp.rate_limits import Budget
 
 __all__ = ["KNOWN_SCOPES", "TOKEN_PREFIX", "ApiClient", "authenticate", "create_client",
            "owned_or_404", "require_scopes"]
@@ -23,6 +31,24 @@ __all__ = ["KNOWN_SCOPES", "TOKEN_PREFIX", "ApiClient", "authenticate", "create_
 def authenticate(session: Session, token: str) -> ApiClient | None:
     return session.scalar(select(ApiClient).where(
         ApiClient.token_hash == hash_token(token), ApiClient.revoked_at.is_(None)))
+
+
+def checked_token(token: str) -> ApiClient | None:
+    """The active client holding `token`; for any other token, spend the failure
+    budgets first (OverBudget, a 429, past either)."""
+    client = authenticate(db.session, token) if token else None
+    if client is None:
+        _spend_failure(token)
+    return client
+
+
+def _spend_failure(token: str) -> None:
+    def limit() -> str:
+        return current_app.config["AUTH_FAILURE_LIMIT"]
+
+    Budget("auth-failures-address", limit, get_remote_address).spend()
+    if token:
+        Budget("auth-failures-token", limit, lambda: hash_token(token)[:32]).spend()
 
 
 def _unauthorized(code: str, message: str) -> APIError:
@@ -36,8 +62,9 @@ def require_scopes(*scopes: str):
         def wrapper(*args, **kwargs):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
+                _spend_failure("")
                 raise _unauthorized("missing_token", "A bearer token is required.")
-            client = authenticate(db.session, token.strip())
+            client = checked_token(token.strip())
             if client is None:
                 raise _unauthorized("invalid_token", "The bearer token is not valid.")
             missing = set(scopes) - client.scope_set
@@ -46,12 +73,7 @@ def require_scopes(*scopes: str):
                                f"This token lacks the scope: {', '.join(sorted(missing))}.")
             g.client = client
             return view(*args, **kwargs)
-        # Failed authentication spends one per-IP budget shared by every bearer
-        # route, so guessing tokens is slow; successful calls never spend it.
-        return limiter.shared_limit(
-            lambda: current_app.config["AUTH_FAILURE_LIMIT"], scope="bearer-auth-failures",
-            key_func=get_remote_address,
-            deduct_when=lambda response: response.status_code == 401)(wrapper)
+        return wrapper
     return decorator
 
 

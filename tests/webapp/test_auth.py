@@ -103,12 +103,14 @@ def test_an_unknown_token_and_a_near_miss_of_a_real_one_are_indistinguishable(ap
     assert [s for s in statements if "api_clients" in s and "token_hash" in s]
 
 
-def test_failed_authentication_is_rate_limited_per_ip_across_bearer_routes(make_app):
+def test_failed_authentication_spends_per_address_and_per_token_budgets_never_a_valid_one(
+        make_app):
     app = make_app(AUTH_FAILURE_LIMIT="3/minute")
     client = app.test_client()
     token = create(app.test_cli_runner(), "reader", "documents:read")
     good = {"Authorization": f"Bearer {token}"}
-    bad = {"Authorization": "Bearer slc_guess"}
+    bad, other_bad = ({"Authorization": "Bearer slc_guess"},
+                      {"Authorization": "Bearer slc_another-guess"})
     attacker, neighbour = {"REMOTE_ADDR": "203.0.113.9"}, {"REMOTE_ADDR": "198.51.100.7"}
     for _ in range(5):  # successful calls spend nothing
         assert client.get("/v1/documents", headers=good,
@@ -116,7 +118,14 @@ def test_failed_authentication_is_rate_limited_per_ip_across_bearer_routes(make_
     answers = [client.get(path, headers=bad, environ_base=attacker).status_code
                for path in ("/v1/documents", "/v1/imports/1", "/v1/admin/jobs", "/v1/documents")]
     assert answers == [401, 401, 401, 429]
-    limited = client.get("/v1/documents", headers=good, environ_base=attacker)
+    # Everyone behind that address (a front without TRUSTED_PROXY_COUNT) with a valid
+    # token still gets in: the lockout is for bad tokens.
+    assert client.get("/v1/documents", headers=good, environ_base=attacker).status_code == 200
+    limited = client.get("/v1/documents", headers=other_bad, environ_base=attacker)
     assert limited.status_code == 429 and "Retry-After" in limited.headers
     assert limited.get_json()["error"]["code"] == "rate_limited"
-    assert client.get("/v1/documents", headers=bad, environ_base=neighbour).status_code == 401
+    # The same bad token from another address has spent its own budget...
+    assert client.get("/v1/documents", headers=bad, environ_base=neighbour).status_code == 429
+    # ...and another bad token from there is an ordinary failure.
+    assert client.get("/v1/documents", headers=other_bad,
+                      environ_base=neighbour).status_code == 401

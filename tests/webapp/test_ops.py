@@ -30,7 +30,8 @@ EVERY_SCHEME = {"sources": {
     "shop": {"scheme": "hmac-sha256", "provider": "paystack", "secrets_env": ["T_SHOP"],
              "signature_prefix": "sha256=", "timestamp_header": "X-Timestamp",
              "event_key_header": "X-Event-Id"},
-    "twilio": {"scheme": "twilio", "secrets_env": ["T_TWILIO"]},
+    "twilio": {"scheme": "twilio", "secrets_env": ["T_TWILIO"],
+               "public_url": "https://sluice.example/webhooks/twilio"},
 }}
 OPS_SECRETS = {"T_STANDARD": "whsec_b3BzLXN0YW5kYXJkLXNlY3JldA==", "T_SHOP": "ops_shop_secret",
                "T_TWILIO": "ops_twilio_auth_token"}
@@ -136,8 +137,11 @@ def test_only_an_admin_token_signs_in_and_failures_spend_the_per_address_budget(
     assert client.get("/ops/").status_code == 303  # still signed out
     for _ in range(3):
         assert sign_in(client, "slc_wrong-again-and-again-and-again").status_code == 401
-    # The budget (5/minute) is spent: the sign-in page itself now answers 429.
-    assert client.get("/ops/sign-in").status_code == 429
+    # The address's budget (5/minute; the non-admin token was valid and spent none) is
+    # spent: bad tokens are refused with 429, and an admin's valid token still signs in.
+    assert sign_in(client, "slc_yet-another-wrong-token-here").status_code == 401
+    assert sign_in(client, "slc_and-one-more-wrong-token-here").status_code == 429
+    assert sign_in(client, token_for(ops_app, "admin-ok", ["admin"])).status_code == 303
 
 
 def test_a_session_lapses_after_its_lifetime_and_when_its_client_is_revoked(ops_app, operator):
@@ -288,3 +292,63 @@ def test_flask_webhooks_send_test_posts_through_the_real_route(ops_app):
     assert result.output.startswith("202 ")
     refused = ops_app.test_cli_runner().invoke(args=["webhooks", "send-test", "unconfigured"])
     assert refused.exit_code == 1 and "no secret" in refused.output
+
+
+def test_signing_out_ends_the_session_on_the_server(ops_app, operator):
+    # A cookie and CSRF token saved before signing out must not work after it.
+    token = csrf_of(operator, "/ops/jobs/relay_outbox")
+    saved = operator.get_cookie("sluice_ops", path="/ops").value
+    assert post(operator, "/ops/sign-out", "/ops/").status_code == 303
+    replayed = ops_app.test_client()
+    replayed.set_cookie("sluice_ops", saved, path="/ops")
+    assert replayed.get("/ops/").status_code == 303
+    replayed.set_cookie("sluice_ops", saved, path="/ops")  # sent again, as an attacker would
+    ran = replayed.post("/ops/jobs/relay_outbox/run", data={"csrf_token": token})
+    assert ran.status_code == 303 and "/ops/sign-in" in ran.headers["Location"]
+    assert audit_actions(ops_app, "job.run") == []
+    assert [a for a, _ in audit_actions(ops_app, "ops.sign_out")] == ["client:alice-oncall"]
+
+
+# Issue 31 named these; the test below also walks every format character.
+INVISIBLE = ["\u061c", "\u00ad", "\u180e", "\ufff9", "\u034f", "\u3164", "\u115f", "\u202e",
+             "\u2066", "\ufe0f", "\U000e0041"]
+
+
+def test_every_default_ignorable_and_format_character_is_shown_as_a_code_point(
+        ops_app, operator):
+    import sys
+    import unicodedata
+
+    from webapp.ops import reveal_invisible
+
+    name = "inv" + "".join(INVISIBLE) + "oice.pdf"
+    event_id = stored_event(ops_app, event_key=name)
+    html = operator.get(f"/ops/events/{event_id}").get_data(as_text=True)
+    for char in INVISIBLE:
+        assert char not in html, f"U+{ord(char):04X}"
+        assert f"\u27e6U+{ord(char):04X}\u27e7" in html
+    hidden = [c for c in map(chr, range(sys.maxunicode + 1))
+              if unicodedata.category(c) == "Cf" and reveal_invisible(c) == c]
+    assert hidden == []
+
+
+@pytest.mark.parametrize("query", ["_method=FOO", "_external=1&status=dead", "_anchor=x",
+                                   "before_id=5&status=dead", "_scheme=javascript"])
+def test_console_pages_ignore_query_names_they_do_not_filter_by(ops_app, operator, query):
+    stored_event(ops_app)
+    for page in ("/ops/events", "/ops/events/replay", "/ops/documents", "/ops/media"):
+        answer = operator.get(f"{page}?{query}")
+        assert answer.status_code == 200, (page, answer.status_code)
+        html = answer.get_data(as_text=True)
+        assert "_method" not in html and "javascript:" not in html
+
+
+def test_a_hostile_field_of_64_kb_renders_in_well_under_a_second(ops_app, operator):
+    # 'a-' * 8192 pinned a console thread for 14 s in the old redaction pattern.
+    body = json.dumps({"id": "evt", "note": "a-" * 32768, "token_hint": "x-" * 16384,
+                       "other": "secret-" * 4000}).encode()
+    event_id = stored_event(ops_app, source="shop", provider="paystack", body=body)
+    started = time.perf_counter()
+    page = operator.get(f"/ops/events/{event_id}")
+    assert page.status_code == 200
+    assert time.perf_counter() - started < 1.0

@@ -2,8 +2,9 @@
 pages that fix it (replay, rescan, run a job now, send a test delivery).
 
 Server-rendered (Jinja, one stylesheet, one small script, all served from here).
-Operators sign in by pasting an API token with the `admin` scope, which makes a
-server-signed session cookie (HttpOnly, SameSite=Strict, Secure over https,
+Operators sign in by pasting an API token with the `admin` scope, which opens a
+session on the server (store/clients.py: OpsSession, ended by signing out) named by
+a server-signed session cookie (HttpOnly, SameSite=Strict, Secure over https,
 OPS_SESSION_HOURS long, path /ops). Every POST carries Flask-WTF's CSRF token, every
 page a Content-Security-Policy with no inline script or style, and every action is
 written to the audit log under the operator's client name, as the admin API does.
@@ -22,18 +23,27 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 
-from store.clients import ApiClient
+from store.clients import ops_session_client
 
 bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates",
                static_folder="static")
 csrf = CSRFProtect()
 CONTENT_SECURITY_POLICY = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
                            "form-action 'self'; object-src 'none'")
-# Characters that change how text looks without being seen: bidi embeddings and
-# overrides (U+202A-202E, U+2066-2069), zero-width ones, and C0/C1 controls but
-# newline and tab.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
-                        "\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters that change how text looks without being seen, all shown as code points:
+# C0/C1 controls but newline and tab; Unicode's Default_Ignorable_Code_Point (which
+# holds every Bidi_Control: U+061C, U+200E-200F, U+202A-202E, U+2066-2069), as listed
+# in DerivedCoreProperties.txt (Python's unicodedata does not carry the property);
+# and every other format character (category Cf), such as U+FFF9's annotations.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f"
+    # Default_Ignorable_Code_Point
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+    # the rest of category Cf
+    "\u0600-\u0605\u06dd\u070f\u0890\u0891\u08e2\ufff9-\ufffb\U000110bd"
+    "\U000110cd\U00013430-\U0001343f]")
 
 
 class OpsSessionInterface(SecureCookieSessionInterface):
@@ -60,16 +70,18 @@ def reveal_invisible(value):
 
 
 def operator_required(view):
-    """A signed-in operator whose client still exists, is not revoked and is admin."""
+    """A signed-in operator: a live server-side session (not signed out, not lapsed)
+    whose client is not revoked and is admin."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         from flask import session
 
         from webapp.extensions import db
 
-        client_id = session.get("client_id")
-        client = db.session.get(ApiClient, client_id) if isinstance(client_id, int) else None
-        if client is None or client.revoked_at is not None or "admin" not in client.scope_set:
+        session_id = session.get("sid")
+        client = ops_session_client(db.session, session_id) \
+            if isinstance(session_id, str) else None
+        if client is None or "admin" not in client.scope_set:
             session.clear()
             return redirect(url_for("ops.sign_in", next=request.full_path), code=303)
         g.operator = client

@@ -7,7 +7,6 @@ import json
 
 from flask import (Response, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
-from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
 import tasks
@@ -20,9 +19,9 @@ from documents.models import DOCUMENT_STATUSES, Document, Import
 from documents.reports import csv_lines
 from documents.scanning import request_rescan
 from store import audit
-from store.clients import ApiClient
-from webapp.auth import authenticate
-from webapp.extensions import db, limiter, redis_client
+from store.clients import ApiClient, end_ops_session, open_ops_session
+from webapp.auth import checked_token
+from webapp.extensions import db, redis_client
 from webapp.import_views import ERRORS_HEADER
 from webapp.ops import actor, bp, operator_required
 from webapp.ops.overview import forget, gather
@@ -55,6 +54,17 @@ def _number(name: str) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
+EVENT_FILTERS = ("source", "status", "type", "from", "to")
+DOCUMENT_FILTERS = ("owner", "status", "source")
+MEDIA_FILTERS = ("status", "source")
+
+
+def _filters(names: tuple[str, ...]) -> dict[str, str]:
+    """The page's own filters from the query, for its links: never the whole query,
+    whose other names (`_method`, `_external`, `before_id`) url_for would obey."""
+    return {name: request.args[name][:MAX_TEXT] for name in names if request.args.get(name)}
+
+
 def _day(name: str) -> dt.datetime | None:
     try:
         day = dt.date.fromisoformat(request.args.get(name, ""))
@@ -66,14 +76,11 @@ def _day(name: str) -> dt.datetime | None:
 # --- sign-in ----------------------------------------------------------------------------------
 
 @bp.route("/sign-in", methods=["GET", "POST"])
-@limiter.shared_limit(lambda: current_app.config["AUTH_FAILURE_LIMIT"],
-                      scope="bearer-auth-failures", key_func=get_remote_address,
-                      deduct_when=lambda response: response.status_code in (401, 403))
 def sign_in():
-    """Paste an admin token; failures spend the per-address budget bearer tokens spend."""
+    """Paste an admin token; failures spend the budgets bad bearer tokens spend."""
     if request.method == "GET":
         return render_template("ops/sign_in.html", title="Sign in")
-    client = authenticate(db.session, request.form.get("token", "").strip())
+    client = checked_token(request.form.get("token", "").strip())
     if client is None:
         return render_template("ops/sign_in.html", title="Sign in",
                                error="That token is not valid."), 401
@@ -82,7 +89,8 @@ def sign_in():
                                error="That token lacks the admin scope."), 403
     session.clear()
     session.permanent = True
-    session["client_id"] = client.id
+    session["sid"] = open_ops_session(db.session, client.id,
+                                      current_app.permanent_session_lifetime)
     audit.record(db.session, f"client:{client.name}", "ops.sign_in", "api_client", client.id)
     db.session.commit()
     target = request.args.get("next", "")
@@ -93,6 +101,9 @@ def sign_in():
 @bp.post("/sign-out")
 @operator_required
 def sign_out():
+    end_ops_session(db.session, session["sid"])
+    audit.record(db.session, actor(), "ops.sign_out", "api_client", g.operator.id)
+    db.session.commit()
     session.clear()
     return redirect(url_for("ops.sign_in"), code=303)
 
@@ -121,7 +132,7 @@ def events():
     rows = find_events(db.session, which, limit=PAGE, before_id=_number("before_id"))
     return render_template(
         "ops/events.html", title="Events", events=rows, which=which, statuses=EVENT_STATUSES,
-        sources=sorted(current_app.extensions[tasks.SOURCES_KEY]), args=request.args,
+        sources=sorted(current_app.extensions[tasks.SOURCES_KEY]), args=_filters(EVENT_FILTERS),
         next_before=rows[-1].id if len(rows) == PAGE else None, refresh=15)
 
 
@@ -163,13 +174,13 @@ def replay_all():
     if request.method == "GET":
         return render_template("ops/replay_all.html", title="Replay matching events",
                                which=which, count=count_events(db.session, which), cap=cap,
-                               args=request.args,
+                               args=_filters(EVENT_FILTERS),
                                trail=audit.trail(db.session, "webhook_event", "*", limit=20))
     replayed = replay_matching(db.session, which, cap, actor())
     db.session.commit()
     forget()
     flash(f"{replayed} event(s) queued for their handlers again.")
-    return redirect(url_for("ops.events", **request.args), code=303)
+    return redirect(url_for("ops.events", **_filters(EVENT_FILTERS)), code=303)
 
 
 # --- documents --------------------------------------------------------------------------------
@@ -196,7 +207,8 @@ def documents():
     return render_template(
         "ops/documents.html", title="Documents", documents=rows, owners=owners,
         origins=document_origins(db.session, [d.id for d in rows]), statuses=DOCUMENT_STATUSES,
-        args=request.args, next_before=rows[-1].id if len(rows) == PAGE else None, refresh=5)
+        args=_filters(DOCUMENT_FILTERS), next_before=rows[-1].id if len(rows) == PAGE else None,
+        refresh=5)
 
 
 @bp.get("/documents/<id:document_id>")
@@ -288,7 +300,7 @@ def media():
     rows = list_media(db.session, status=_choice("status", MEDIA_STATUSES),
                       source=_text("source"), limit=PAGE, before_id=_number("before_id"))
     return render_template("ops/media.html", title="WhatsApp media", media=rows,
-                           statuses=MEDIA_STATUSES, args=request.args,
+                           statuses=MEDIA_STATUSES, args=_filters(MEDIA_FILTERS),
                            next_before=rows[-1].id if len(rows) == PAGE else None)
 
 
