@@ -22,8 +22,8 @@ from documents.archives import (ARCHIVE_TYPES, CappedMember, EntryRejected, Limi
                                 UnsafeArchive, base_name, display_name, entry_verdict,
                                 manifest_member, normalized_name, open_archive)
 from documents.ingest import Spooled, TooLarge, create_document, spool
-from documents.manifests import (InvalidManifest, ManifestProblem, ManifestRow, check_header,
-                                 read_manifest)
+from documents.manifests import (InvalidManifest, ManifestProblem, ManifestRow,
+                                 check_xlsx_parts, read_manifest)
 from documents.models import (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, INFECTED, QUEUED,
                               ROW_DUPLICATE, ROW_OK, ROW_REJECTED, RUNNING, Document, Import,
                               ImportRow)
@@ -78,15 +78,21 @@ def manifest_kind(spooled: Spooled, filename: str | None, declared_type: str | N
 
 def check_upload(storage: BlobStorage, archive: Spooled, manifest: Spooled | None,
                  kind: str | None, limits: Limits) -> None:
-    """UnsafeArchive or InvalidManifest now, rather than a failed import later."""
+    """UnsafeArchive or InvalidManifest now, rather than a failed import later.
+
+    Only directories are read here (the archive's, and an XLSX manifest's parts):
+    parsing a manifest is the import task's work, in the worker's time and memory
+    limits, never a web request's.
+    """
     with open_archive(str(archive.path), limits.max_entries) as opened:
         if manifest is not None:
-            check_header(manifest.path, kind)
+            if kind == "xlsx":
+                check_xlsx_parts(manifest.path)
             return
         inside = manifest_member(opened.infolist())
-        if inside is not None:
+        if inside is not None and inside[1] == "xlsx":
             with _spooled_member(opened, inside[0], storage, limits) as path:
-                check_header(path, inside[1])
+                check_xlsx_parts(path)
 
 
 def create_import(session: Session, storage: BlobStorage, owner_id: int, archive: Spooled,
@@ -162,12 +168,13 @@ def _plan(archive: zipfile.ZipFile, storage: BlobStorage, job: Import,
         rows.append(row)
     if job.manifest_sha256:
         with storage.local_copy(job.manifest_sha256) as path:
-            return rows + _apply_manifest(read_manifest(path, job.manifest_kind), rows,
-                                          by_name, limits.max_entries)
+            return rows + _apply_manifest(
+                read_manifest(path, job.manifest_kind, limits.max_entries), rows, by_name,
+                limits.max_entries)
     if inside is not None:
         with _spooled_member(archive, inside[0], storage, limits) as path:
-            return rows + _apply_manifest(read_manifest(path, inside[1]), rows, by_name,
-                                          limits.max_entries)
+            return rows + _apply_manifest(read_manifest(path, inside[1], limits.max_entries),
+                                          rows, by_name, limits.max_entries)
     return rows
 
 

@@ -3,6 +3,14 @@
 Columns: `filename` (required), `title`, `external_ref`, `tags` (comma- or
 semicolon-separated); others are ignored. Row numbers are what a spreadsheet
 shows: the header is row 1. Nothing here holds more than one row at a time.
+
+An XLSX file is itself a ZIP of XML parts, and openpyxl reads some of them whole
+(the shared strings). So before openpyxl sees one, `check_xlsx_parts` holds its
+parts to the limits an archive's entries meet (count, overlap, ratio) and to size
+caps of their own, from the central directory alone; zipfile never decompresses a
+part past the size the directory declares. Only the first MAX_COLUMNS columns are
+read, and a sheet may not run past max_rows (blank rows count: read-only openpyxl
+fills every gap with an empty row). Manifests are parsed only by the import task.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from documents.archives import RATIO_FLOOR, UnsafeArchive, open_archive
 from documents.problems import Problem
 
 COLUMNS = ("filename", "title", "external_ref", "tags")
@@ -24,6 +33,11 @@ MAX_TAG = 64
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # One cell of a hostile CSV must not be able to take all memory.
 csv.field_size_limit(64 * 1024)
+MAX_COLUMNS = 64                           # columns read from a sheet
+XLSX_MAX_PARTS = 1000
+XLSX_MAX_PART_BYTES = 32 * 1024 * 1024     # any one XML part, decompressed
+XLSX_MAX_TOTAL_BYTES = 64 * 1024 * 1024    # all of them
+XLSX_MAX_RATIO = 100.0                     # per part, decompressed / compressed
 
 
 class InvalidManifest(Problem):
@@ -47,22 +61,36 @@ class ManifestProblem:
     message: str
 
 
-def read_manifest(path: Path, kind: str) -> Iterator[ManifestRow | ManifestProblem]:
-    """Every data row, validated, in order; InvalidManifest if the file is unreadable."""
+def read_manifest(path: Path, kind: str,
+                  max_rows: int) -> Iterator[ManifestRow | ManifestProblem]:
+    """Every data row, validated, in order; InvalidManifest if the file is unreadable,
+    or runs past `max_rows` rows (blank ones included) after its header."""
     if kind == "csv":
-        return _rows(_csv_cells(path))
+        return _rows(_csv_cells(path), max_rows)
     if kind == "xlsx":
-        return _rows(_xlsx_cells(path))
+        return _rows(_xlsx_cells(path), max_rows)
     raise InvalidManifest("invalid_manifest", f"Unknown manifest kind {kind!r}.")
 
 
-def check_header(path: Path, kind: str) -> None:
-    """Fail fast (at upload) on a manifest without a usable header."""
-    rows = read_manifest(path, kind)
+def check_xlsx_parts(path: Path) -> None:
+    """InvalidManifest unless the XLSX's parts are within the limits; reads only its
+    central directory, so the web can run it on an upload."""
     try:
-        next(rows, None)
-    finally:
-        rows.close()
+        with open_archive(str(path), XLSX_MAX_PARTS) as workbook:
+            parts = workbook.infolist()
+    except UnsafeArchive as exc:
+        raise InvalidManifest("unsafe_manifest", f"The XLSX manifest is refused: {exc}") \
+            from None
+    total = 0
+    for part in parts:
+        total += part.file_size
+        if part.file_size > XLSX_MAX_PART_BYTES or total > XLSX_MAX_TOTAL_BYTES:
+            raise InvalidManifest("unsafe_manifest", "The XLSX manifest expands past "
+                                  f"{XLSX_MAX_TOTAL_BYTES // (1024 * 1024)} MiB.")
+        if (part.file_size > RATIO_FLOOR
+                and part.file_size > XLSX_MAX_RATIO * max(part.compress_size, 1)):
+            raise InvalidManifest("unsafe_manifest", "A part of the XLSX manifest expands "
+                                  f"more than {XLSX_MAX_RATIO:g}x.")
 
 
 def _csv_cells(path: Path) -> Iterator[list[Any]]:
@@ -80,6 +108,7 @@ def _csv_cells(path: Path) -> Iterator[list[Any]]:
 def _xlsx_cells(path: Path) -> Iterator[tuple[Any, ...]]:
     import openpyxl  # only imports need it; keep the web process lean
 
+    check_xlsx_parts(path)
     # A file object, not the path: openpyxl refuses paths without an .xlsx suffix.
     with open(path, "rb") as handle:
         try:
@@ -91,7 +120,8 @@ def _xlsx_cells(path: Path) -> Iterator[tuple[Any, ...]]:
         try:
             if not workbook.worksheets:
                 raise InvalidManifest("invalid_manifest", "The XLSX manifest has no sheet.")
-            yield from workbook.worksheets[0].iter_rows(values_only=True)
+            yield from workbook.worksheets[0].iter_rows(values_only=True,
+                                                         max_col=MAX_COLUMNS)
         finally:
             workbook.close()
 
@@ -103,9 +133,12 @@ def _header(cells: Iterable[Any]) -> dict[str, int]:
     return {name: names.index(name) for name in COLUMNS if name in names}
 
 
-def _rows(cells: Iterator[Any]) -> Iterator[ManifestRow | ManifestProblem]:
+def _rows(cells: Iterator[Any], max_rows: int) -> Iterator[ManifestRow | ManifestProblem]:
     header = None
     for row_no, row in enumerate(cells, 1):
+        if row_no > max_rows + 1:
+            raise InvalidManifest("manifest_too_long",
+                                  f"The manifest runs past {max_rows} rows.")
         if header is None:
             header = _header(row)
             continue

@@ -88,3 +88,40 @@ def xlsx_manifest(rows: list[dict],
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
+
+
+def _rewrite_xlsx(base: bytes, parts: dict[str, bytes]) -> bytes:
+    """`base` with some of its XML parts replaced, each deflated at the highest level."""
+    source, out = zipfile.ZipFile(io.BytesIO(base)), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, parts.get(info.filename, source.read(info)))
+        for name, data in parts.items():
+            if name not in source.namelist():
+                target.writestr(name, data)
+    return out.getvalue()
+
+
+def xlsx_shared_strings_bomb(strings: int) -> bytes:
+    """A small XLSX whose shared-strings part (which openpyxl reads whole) holds
+    `strings` tiny strings: tens of KB on the wire, tens of MB of XML."""
+    base = xlsx_manifest([{"filename": "a.pdf"}])
+    xml = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+           b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+           + f'count="{strings}" uniqueCount="{strings}">'.encode()
+           + b"<si><t>a</t></si>" * strings + b"</sst>")
+    return _rewrite_xlsx(base, {"xl/sharedStrings.xml": xml})
+
+
+def xlsx_far_row(row: int) -> bytes:
+    """A valid XLSX with a header and one cell at `row`: a few hundred bytes of XML,
+    but read-only openpyxl yields an empty row for every row of the gap."""
+    base = xlsx_manifest([])
+    sheet = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+             b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+             b'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>filename</t></is></c></row>'
+             + f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>a.pdf</t></is></c></row>'
+             .encode() + b"</sheetData></worksheet>")
+    names = zipfile.ZipFile(io.BytesIO(base)).namelist()
+    [sheet_name] = [n for n in names if n.startswith("xl/worksheets/sheet")]
+    return _rewrite_xlsx(base, {sheet_name: sheet})

@@ -302,12 +302,11 @@ def test_the_total_size_is_counted_while_reading(make_app, client_factory):
     (files.pdf("not a zip"), None, None, 415, "invalid_archive"),
     (b"PK\x03\x04 truncated", None, None, 415, "invalid_archive"),
     (archives.build([("a.pdf", b"x")]), files.png(), "manifest.csv", 415, "unsupported_type"),
-    (archives.build([("a.pdf", b"x")]), b"name,title\na.pdf,A\n", "m.csv", 400,
-     "invalid_manifest"),
-    (archives.build([("a.pdf", b"x")]), b"filename\n\xff\xfe bad\n", "m.csv", 400,
-     "invalid_manifest"),
-    (archives.build([("a.pdf", b"x"), ("manifest.csv", b"title\nx\n")]), None, None, 400,
-     "invalid_manifest"),
+    (archives.build([("a.pdf", b"x")]), archives.xlsx_shared_strings_bomb(1_000_000), "m.xlsx",
+     400, "unsafe_manifest"),
+    (archives.build([("a.pdf", b"x"),
+                     ("manifest.xlsx", archives.xlsx_shared_strings_bomb(1_000_000))]),
+     None, None, 400, "unsafe_manifest"),
 ])
 def test_refused_uploads_store_nothing(app, client, owners, archive, manifest, name, status,
                                        code):
@@ -323,6 +322,67 @@ def test_refused_uploads_store_nothing(app, client, owners, archive, manifest, n
     assert not os.path.exists(os.path.join(storage, "sha256"))
     temp = os.path.join(storage, "tmp")
     assert not os.path.exists(temp) or os.listdir(temp) == []
+
+
+@pytest.mark.parametrize("archive, manifest", [
+    (archives.build([("a.pdf", b"x")]), b"name,title\na.pdf,A\n"),
+    (archives.build([("a.pdf", b"x")]), b"filename\n\xff\xfe bad\n"),
+    (archives.build([("a.pdf", b"x"), ("manifest.csv", b"title\nx\n")]), None),
+])
+def test_a_manifest_is_parsed_by_the_import_task_never_by_the_request(app, client, owners,
+                                                                      archive, manifest):
+    response = post_import(client, owners["alice"], archive, manifest, "m.csv")
+    assert response.status_code == 202, response.get_json()
+    import_id = response.get_json()["id"]
+    assert run(app, import_id) == "failed"
+    body = status(client, owners["alice"], import_id)
+    assert (body["status"], body["error"]["code"]) == ("failed", "invalid_manifest")
+
+
+@pytest.mark.parametrize("where", ["separate", "inside"])
+def test_an_xlsx_shared_strings_bomb_is_refused_at_upload_within_a_second(client, owners,
+                                                                         where):
+    # 1,000,000 shared strings: about 17 MB of XML in a few tens of KB. openpyxl took
+    # 12 s of CPU for a 43 KB one, and hundreds of MB for a larger one.
+    bomb = archives.xlsx_shared_strings_bomb(1_000_000)
+    archive = archives.build([("a.pdf", b"x")] + ([("manifest.xlsx", bomb)]
+                                                  if where == "inside" else []))
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        response = post_import(client, owners["alice"], archive,
+                               bomb if where == "separate" else None, "m.xlsx")
+        seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (response.status_code, response.get_json()["error"]["code"]) == (400,
+                                                                          "unsafe_manifest")
+    assert seconds < 1.0 and peak < 16 * MB, (seconds, peak)
+
+
+def test_the_import_task_refuses_an_xlsx_bomb_itself(tmp_path):
+    from documents.manifests import InvalidManifest, read_manifest
+
+    path = tmp_path / "m.xlsx"
+    path.write_bytes(archives.xlsx_shared_strings_bomb(1_000_000))
+    started = time.perf_counter()
+    with pytest.raises(InvalidManifest) as refused:
+        list(read_manifest(path, "xlsx", 20000))
+    assert refused.value.code == "unsafe_manifest"
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_sheet_that_runs_past_the_row_cap_fails_the_import_quickly(app, client, owners):
+    # One cell at row 1,000,000: a few hundred bytes, and a million empty rows to openpyxl.
+    archive = archives.build([("a.pdf", files.pdf("far"))])
+    response = post_import(client, owners["alice"], archive, archives.xlsx_far_row(1_000_000),
+                           "m.xlsx")
+    assert response.status_code == 202, response.get_json()
+    started = time.perf_counter()
+    assert run(app, response.get_json()["id"]) == "failed"
+    assert time.perf_counter() - started < 2.0
+    body = status(client, owners["alice"], response.get_json()["id"])
+    assert body["error"]["code"] == "manifest_too_long"
 
 
 def test_an_archive_over_the_cap_is_413(make_app, client_factory):
