@@ -6,6 +6,7 @@ wiring and a worker killed mid-import are covered end to end in tests/e2e.
 import csv
 import io
 import os
+import re
 import time
 import tracemalloc
 
@@ -241,9 +242,31 @@ def test_the_error_report_escapes_spreadsheet_formulas(app, client, owners):
     assert entries == ["'" + name for name in hostile]
 
 
+def test_the_error_report_has_no_formula_whatever_separator_a_spreadsheet_reads_it_with(
+        app, client, owners):
+    # Manifest filenames that become formulas once a reader splits on ";" or a newline.
+    hostile = ["a;=6+6", "x\n=14+14", "b\t@SUM(1)", "c|+1"]
+    archive = archives.build([("ok.pdf", files.pdf("ok"))])
+    manifest = archives.csv_manifest([{"filename": "ok.pdf"}]
+                                     + [{"filename": name} for name in hostile])
+    import_id = post_import(client, owners["alice"], archive, manifest).get_json()["id"]
+    run(app, import_id)
+    response = client.get(f"/v1/imports/{import_id}/errors.csv",
+                          headers={"Authorization": owners["alice"]["Authorization"]})
+    text = response.get_data(as_text=True)
+    assert len(list(csv.reader(io.StringIO(text)))) == 1 + len(hostile)
+    quoted_field = r'"(?:[^"]|"")*"'
+    assert re.fullmatch(rf"(?:{quoted_field}(?:,{quoted_field})*\r\n)+", text)  # all quoted
+    pieces = [piece.strip('"') for separator in (",", ";", "\t", "|")
+              for row in csv.reader(io.StringIO(text), delimiter=separator, quoting=csv.QUOTE_NONE)
+              for piece in row] + [line.strip('"') for line in text.splitlines()]
+    assert [p for p in pieces if p.startswith(("=", "+", "-", "@"))] == []
+
+
 @pytest.mark.parametrize("cell, escaped", [
     ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@A1", "'@A1"), ("\tx", "'\tx"),
     ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), (7, 7), (None, ""),
+    ("a;=6+6", "a;'=6+6"), ("x\n=14+14", "x\n'=14+14"), ("a,-1", "a,'-1"), ("a|@x", "a|'@x"),
 ])
 def test_escape_cell(cell, escaped):
     assert escape_cell(cell) == escaped
