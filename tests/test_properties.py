@@ -46,7 +46,9 @@ SLOW = settings(max_examples=60, deadline=None,
 @given(data=st.data(), body=st.binary(max_size=300))
 def test_any_signature_headers_get_a_verdict_never_an_exception(scheme, data, body):
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" if scheme == "standard" else "secret"
-    extra = {"options": {"timestamp_header": "X-Timestamp"}} if scheme == "hmac-sha256" else {}
+    extra = {"options": {"timestamp_header": "X-Timestamp"}} if scheme == "hmac-sha256" else \
+        {"options": {"public_url": "https://hooks.example/webhooks/s"}} if scheme == "twilio" \
+        else {}
     source = Source(name="s", scheme=scheme, kind="payment", provider=scheme,
                     secrets=(secret.encode(),), **extra)
     headers = Headers()

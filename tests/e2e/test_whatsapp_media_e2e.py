@@ -23,6 +23,9 @@ E2E_TWILIO_TOKEN = "e2e-twilio-auth-token"
 TWILIO_SID = "AC00000000000000000000000000e2e0"
 
 
+TWILIO_PUBLIC_URL = "https://sluice.example/webhooks/wa-twilio"  # what Twilio signs
+
+
 def sources_toml(fake: FakeMediaProviders) -> str:
     local = ('media_allowed_hosts = ["127.0.0.1"]\nmedia_allow_http = true\n'
              'media_allowed_networks = ["127.0.0.1/32"]\nmedia_owner = "wa-inbox"\n')
@@ -37,6 +40,7 @@ graph_api_base = "{fake.graph_base}"
 scheme = "twilio"
 secrets_env = ["E2E_TWILIO_TOKEN"]
 account_sid_env = "E2E_TWILIO_SID"
+public_url = "{TWILIO_PUBLIC_URL}"
 {local}"""
 
 
@@ -84,11 +88,11 @@ def test_meta_and_twilio_media_become_scanned_documents(media_stack):
     assert delivered.status_code == 202, delivered.text
 
     url = stack.url("/webhooks/wa-twilio")
-    params = {"MessageSid": "SMe2e0001", "From": "whatsapp:+15551230000",
+    params = {"MessageSid": "SMe2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0", "From": "whatsapp:+15551230000",
               "To": "whatsapp:+15557650000", "Body": "and a photo", "NumMedia": "1",
-              "MediaUrl0": fake.twilio_media_url("SMe2e0001", "ME0e2e1"),
+              "MediaUrl0": fake.twilio_media_url("SMe2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0", "ME0e2e1"),
               "MediaContentType0": "image/png"}
-    signature = RequestValidator(E2E_TWILIO_TOKEN).compute_signature(url, params)
+    signature = RequestValidator(E2E_TWILIO_TOKEN).compute_signature(TWILIO_PUBLIC_URL, params)
     twilio = requests.post(url, data=urlencode(params), timeout=10, headers={
         "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
     assert twilio.status_code == 202, twilio.text
@@ -96,7 +100,7 @@ def test_meta_and_twilio_media_become_scanned_documents(media_stack):
     docs = {d["filename"]: d for d in documents_when(stack, owner, 3)}
     assert {name: (d["status"], d["origin"]["source"]) for name, d in docs.items()} == {
         "receipt.pdf": ("clean", "wa"), "x.txt": ("infected", "wa"),
-        "SMe2e0001.png": ("clean", "wa-twilio")}
+        "SMe2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0.png": ("clean", "wa-twilio")}
     link = requests.post(stack.url(f"/v1/documents/{docs['receipt.pdf']['id']}/download-url"),
                          headers=owner, timeout=10).json()["url"]
     assert requests.get(link, timeout=10).content == pdf

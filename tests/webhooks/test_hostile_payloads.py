@@ -42,7 +42,8 @@ SOURCES = {"sources": {
     "shop": {"scheme": "hmac-sha256", "provider": "paystack", "secrets_env": "H_SHOP",
              "signature_prefix": "sha256=", "event_key_header": "X-Event-Id",
              "max_body": MAX_BODY},
-    "twilio": {"scheme": "twilio", "secrets_env": "H_TWILIO", "max_body": MAX_BODY},
+    "twilio": {"scheme": "twilio", "secrets_env": "H_TWILIO", "max_body": MAX_BODY,
+               "public_url": "http://localhost/webhooks/twilio"},
 }}
 # What dead may say: the data's fault, decided once.
 FINAL_ERRORS = ("PayloadError", "DataError", "StatementError")

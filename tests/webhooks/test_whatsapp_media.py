@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 from celery.exceptions import Retry
-from sqlalchemy import select
+from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from documents.models import Document
@@ -29,6 +29,7 @@ from tests.tasks.test_webhook_task import as_worker
 from tests.webhooks import signing
 from tests.webhooks.conftest import META_SECRET
 from webapp.extensions import db
+from webhooks.models import WebhookEvent
 from webhooks.sources import SourceConfigError, load_sources
 from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage
 from webhooks.whatsapp.fetching import slot_key
@@ -39,6 +40,7 @@ TWILIO_AUTH_TOKEN = "twilio-auth-token-for-tests"
 TWILIO_SID = "AC0123456789abcdef0123456789abcdef"
 MB = 1024 * 1024
 TWILIO_URL = "https://sluice.example/webhooks/wa-twilio"  # what the Twilio console holds
+SID_1, SID_2 = "SM" + "0" * 31 + "1", "SM" + "0" * 31 + "2"  # Twilio's message SID shape
 
 
 @pytest.fixture
@@ -322,12 +324,12 @@ def test_a_twilio_delivery_with_two_media_items_gives_two_documents(wa, provider
     app, owner = wa()
     providers.add("ME0001", files.pdf("twilio page one"), "application/pdf")
     providers.add("ME0002", files.png(), "image/png")
-    params = {"MessageSid": "SM0001", "SmsSid": "SM0001", "AccountSid": TWILIO_SID,
+    params = {"MessageSid": SID_1, "SmsSid": SID_1, "AccountSid": TWILIO_SID,
               "From": "whatsapp:+15551230000", "To": "whatsapp:+15557650000",
               "Body": "two receipts", "NumMedia": "2",
-              "MediaUrl0": providers.twilio_media_url("SM0001", "ME0001"),
+              "MediaUrl0": providers.twilio_media_url(SID_1, "ME0001"),
               "MediaContentType0": "application/pdf",
-              "MediaUrl1": providers.twilio_media_url("SM0001", "ME0002"),
+              "MediaUrl1": providers.twilio_media_url(SID_1, "ME0002"),
               "MediaContentType1": "image/png"}
     response = twilio_post(app, params)
     assert response.status_code == 202, response.get_json()
@@ -338,17 +340,17 @@ def test_a_twilio_delivery_with_two_media_items_gives_two_documents(wa, provider
         ("fetched", 0, "document"), ("fetched", 1, "image")]
     listed = app.test_client().get("/v1/documents", headers=owner).get_json()["documents"]
     assert sorted(d["mime_type"] for d in listed) == ["application/pdf", "image/png"]
-    assert {d["origin"]["wamid"] for d in listed} == {"SM0001"}
+    assert {d["origin"]["wamid"] for d in listed} == {SID_1}
     with app.app_context():
         message = db.session.scalar(select(WhatsAppMessage).where(
-            WhatsAppMessage.wamid == "SM0001"))
+            WhatsAppMessage.wamid == SID_1))
         assert (message.source, message.phone, message.text) == ("wa-twilio", "+15551230000",
                                                                  "two receipts")
 
 
 def test_a_tampered_or_unsigned_twilio_delivery_is_401(wa, providers):
     app, _owner = wa()
-    params = {"MessageSid": "SM0002", "From": "whatsapp:+15551230000", "Body": "hi",
+    params = {"MessageSid": SID_2, "From": "whatsapp:+15551230000", "Body": "hi",
               "NumMedia": "0"}
     assert twilio_post(app, params, tamper={"Body": "pay me"}).status_code == 401
     assert twilio_post(app, params, signature="bm90IGEgc2lnbmF0dXJl").status_code == 401
@@ -360,8 +362,8 @@ def test_a_tampered_or_unsigned_twilio_delivery_is_401(wa, providers):
 
 def test_twilio_status_callbacks_move_outbound_messages_forward_only(wa, providers):
     app, _owner = wa()
-    for sid, sequence in (("SM0OUT", ["queued", "read", "sent", "delivered"]),
-                          ("SM0BAD", ["sent", "undelivered", "delivered", "read"])):
+    for sid, sequence in (("SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ["queued", "read", "sent", "delivered"]),
+                          ("SMdddddddddddddddddddddddddddddddd", ["sent", "undelivered", "delivered", "read"])):
         for status in sequence:
             params = {"MessageSid": sid, "MessageStatus": status, "SmsStatus": status,
                       "To": "whatsapp:+15551230000"}
@@ -372,7 +374,7 @@ def test_twilio_status_callbacks_move_outbound_messages_forward_only(wa, provide
     with app.app_context():
         statuses = dict(db.session.execute(select(WhatsAppMessage.wamid,
                                                   WhatsAppMessage.status)).all())
-    assert statuses == {"SM0OUT": "read", "SM0BAD": "undelivered"}
+    assert statuses == {"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": "read", "SMdddddddddddddddddddddddddddddddd": "undelivered"}
 
 
 def test_media_that_did_not_arrive_are_listed_for_operators_and_can_be_fetched_again(
@@ -436,3 +438,26 @@ def test_media_settings_that_cannot_fetch_stop_the_start(providers, table, messa
     with pytest.raises(SourceConfigError, match=message):
         load_sources({"sources": {"wa": {"scheme": "meta", "secrets_env": ["T_META"],
                                          **table}}}, {"T_WA_TOKEN": GRAPH_TOKEN})
+
+
+def test_a_recut_twilio_form_that_still_verifies_is_refused_and_stores_nothing(wa, providers):
+    # Twilio signs "MessageSidSMx...MessageStatusdelivered": the same string as a form
+    # whose MessageSid is "SMx...MessageStatusdelivered". Only the SID's shape tells.
+    app, _owner = wa()
+    recut = {"MessageSid": SID_1 + "MessageStatusdelivered"}
+    response = twilio_post(app, recut)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_payload"
+    assert twilio_post(app, {"MessageSid": SID_1, "MessageStatus": "delivered"}
+                       ).status_code == 202
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(WebhookEvent)) == 1
+
+
+def test_a_twilio_source_without_public_url_stops_the_start(providers):
+    sources = media_sources(providers)
+    del sources["sources"]["wa-twilio"]["public_url"]
+    environ = {"T_TWILIO_TOKEN": TWILIO_AUTH_TOKEN, "T_TWILIO_SID": TWILIO_SID,
+               "T_META": "x", "T_WA_TOKEN": GRAPH_TOKEN}
+    with pytest.raises(SourceConfigError, match="public_url"):
+        load_sources(sources, environ)

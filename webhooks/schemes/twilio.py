@@ -3,15 +3,24 @@ the full URL Twilio requested followed by every POST parameter, sorted by name, 
 name then its value. A body that is not a form (JSON) is covered instead by its
 SHA-256 in the URL's `bodySHA256` query parameter, and only the URL is signed.
 
-The URL must be the one Twilio used, scheme and host included: behind a proxy set
-TRUSTED_PROXY_COUNT so the app sees them, or give the source `public_url` (the URL
-configured in Twilio, without its query string). As Twilio's own validator does,
-the URL is tried both with and without its default port.
+The URL must be the one Twilio used, scheme and host included, so a source must
+give it as `public_url` (the URL configured in Twilio, without its query string):
+taken from the request instead, it would come from the Host header, which the sender
+chooses. As Twilio's own validator does, the URL is tried both with and without its
+default port.
+
+The scheme signs names and values run together with nothing between them, so a
+captured form can be cut differently and still verify (`MessageSid=SMx&
+MessageStatus=delivered` sent as `MessageSid=SMxMessageStatusdelivered`). A message
+SID has one documented shape, SM or MM and 32 hex digits, and anything else is
+refused, which leaves such a recut nothing to become.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import secrets
 from typing import Any, Mapping
 from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
@@ -20,27 +29,26 @@ from urllib.parse import urlencode
 
 from webhooks.schemes.base import (InvalidPayload, InvalidSignature, MissingSignature, Scheme,
                                    any_matches, body_hash, checked_key, hmac_digest,
-                                   json_object, test_id, unbase64)
+                                   json_object, unbase64)
 from store.payloads import identifier
 
 MAX_FIELDS = 1000
 DEFAULT_PORTS = {"https": 443, "http": 80}
+MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
 
 
 def parse_options(table: dict) -> dict:
     public_url = table.pop("public_url", None)
-    if public_url is not None and (not isinstance(public_url, str)
-                                   or urlsplit(public_url).scheme not in ("https", "http")):
-        raise ValueError("public_url must be the http(s) URL configured in Twilio")
+    if not isinstance(public_url, str) or urlsplit(public_url).scheme not in ("https", "http"):
+        raise ValueError("public_url must be set to the http(s) URL configured in Twilio "
+                         "(the URL Twilio signs)")
     return {"public_url": public_url}
 
 
 def signed_url(source, url: str) -> str:
-    public = source.options.get("public_url")
-    if not public:
-        return url
+    """The source's public_url, with the query string of the request's URL."""
     query = urlsplit(url).query
-    return public + (f"?{query}" if query else "")
+    return source.options["public_url"] + (f"?{query}" if query else "")
 
 
 def _form_pairs(body: bytes) -> list[tuple[str, str]] | None:
@@ -102,6 +110,8 @@ def event_key(source, headers: Mapping[str, str], body: bytes, payload: Any) -> 
     sid = payload.get("MessageSid") or payload.get("SmsSid")
     if sid is None:
         return body_hash(body)
+    if not isinstance(sid, str) or not MESSAGE_SID.fullmatch(sid):
+        raise InvalidPayload("MessageSid is not a Twilio message SID")
     key = checked_key(sid, "a MessageSid")
     status = identifier(payload.get("MessageStatus"), 20)
     return checked_key(f"{key}:{status}", "a MessageSid") if status else key
@@ -113,7 +123,8 @@ def event_type(payload: Any) -> str | None:
 
 def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
     # A status callback for a message nobody sent: one outbound row, no documents.
-    params = {"MessageSid": test_id("SM"), "MessageStatus": "sent", "SmsStatus": "sent"}
+    params = {"MessageSid": "SM" + secrets.token_hex(16), "MessageStatus": "sent",
+              "SmsStatus": "sent"}
     signed = signed_url(source, url) + "".join(name + params[name] for name in sorted(params))
     digest = hmac_digest(source.secrets[0], signed.encode(), hashlib.sha1)
     return urlencode(params).encode(), {
