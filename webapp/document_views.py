@@ -13,7 +13,7 @@ from werkzeug.wsgi import wrap_file
 from documents.ingest import create_document
 from documents.models import CLEAN, DOCUMENT_STATUSES, Document
 from documents.sniffing import Rejected, allowlist_from
-from webapp.auth import owned_or_404, require_scopes
+from webapp.auth import ApiClient, owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg
@@ -118,8 +118,11 @@ def download(token: str):
         raise APIError(403, "link_expired", "This download link has expired.") from None
     except BadSignature:
         raise APIError(403, "invalid_link", "This download link is not valid.") from None
-    document = db.session.scalar(select(Document).where(
-        Document.id == claims.get("d"), Document.owner_id == claims.get("o")))
+    # A link is its client's: revoking the client ends its links at once, not at the TTL.
+    document = db.session.scalar(select(Document).join(
+        ApiClient, ApiClient.id == Document.owner_id).where(
+        Document.id == claims.get("d"), Document.owner_id == claims.get("o"),
+        ApiClient.revoked_at.is_(None)))
     if document is None or document.status != CLEAN:  # e.g. found infected by a rescan
         raise APIError(404, "not_found", "No such document.")
     # RFC 5987 filename* for any name; nosniff and a no-content CSP against rendering.

@@ -316,3 +316,14 @@ def test_a_chunked_raw_body_without_a_length_is_stored_whole(app, owners):
     assert status.startswith("201"), answer
     assert (answer["sha256"], answer["size"]) == (hashlib.sha256(content).hexdigest(),
                                                   len(content))
+
+
+def test_revoking_a_client_ends_its_download_links_at_once(app, client, owners, clamd_url):
+    document_id = upload(client, owners["alice"], files.pdf("revoked")).get_json()["id"]
+    scan(app, document_id, clamd_url)
+    link, served = download(client, owners["alice"], document_id)
+    assert served.status_code == 200
+    result = app.test_cli_runner().invoke(args=["clients", "revoke", "alice"])
+    assert result.exit_code == 0, result.output
+    after = client.get(link.get_json()["url"])
+    assert after.status_code == 404 and after.get_json()["error"]["code"] == "not_found"
