@@ -48,7 +48,7 @@ def _source_limit() -> str:
 
 # The provider's quota is spent only by deliveries that passed verification, and a
 # forged one spends its sender's per-address budget instead, so forgeries cannot
-# starve a provider (webapp/budgets.py: one Redis round trip per delivery).
+# starve a provider (webapp/rate_limits.py: one Redis round trip per delivery).
 SOURCE_QUOTA = Budget("webhook-source", _source_limit, _source_name)
 FORGERY_BUDGET = Budget("webhook-forgery",
                         lambda: current_app.config["WEBHOOK_INVALID_SIGNATURE_LIMIT"],
@@ -71,8 +71,14 @@ def receive(source: str):
     source = _source()
     if request.content_length is not None and request.content_length > source.max_body:
         raise APIError(413, "payload_too_large", f"The body exceeds {source.max_body} bytes.")
-    request.max_content_length = source.max_body  # also caps chunked bodies
+    # A chunked body has no length to check first. werkzeug stops reading at
+    # max_content_length and hands back what it read, so a body over the cap would
+    # come back cut to it (and a signature over that prefix would verify): read one
+    # byte more, and refuse if it came.
+    request.max_content_length = source.max_body + 1
     body = request.get_data(cache=True)
+    if len(body) > source.max_body:
+        raise APIError(413, "payload_too_large", f"The body exceeds {source.max_body} bytes.")
     try:
         verify(source, request.headers, body, time.time(), _requested_url())
     except SignatureError as exc:

@@ -1,7 +1,9 @@
 """POST /webhooks/<source> and GET (Meta's handshake) through the real app and database."""
 import copy
+import io
 import json
 import uuid
+from unittest.mock import ANY as mock_any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -216,3 +218,41 @@ def test_redis_down_fails_open_to_an_in_memory_limit_and_counts_it(make_webhook_
     warnings = [line for line in capfd.readouterr().err.splitlines()
                 if "falling back to in-memory storage" in line]
     assert len(warnings) == 1  # logged once, not per request
+
+
+def chunked_post(app, body: bytes, signed: bytes):
+    """POST `body` with no Content-Length (as gunicorn passes a chunked request), carrying
+    a Stripe signature over `signed`."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    environ = EnvironBuilder(path="/webhooks/stripe", method="POST",
+                             headers={**signing.stripe_headers(signed, STRIPE_SECRET),
+                                      "Transfer-Encoding": "chunked"}).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
+    app_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
+    return int(status.split()[0]), json.loads(b"".join(app_iter))
+
+
+def event_of_size(size: int) -> bytes:
+    bare = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "payment_intent.succeeded",
+                       "data": {"object": {"id": "pi_1"}}, "pad": ""}).encode()
+    return bare.replace(b'"pad": ""', b'"pad": "' + b"x" * (size - len(bare)) + b'"')
+
+
+def test_a_chunked_body_past_the_cap_is_413_however_it_is_signed(app):
+    from tasks import SOURCES_KEY
+
+    cap = app.extensions[SOURCES_KEY]["stripe"].max_body
+    exact = event_of_size(cap)
+    assert len(exact) == cap
+    # Signed over the first `cap` bytes: werkzeug cut the body there, and it verified.
+    assert chunked_post(app, exact + b"  trailing", exact) == (
+        413, {"error": {"code": "payload_too_large", "message": mock_any,
+                        "request_id": mock_any}})
+    # Signed over the whole: it was cut, failed verification, and spent a forgery budget.
+    status, answer = chunked_post(app, exact + b"x" * 70000, exact + b"x" * 70000)
+    assert (status, answer["error"]["code"]) == (413, "payload_too_large")
+    assert count(app, WebhookEvent) == 0
+    status, answer = chunked_post(app, exact, exact)  # the cap itself is allowed
+    assert status == 202, answer
