@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from documents.sniffing import Rejected, sniff
+from documents.sniffing import Rejected, name_for_type, sniff
 
 __all__ = ["CHECKS", "Candidate", "Rejected", "check"]
 
@@ -34,8 +34,16 @@ def sniff_type(candidate: Candidate) -> None:
                                 candidate.filename, candidate.allowlist)
 
 
+def name_by_type(candidate: Candidate) -> None:
+    """A filename whose last extension says what the content is (sniff_type already
+    refused a known extension that disagrees): `polyglot.html` holding a PDF is kept
+    as `polyglot.html.pdf`, so whoever downloads it opens a PDF, not a page."""
+    candidate.filename = name_for_type(candidate.filename, candidate.mime_type)
+
+
 CHECKS: tuple[Callable[[Candidate], None], ...] = (
     sniff_type,
+    name_by_type,
 )
 
 

@@ -84,10 +84,10 @@ def create_document(session: Session, storage: BlobStorage, owner_id: int, uploa
     create one. Another owner's copy is a separate document. Bytes already found
     infected are never stored again: the new document is infected at once.
     """
-    name = sanitize_filename(filename)
     try:
-        mime = check(Candidate(upload.path, upload.size, upload.sha256, name, declared_type,
-                               allowlist)).mime_type
+        checked = check(Candidate(upload.path, upload.size, upload.sha256,
+                                  sanitize_filename(filename), declared_type, allowlist))
+        mime, name = checked.mime_type, checked.filename
         quarantined = storage.is_quarantined(upload.sha256)
         if not quarantined:
             storage.put(upload.path, upload.sha256)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import mimetypes
 import os
 import re
 import unicodedata
@@ -19,6 +20,10 @@ BY_EXTENSION = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/j
                 ".jpeg": "image/jpeg", ".tif": "image/tiff", ".tiff": "image/tiff",
                 ".txt": "text/plain", ".csv": "text/csv", ".docx": DOCX, ".xlsx": XLSX,
                 ".pptx": PPTX}
+# The extension a stored name gets when its own says nothing known about the content.
+EXTENSION_OF = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg",
+                "image/tiff": ".tif", "text/plain": ".txt", "text/csv": ".csv", DOCX: ".docx",
+                XLSX: ".xlsx", PPTX: ".pptx"}
 OOXML_PARTS = {"word/": DOCX, "xl/": XLSX, "ppt/": PPTX}
 # Declared types that say nothing about the content.
 GENERIC = {"", "application/octet-stream", "binary/octet-stream"}
@@ -53,6 +58,16 @@ def sanitize_filename(name: str | None) -> str:
         stem, ext = os.path.splitext(name)
         name = stem[:MAX_FILENAME - len(ext[:16])] + ext[:16]
     return name or "upload"
+
+
+def name_for_type(filename: str, mime: str | None) -> str:
+    """`filename` if its extension is a known one consistent with `mime`; else the name
+    with the type's extension appended (bounded like any name)."""
+    claimed = BY_EXTENSION.get(os.path.splitext(filename)[1].lower())
+    wanted = EXTENSION_OF.get(mime or "") or mimetypes.guess_extension(mime or "") or ""
+    if not wanted or (claimed and _same(claimed, mime)):
+        return filename
+    return filename[:MAX_FILENAME - len(wanted)] + wanted
 
 
 def _ooxml_type(path: Path) -> str | None:

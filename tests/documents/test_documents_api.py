@@ -5,6 +5,7 @@ import json
 import os
 import time
 import zipfile
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -327,3 +328,22 @@ def test_revoking_a_client_ends_its_download_links_at_once(app, client, owners, 
     assert result.exit_code == 0, result.output
     after = client.get(link.get_json()["url"])
     assert after.status_code == 404 and after.get_json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("content, name, stored", [
+    (files.pdf("polyglot"), "polyglot.html", "polyglot.html.pdf"),
+    (b"echo hello\n" * 10, "run.exe", "run.exe.txt"),
+    (files.pdf("no extension"), "Invoice No. 5", "Invoice No. 5.pdf"),
+    (files.png(), "photo.svg", "photo.svg.png"),
+    (files.pdf("kept"), "Report 2026.PDF", "Report 2026.PDF"),
+    (b"a,b\n1,2\n", "data.txt", "data.txt"),
+])
+def test_a_name_whose_extension_says_nothing_known_gets_the_contents_extension(
+        app, client, owners, clamd_url, content, name, stored):
+    # Declared as generic bytes, as many clients do: only the name and content speak.
+    response = upload(client, owners["alice"], content, name, "application/octet-stream")
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["filename"] == stored
+    scan(app, response.get_json()["id"], clamd_url)
+    _link, served = download(client, owners["alice"], response.get_json()["id"])
+    assert served.headers["Content-Disposition"].endswith(quote(stored, safe=""))
