@@ -95,6 +95,15 @@ def test_a_request_line_or_header_past_8_kb_is_refused_with_the_error_envelope(b
                                  timeout=10), 400, "bad_request")
 
 
+def test_metrics_are_not_served_through_the_front_and_readyz_names_no_version(behind_front):
+    stack, front, _app = behind_front
+    for path in ("/metrics", "/metrics?x=1"):
+        assert_envelope(requests.get(front.url(path), timeout=10), 404, "not_found")
+    assert requests.get(stack.url("/metrics"), timeout=10).status_code == 200  # the inside
+    ready = requests.get(front.url("/readyz"), timeout=10)
+    assert "ClamAV" not in ready.text and "version" not in ready.text
+
+
 def test_a_webhook_body_past_the_fronts_cap_is_413_before_any_gunicorn_sees_it(behind_front):
     stack, front, _app = behind_front
     status, body = raw(front.port, request_bytes(

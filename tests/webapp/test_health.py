@@ -38,7 +38,7 @@ def test_readyz_is_ok_with_every_component_up(make_app, clamd_url):
     body = make_app(CLAMD_URL=clamd_url).test_client().get("/readyz").get_json()
     assert body["status"] == "ok"
     assert body["components"]["clamd"]["status"] == "ok"
-    assert body["components"]["clamd"]["version"].startswith("ClamAV")
+    assert body["components"]["clamd"] == {"status": "ok"}  # a state, never a version
 
 
 def test_readyz_reports_redis_and_clamd_down_quickly_but_stays_200(make_app, tmp_path):
