@@ -120,8 +120,7 @@ def _xlsx_cells(path: Path) -> Iterator[tuple[Any, ...]]:
         try:
             if not workbook.worksheets:
                 raise InvalidManifest("invalid_manifest", "The XLSX manifest has no sheet.")
-            yield from workbook.worksheets[0].iter_rows(values_only=True,
-                                                         max_col=MAX_COLUMNS)
+            yield from workbook.worksheets[0].iter_rows(values_only=True, max_col=MAX_COLUMNS)
         finally:
             workbook.close()
 

@@ -2,32 +2,29 @@
 
 `enqueue()` adds an `outbox` row to the caller's session, and `insert_with_message()`
 writes a row and its outbox row in one Core statement (the webhook ingest path).
-Who publishes:
-- the web publishes nothing: every worker runs a relay (tasks/relay.py) that calls
-  `relay_unpublished()` every fraction of a second;
-- a session with a publisher in `session.info[PUBLISHER_KEY]` (the worker's and
-  beat's) hands its messages to it as soon as it commits;
-- beat's `relay_outbox` job is the safety net for rows nobody else published.
-If the broker is down the row simply stays unpublished until a relay gets it
-through, so committed work is never lost between the database and the broker. A
-rolled-back transaction publishes nothing.
+Nothing publishes at commit. Every worker runs a relay (tasks/relay.py) that calls
+`relay_unpublished()` every OUTBOX_POLL_INTERVAL, `SKIP LOCKED` between workers, so
+each row is sent once; beat's `relay_outbox` job is the safety net for rows no
+worker's relay took. If the broker is down the row simply stays unpublished until
+a relay gets it through, so committed work is never lost between the database and
+the broker. A rolled-back transaction leaves no row, and so publishes nothing.
+
+(Workers used to publish what their own tasks enqueued right after commit as well,
+which saved at most one poll interval per hop; the relay, seeing the row before
+that publish was marked, sent it a second time, and each follow-on task ran twice.)
 
 The publisher is any callable taking a `Message`; the Celery one lives in `tasks`.
 """
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import datetime as dt
 import functools
-import logging
-import os
-import threading
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from sqlalchemy import (Index, Integer, String, bindparam, event, func, insert, inspect, literal,
-                        null, select, text, true, update)
+from sqlalchemy import (Index, Integer, String, bindparam, func, insert, literal, null, select,
+                        true, update)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -35,11 +32,6 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from store import tracing
 from store.db import (BigIntId, Base, JSONType, UTCDateTime, core_connection, insert_returning,
                       utcnow)
-
-log = logging.getLogger(__name__)
-
-PUBLISHER_KEY = "outbox_publisher"
-_PENDING_KEY = "outbox_pending"
 
 PUBLISHED = Counter("sluice_outbox_published_total", "Outbox messages published", ["path"])
 PUBLISH_FAILURES = Counter(
@@ -93,13 +85,10 @@ def backlog(session: Session) -> tuple[int, dt.datetime | None]:
 
 def enqueue(session: Session, task_name: str, kwargs: dict[str, Any],
             queue: str | None = None) -> OutboxMessage:
-    """Add a message to the caller's transaction; it is published after commit."""
-    context = tracing.capture()
-    row = OutboxMessage(task_name=task_name, kwargs=kwargs, queue=queue, trace_context=context)
+    """Add a message to the caller's transaction; a relay publishes it once committed."""
+    row = OutboxMessage(task_name=task_name, kwargs=kwargs, queue=queue,
+                        trace_context=tracing.capture())
     session.add(row)
-    # Keep the values on the Python side: after commit the row is expired and
-    # reading its attributes would need SQL, which after_commit cannot run.
-    session.info.setdefault(_PENDING_KEY, []).append((row, task_name, kwargs, queue, context))
     return row
 
 
@@ -152,103 +141,6 @@ def _insert_with_message(table, columns: tuple[str, ...], unique: tuple[str, ...
     return select(inserted.c.id).select_from(inserted).join(message, true())
 
 
-@event.listens_for(Session, "after_commit")
-def _publish_after_commit(session: Session) -> None:
-    pending = session.info.pop(_PENDING_KEY, None)
-    publisher = session.info.get(PUBLISHER_KEY)
-    if not pending or publisher is None:
-        return
-    messages = []
-    for row, task_name, kwargs, queue, context in pending:
-        state = inspect(row)
-        # Rows added in a savepoint that was rolled back are transient again.
-        if state.persistent and state.identity:
-            messages.append(Message(state.identity[0], task_name, kwargs, queue, context))
-    published = []
-    for message in messages:
-        try:
-            publisher(message)
-        except Exception as exc:  # the relay will retry; never fail the caller
-            PUBLISH_FAILURES.labels("after_commit").inc()
-            log.warning("outbox publish failed, left for the relay",
-                        extra={"outbox_id": message.id, "error": type(exc).__name__})
-            break  # the broker is most likely down: leave the rest to the relay too
-        published.append(message.id)
-    if published:
-        PUBLISHED.labels("after_commit").inc(len(published))
-        bind = session.get_bind()
-        if isinstance(bind, Engine):
-            published_marks.add(bind, published)
-        else:  # a session joined to its caller's connection: mark in that transaction, now
-            _mark_published(bind, session.join_transaction_mode, published)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_rolled_back(session: Session, transaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_PENDING_KEY, None)
-
-
-def _mark_published(bind, join_mode: str, ids: list[int]) -> None:
-    # A fresh session on the same bind: the committed one cannot run SQL here.
-    with Session(bind=bind, join_transaction_mode=join_mode) as marker:
-        if marker.get_bind().dialect.name == "postgresql":
-            # Losing this mark in a crash only means the relay publishes the message
-            # again (tasks are idempotent), so it need not wait for its own fsync.
-            marker.execute(text("SET LOCAL synchronous_commit = off"))
-        marker.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
-            .values(published_at=utcnow())
-        )
-        marker.commit()
-
-
-class PublishedMarks:
-    """Marks published rows in batches, off the request path.
-
-    Each mark is bookkeeping only: if the process dies before flushing, the
-    relay publishes those messages again and the idempotent tasks absorb it. A
-    flusher thread per process (started lazily, so after any fork) writes one
-    UPDATE for everything published in the last FLUSH_INTERVAL.
-    """
-
-    FLUSH_INTERVAL = 0.2
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._pending: dict[Engine, list[int]] = {}
-        self._wake = threading.Event()
-        self._pid: int | None = None
-
-    def add(self, engine: Engine, ids: list[int]) -> None:
-        with self._lock:
-            if self._pid != os.getpid():  # first use in this process
-                self._pid = os.getpid()
-                self._pending = {}
-                threading.Thread(target=self._run, name="outbox-marks", daemon=True).start()
-            self._pending.setdefault(engine, []).extend(ids)
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for engine, ids in pending.items():
-            try:
-                _mark_published(engine, "conditional_savepoint", ids)
-            except Exception as exc:  # the relay will publish these again
-                log.warning("could not mark outbox rows published",
-                            extra={"count": len(ids), "error": type(exc).__name__})
-
-    def _run(self) -> None:
-        atexit.register(self.flush)
-        while True:
-            self._wake.wait(self.FLUSH_INTERVAL)
-            self.flush()
-
-
-published_marks = PublishedMarks()
-
-
 @dataclasses.dataclass
 class RelayResult:
     published: int = 0
@@ -259,8 +151,9 @@ def relay_unpublished(session: Session, publisher: Publisher, *,
                       older_than: dt.timedelta, batch_size: int = 500) -> RelayResult:
     """Publish rows that are still unpublished, oldest first, in one batch.
 
-    `older_than` leaves fresh rows to their own after-commit publish. On Postgres
-    `SKIP LOCKED` lets several relays share the backlog without double sends.
+    `older_than` leaves fresh rows to the workers' relays (beat's safety net passes
+    OUTBOX_RELAY_AFTER). On Postgres `SKIP LOCKED` lets several relays share the
+    backlog without double sends.
     """
     cutoff = utcnow() - older_than
     table = OutboxMessage.__table__

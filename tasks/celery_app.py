@@ -137,10 +137,6 @@ def celery_init_app(app: Flask) -> Celery:
     celery.flask_app = app  # for worker steps, which are given only the Celery app
     celery.set_default()
     app.extensions["celery"] = celery
-    if app.config["OUTBOX_PUBLISH_AFTER_COMMIT"]:
-        # What a task's (or a CLI command's) transaction enqueues is published as it
-        # commits; the relay stays the safety net.
-        app.extensions["sluice.db"].publish_after_commit(outbox_publisher(celery))
     return celery
 
 

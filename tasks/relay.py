@@ -13,7 +13,8 @@ sending a row twice. beat's `relay_outbox` job stays as the safety net, for rows
 older than OUTBOX_RELAY_AFTER while no worker runs a relay (OUTBOX_POLL_INTERVAL=0
 turns this one off).
 
-Work that tasks enqueue is still published by the worker right after its commit.
+Work that tasks enqueue goes the same way: this relay is the workers' one publisher,
+so each row is sent once.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from webapp import create_app
 from webapp.config import ConfigError, exit_on_config_error
 
 with exit_on_config_error():
-    flask_app = create_app({"OUTBOX_PUBLISH_AFTER_COMMIT": True})
+    flask_app = create_app()
     try:
         celery_app = celery_init_app(flask_app)
     except ScheduleError as exc:

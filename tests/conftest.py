@@ -121,9 +121,9 @@ def app(make_app):
 
 @pytest.fixture
 def worker_app(make_app):
-    """An app as the worker and beat build it: what a transaction enqueues is published
-    as it commits (the web's `app` leaves it to the workers' relay)."""
-    return as_worker(make_app(OUTBOX_PUBLISH_AFTER_COMMIT=True))
+    """An app as the worker and beat build it, with its Celery app; what a transaction
+    enqueues is published by a relay (tests call tests.webhooks.test_outbox.relay)."""
+    return as_worker(make_app())
 
 
 @pytest.fixture

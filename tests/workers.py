@@ -17,7 +17,6 @@ def celery_of(app: Flask) -> Celery:
 
 
 def as_worker(app: Flask) -> Flask:
-    """`app` with its Celery app: with OUTBOX_PUBLISH_AFTER_COMMIT set, as the worker
-    runs it, what its sessions enqueue is published as they commit."""
+    """`app` with its Celery app, as the worker runs it."""
     celery_of(app)
     return app

@@ -40,7 +40,6 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT": 1.0,      # seconds, per component in /readyz
     "OUTBOX_POLL_INTERVAL": 0.1,      # seconds between each worker's looks at the outbox; 0: off
     "QUEUE_DEPTH_INTERVAL": 5.0,      # seconds between each worker's measures of the queues; 0: off
-    "OUTBOX_PUBLISH_AFTER_COMMIT": False,  # the worker and beat publish their own (tasks/worker.py)
     "OUTBOX_RELAY_INTERVAL": 10,      # seconds between relay runs (beat)
     "OUTBOX_RELAY_AFTER": 30,         # seconds a row may wait for a worker's relay
     "OUTBOX_RELAY_BATCH": 500,

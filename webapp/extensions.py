@@ -14,7 +14,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine
-from store.outbox import PUBLISHER_KEY, Publisher
 
 DB_KEY = "sluice.db"
 REDIS_KEY = "sluice.redis"
@@ -31,11 +30,6 @@ class DatabaseState:
     def bind(self) -> Engine | Connection:
         """What sessions are bound to: the engine (a test binds a connection)."""
         return self.sessionmaker.kw["bind"]
-
-    def publish_after_commit(self, publisher: Publisher) -> None:
-        """Sessions made from now on publish what they enqueue as they commit."""
-        self.sessionmaker.configure(info={**self.sessionmaker.kw.get("info", {}),
-                                          PUBLISHER_KEY: publisher})
 
     @property
     def session(self) -> Session:

@@ -1,7 +1,7 @@
 from cron.jobs import registry
 from cron.runner import run_job
 from documents.models import Document
-from tests.webhooks.test_outbox import queued
+from tests.webhooks.test_outbox import queued, relay
 from tests.workers import as_worker
 from webapp.extensions import db
 
@@ -16,7 +16,7 @@ def doc(session, sha, status, fingerprint):
 
 def test_rescan_queues_clean_documents_from_older_signatures_and_scan_errors(
         make_app, clamd_url, redis_db):
-    app = as_worker(make_app(CLAMD_URL=clamd_url, OUTBOX_PUBLISH_AFTER_COMMIT=True))
+    app = as_worker(make_app(CLAMD_URL=clamd_url))
     with app.app_context():
         session = db.session
         first = run_job(session, app.extensions["sluice.redis"],
@@ -32,6 +32,7 @@ def test_rescan_queues_clean_documents_from_older_signatures_and_scan_errors(
                       registry(app.config)["rescan_documents"], trigger="manual",
                       config=app.config)
     assert run.detail == {"queued": 2, "fingerprint": current}
+    relay(app)
     assert sorted(m["kwargs"]["document_id"] for m in queued(redis_db, "documents")) == \
         sorted([stale, failed])
 

@@ -60,8 +60,8 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("template", HOSTILE)
-def test_a_url_parsers_disagree_on_is_refused_and_nothing_reaches_the_listener(listener,
-                                                                             template):
+def test_a_url_parsers_disagree_on_is_refused_and_nothing_reaches_the_listener(
+        listener, template):
     with pytest.raises(FetchRefused) as refused:
         get(template.format(port=listener.port), policy("fbcdn.net"))
     assert refused.value.code in {"url_refused", "host_refused"}

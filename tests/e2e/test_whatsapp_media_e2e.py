@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from tests.documents import files
 from tests.e2e.conftest import META_SECRET, bearer, fresh_stack_environment, running_stack
 from tests.e2e.harness import Stack
-from tests.fakes.media import FakeMediaProviders
+from tests.fakes.media import GRAPH_VERSION, FakeMediaProviders
 from tests.services import Clamd, wait_for
 from tests.webhooks import signing
 
@@ -24,6 +24,7 @@ TWILIO_SID = "AC00000000000000000000000000e2e0"
 
 
 TWILIO_PUBLIC_URL = "https://sluice.example/webhooks/wa-twilio"  # what Twilio signs
+TWILIO_SID_E2E = "SM" + "e2e0" * 8
 
 
 def sources_toml(fake: FakeMediaProviders) -> str:
@@ -72,7 +73,9 @@ def documents_when(stack: Stack, owner: dict, count: int) -> list[dict]:
 def test_meta_and_twilio_media_become_scanned_documents(media_stack):
     stack, fake, owner = media_stack
     pdf = files.pdf("a receipt photographed and sent")
-    fake.add("media-e2e-pdf", pdf, "application/pdf")
+    # A slow CDN: a second delivery of the fetch task would start while the first
+    # still downloads, and fetch the bytes again.
+    fake.add("media-e2e-pdf", pdf, "application/pdf", delay=1.5)
     fake.add("media-e2e-eicar", files.EICAR, "text/plain")
     fake.add("ME0e2e1", files.png(), "image/png")
     body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
@@ -88,9 +91,9 @@ def test_meta_and_twilio_media_become_scanned_documents(media_stack):
     assert delivered.status_code == 202, delivered.text
 
     url = stack.url("/webhooks/wa-twilio")
-    params = {"MessageSid": "SMe2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0", "From": "whatsapp:+15551230000",
+    params = {"MessageSid": TWILIO_SID_E2E, "From": "whatsapp:+15551230000",
               "To": "whatsapp:+15557650000", "Body": "and a photo", "NumMedia": "1",
-              "MediaUrl0": fake.twilio_media_url("SMe2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0", "ME0e2e1"),
+              "MediaUrl0": fake.twilio_media_url(TWILIO_SID_E2E, "ME0e2e1"),
               "MediaContentType0": "image/png"}
     signature = RequestValidator(E2E_TWILIO_TOKEN).compute_signature(TWILIO_PUBLIC_URL, params)
     twilio = requests.post(url, data=urlencode(params), timeout=10, headers={
@@ -100,10 +103,17 @@ def test_meta_and_twilio_media_become_scanned_documents(media_stack):
     docs = {d["filename"]: d for d in documents_when(stack, owner, 3)}
     assert {name: (d["status"], d["origin"]["source"]) for name, d in docs.items()} == {
         "receipt.pdf": ("clean", "wa"), "x.txt": ("infected", "wa"),
-        "SMe2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0.png": ("clean", "wa-twilio")}
+        f"{TWILIO_SID_E2E}.png": ("clean", "wa-twilio")}
     link = requests.post(stack.url(f"/v1/documents/{docs['receipt.pdf']['id']}/download-url"),
                          headers=owner, timeout=10).json()["url"]
     assert requests.get(link, timeout=10).content == pdf
     refused = requests.post(stack.url(f"/v1/documents/{docs['x.txt']['id']}/download-url"),
                             headers=owner, timeout=10)
     assert refused.status_code == 409
+    # One media item, one download: each was published once (by one relay), so the
+    # provider saw one lookup and one fetch of its bytes per item.
+    assert sorted(fake.bytes_served) == ["ME0e2e1", "media-e2e-eicar", "media-e2e-pdf"]
+    assert len(fake.paths(f"/{GRAPH_VERSION}/media-e2e-pdf")) == 1
+    assert len(fake.paths("/cdn/media-e2e-pdf")) == 1
+    assert len(fake.paths("/2010-04-01/")) == 1 and len(fake.paths("/twilio-cdn/")) == 1
+    assert fake.bytes_served["media-e2e-pdf"] == len(pdf)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +34,7 @@ class Item:
     reported_sha256: str | None = None
     redirect_to: str | None = None       # the CDN answers 302 to this instead
     located_url: str | None = None       # Graph names this download URL instead of its CDN's
+    delay: float = 0.0                   # seconds the CDN waits before it answers
     graph_script: collections.deque = dataclasses.field(default_factory=collections.deque)
 
 
@@ -148,6 +150,7 @@ class FakeMediaProviders:
         handler.end_headers()
 
     def _bytes(self, handler, media_id: str, item: Item) -> None:
+        time.sleep(item.delay)
         try:
             handler.send_response(200)
             handler.send_header("Content-Type", item.mime_type)

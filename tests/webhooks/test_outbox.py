@@ -1,5 +1,5 @@
-"""The outbox publishes after commit, never for rolled-back work, and the relay
-delivers what a broker outage left behind, once."""
+"""The outbox: a committed row is published once, by a relay (never at commit, never
+for rolled-back work), and what a broker outage left behind is delivered once."""
 import base64
 import datetime as dt
 import json
@@ -38,7 +38,7 @@ def relay(app) -> int:
 
 @pytest.fixture
 def app(worker_app):
-    """These tests are of publishing after commit, which the worker's sessions do."""
+    """As a worker builds it: tasks' sessions enqueue, and the relay publishes."""
     return worker_app
 
 
@@ -52,12 +52,16 @@ def enqueue_by_orm(session, *args, **kwargs) -> int:
     return row.id
 
 
-def test_commit_publishes_the_message_and_marks_the_row(app, redis_db):
+def test_a_committed_row_is_published_once_by_the_relay_and_marked(app, redis_db):
+    # A worker's task commits, and its relay publishes: one message, however often
+    # the relay runs (it also used to be published at commit, and so went out twice).
     add = enqueue_by_orm
     declare_worker_queues(celery_of(app))
     with app.app_context():
         message_id = add(db.session, "sluice.ping", {"token": "t1"}, queue="cron")
         db.session.commit()
+        assert queued(redis_db, "cron") == []  # nothing at commit
+        assert (relay(app), relay(app)) == (1, 0)
         assert queued(redis_db, "cron") == [
             {"task": "sluice.ping", "outbox_id": message_id, "kwargs": {"token": "t1"}}]
         for other in ("webhooks", "documents", "imports"):
@@ -80,6 +84,7 @@ def test_routing_by_task_name_when_no_queue_is_given(app, redis_db):
                      "sluice.imports.run", "sluice.cron.relay_outbox"):
             enqueue(db.session, name, {})
         db.session.commit()
+    relay(app)
     for queue in ("webhooks", "documents", "imports", "cron"):
         assert [m["task"] for m in queued(redis_db, queue)] == [f"sluice.{queue}." + {
             "webhooks": "process", "documents": "scan", "imports": "run",
@@ -93,6 +98,7 @@ def test_rollback_publishes_nothing_and_stores_nothing(app, redis_db):
         db.session.rollback()
         db.session.commit()
         assert rows(db.session) == []
+    assert relay(app) == 0
     assert redis_db.llen("cron") == 0
 
 
@@ -108,6 +114,7 @@ def test_a_rolled_back_savepoint_does_not_publish_its_messages(app, redis_db):
         add(session, "sluice.ping", {"token": "kept"}, queue="cron")
         session.commit()
         assert [r.kwargs for r in rows(session)] == [{"token": "before"}, {"token": "kept"}]
+    relay(app)
     assert [m["kwargs"] for m in queued(redis_db, "cron")] == [{"token": "before"},
                                                                {"token": "kept"}]
 
@@ -149,7 +156,6 @@ def test_broker_down_at_publish_leaves_the_row_for_the_relay_which_delivers_it_o
 def test_relay_leaves_fresh_rows_to_their_own_publish_and_goes_oldest_first(app, redis_db):
     with app.app_context():
         session = db.session
-        session.info.pop("outbox_publisher")  # as if every after-commit publish failed
         for token in ("old-1", "old-2", "fresh"):
             enqueue(session, "sluice.ping", {"token": token}, queue="cron")
         session.commit()
@@ -163,29 +169,3 @@ def test_relay_leaves_fresh_rows_to_their_own_publish_and_goes_oldest_first(app,
                                    batch_size=10)
         assert (result.published, result.failed) == (2, 0)
     assert [m["kwargs"]["token"] for m in queued(redis_db, "cron")] == ["old-1", "old-2"]
-
-
-def test_batched_marks_on_an_engine_reach_the_database(tmp_path):
-    """Production sessions are engine-bound: their marks are flushed in batches."""
-    from sqlalchemy.orm import Session
-
-    from webapp.migrate import upgrade
-    from store.db import make_engine
-    from store.outbox import PublishedMarks
-
-    url = f"sqlite:///{tmp_path / 'marks.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        with Session(engine) as session:
-            queued_rows = [enqueue(session, "sluice.ping", {"token": str(i)}) for i in range(3)]
-            session.commit()
-            ids = [row.id for row in queued_rows]
-        marks = PublishedMarks()
-        marks.add(engine, ids[:2])
-        marks.flush()
-        with Session(engine) as session:
-            published = {row.id: row.published_at for row in rows(session)}
-        assert published[ids[0]] and published[ids[1]] and published[ids[2]] is None
-    finally:
-        engine.dispose()

@@ -362,8 +362,9 @@ def test_a_tampered_or_unsigned_twilio_delivery_is_401(wa, providers):
 
 def test_twilio_status_callbacks_move_outbound_messages_forward_only(wa, providers):
     app, _owner = wa()
-    for sid, sequence in (("SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ["queued", "read", "sent", "delivered"]),
-                          ("SMdddddddddddddddddddddddddddddddd", ["sent", "undelivered", "delivered", "read"])):
+    outbound, failing = "SM" + "a" * 32, "SM" + "d" * 32
+    for sid, sequence in ((outbound, ["queued", "read", "sent", "delivered"]),
+                          (failing, ["sent", "undelivered", "delivered", "read"])):
         for status in sequence:
             params = {"MessageSid": sid, "MessageStatus": status, "SmsStatus": status,
                       "To": "whatsapp:+15551230000"}
@@ -374,7 +375,7 @@ def test_twilio_status_callbacks_move_outbound_messages_forward_only(wa, provide
     with app.app_context():
         statuses = dict(db.session.execute(select(WhatsAppMessage.wamid,
                                                   WhatsAppMessage.status)).all())
-    assert statuses == {"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": "read", "SMdddddddddddddddddddddddddddddddd": "undelivered"}
+    assert statuses == {outbound: "read", failing: "undelivered"}
 
 
 def test_media_that_did_not_arrive_are_listed_for_operators_and_can_be_fetched_again(
