@@ -140,7 +140,9 @@ def test_only_an_admin_token_signs_in_and_failures_spend_the_per_address_budget(
     # The address's budget (5/minute; the non-admin token was valid and spent none) is
     # spent: bad tokens are refused with 429, and an admin's valid token still signs in.
     assert sign_in(client, "slc_yet-another-wrong-token-here").status_code == 401
-    assert sign_in(client, "slc_and-one-more-wrong-token-here").status_code == 429
+    limited = sign_in(client, "slc_and-one-more-wrong-token-here")
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert "Too many failed sign-ins" in limited.get_data(as_text=True)  # a page, not JSON
     assert sign_in(client, token_for(ops_app, "admin-ok", ["admin"])).status_code == 303
 
 

@@ -22,6 +22,7 @@ from store import audit
 from store.clients import ApiClient, end_ops_session, open_ops_session
 from webapp.auth import checked_token
 from webapp.extensions import db, redis_client
+from webapp.rate_limits import OverBudget
 from webapp.import_views import ERRORS_HEADER
 from webapp.ops import actor, bp, operator_required
 from webapp.ops.overview import forget, gather
@@ -80,7 +81,12 @@ def sign_in():
     """Paste an admin token; failures spend the budgets bad bearer tokens spend."""
     if request.method == "GET":
         return render_template("ops/sign_in.html", title="Sign in")
-    client = checked_token(request.form.get("token", "").strip())
+    try:
+        client = checked_token(request.form.get("token", "").strip())
+    except OverBudget as exc:
+        return render_template("ops/sign_in.html", title="Sign in",
+                               error="Too many failed sign-ins from here; wait a minute and "
+                                     "try again."), 429, exc.headers
     if client is None:
         return render_template("ops/sign_in.html", title="Sign in",
                                error="That token is not valid."), 401
