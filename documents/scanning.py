@@ -38,6 +38,11 @@ def scan_document(session: Session, storage: BlobStorage, scanner, document_id: 
 
     `max_bytes` must not exceed clamd's StreamMaxLength: a larger file would be cut
     off and could be reported OK, so it is `unscannable` instead.
+
+    The attempt is committed before clamd is asked, and the verdict recorded in a
+    transaction of its own (which the caller commits): no transaction stays open
+    while the scan runs, since on SQLite it would hold the database's one write lock
+    for as long.
     """
     document = session.get(Document, document_id)
     if document is None:
@@ -49,9 +54,14 @@ def scan_document(session: Session, storage: BlobStorage, scanner, document_id: 
     if storage.is_quarantined(document.sha256):  # the same bytes were found infected
         mark_infected(session, document.sha256, "quarantined")
         return document.status
+    sha256 = document.sha256
+    session.commit()
     version = scanner.version()
-    with storage.open(document.sha256) as blob:
+    with storage.open(sha256) as blob:
         verdict = scanner.scan_stream(blob)
+    document = session.get(Document, document_id)
+    if document is None:  # deleted while it was scanned
+        return None
     if verdict.status == VERDICT_INFECTED:
         # Quarantine first: if the commit fails, the blob is already out of reach,
         # and the retry finds it quarantined and records the verdict.

@@ -156,6 +156,20 @@ def insert_all_unless_exist(session: Session, model: type[Base], rows: list[dict
 # The web answers 503 to these, and a task waits them out instead of spending the
 # retries that decide when a handler has failed for good.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+# What a lock wait that ran out says: SQLite past busy_timeout, PostgreSQL past
+# lock_timeout (SQLSTATE 55P03). The database is up; someone held a lock too long.
+_LOCK_WAIT_SQLITE = ("database is locked", "database table is locked")
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_lock_wait(exc: BaseException) -> bool:
+    """Whether a DATABASE_UNAVAILABLE error is a lock wait that timed out, not an outage."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+        return True
+    return type(orig).__module__ == "sqlite3" and str(orig) in _LOCK_WAIT_SQLITE
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -10,7 +10,7 @@ from limits import RateLimitItem
 from werkzeug.exceptions import HTTPException
 
 from documents.storage import StorageUnavailable
-from store.db import DATABASE_UNAVAILABLE
+from store.db import DATABASE_UNAVAILABLE, is_lock_wait
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ def rate_limit_headers(item: RateLimitItem) -> dict[str, str]:
 
 def handle_database_unavailable(exc: Exception):
     # Connection-level failures only: a bad query is a bug and stays a 500.
+    if is_lock_wait(exc):  # the database is up: a transaction held a lock too long
+        log.warning("database busy: a lock wait timed out")
+        return error_response(503, "database_busy",
+                              "The database is busy (a lock wait timed out); retry shortly.",
+                              {"Retry-After": DATABASE_RETRY_AFTER})
     log.error("database unavailable",
               extra={"error": type(getattr(exc, "orig", None) or exc).__name__})
     return error_response(503, "database_unavailable",

@@ -141,6 +141,30 @@ def test_database_down_is_503_with_retry_after_and_never_a_2xx(app_config, webho
     assert response.get_json()["error"]["code"] == "database_unavailable"
 
 
+class LockNotAvailable(Exception):
+    sqlstate = "55P03"  # what psycopg raises past PostgreSQL's lock_timeout
+
+
+@pytest.mark.parametrize("driver_error", [
+    __import__("sqlite3").OperationalError("database is locked"),  # past busy_timeout
+    LockNotAvailable("canceling statement due to lock timeout"),
+])
+def test_a_lock_wait_that_ran_out_is_database_busy_not_down(app, client, monkeypatch,
+                                                            driver_error, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    import webapp.webhook_views
+
+    def locked(*args, **kwargs):
+        raise OperationalError("INSERT ...", None, driver_error)
+    monkeypatch.setattr(webapp.webhook_views, "store", locked)
+    response = post_stripe(client, stripe_event())
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.get_json()["error"]["code"] == "database_busy"
+    assert "database busy" in caplog.text and "database unavailable" not in caplog.text
+    assert count(app, WebhookEvent) == 0
+
+
 def test_meta_subscription_handshake(client):
     ok = client.get("/webhooks/whatsapp", query_string={
         "hub.mode": "subscribe", "hub.verify_token": META_VERIFY_TOKEN,

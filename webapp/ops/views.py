@@ -340,6 +340,9 @@ def send_test(name: str):
     if not source.secrets:
         flash(f"{name} has no secret set in its environment variables: nothing was sent.")
         return redirect(url_for("ops.sources"), code=303)
+    # End this request's transaction first: on SQLite it holds the database's one write
+    # lock (BEGIN IMMEDIATE), which the delivery's own insert would wait on.
+    db.session.commit()
     status, answer = send_test_delivery(source)
     audit.record(db.session, actor(), "webhook.test_delivery", "webhook_source", name,
                  {"status": status, "event_id": answer.get("id")})

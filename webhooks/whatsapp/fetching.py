@@ -62,28 +62,44 @@ class MediaEnvironment:
 
 def fetch_media(session: Session, env: MediaEnvironment, media_id: int) -> WhatsAppMedia | None:
     """Fetch one pending item and record the outcome; the caller commits. Safe to run
-    twice: only a `pending` item is worked on, and the same bytes are one document."""
+    twice: only a `pending` item is worked on, and the same bytes are one document.
+
+    No transaction stays open while waiting for a slot or downloading (on SQLite it
+    would hold the database's one write lock for as long): the attempt is committed
+    once a slot is held, and the outcome recorded in a transaction of its own.
+    """
     media = session.get(WhatsAppMedia, media_id)
     if media is None or media.status != MEDIA_PENDING:
         return None
-    media.attempts += 1
     source = env.sources.get(media.source)
     if source is None or source.media is None or media.provider not in PROVIDERS:
+        media.attempts += 1
         return finish(media, MEDIA_FAILED, "media_disabled",
                       "The source no longer fetches media.")
     owner_id = active_client_id(session, source.media.owner)
     if owner_id is None:
+        media.attempts += 1
         return finish(media, MEDIA_FAILED, "owner_missing",
                       "The source's media_owner is not an active API client.")
+    item = _Item(PROVIDERS[media.provider], media.kind, media.media_ref)
+    session.rollback()
     with _slot(env, source) as held:
         if not held:
             raise TryLater("every media slot of the source is busy", countdown=5)
+        media = session.get(WhatsAppMedia, media_id)
+        if media is None or media.status != MEDIA_PENDING:
+            return None  # another delivery of this fetch finished it meanwhile
+        media.attempts += 1
+        session.commit()
         try:
-            spooled, located = _download(PROVIDERS[media.provider], source.media, media, env)
+            spooled, located = _download(item, source.media, env)
         except MediaExpired:
             return finish(media, MEDIA_EXPIRED, "expired", "The provider no longer has it.")
         except (MediaFailed, FetchRefused) as exc:
             return finish(media, MEDIA_FAILED, exc.code, str(exc))
+    if media.status != MEDIA_PENDING:  # read afresh: finished elsewhere during the download
+        spooled.path.unlink(missing_ok=True)
+        return None
     declared = media.mime_type or located.mime_type
     try:
         document, _created = create_document(session, env.storage, owner_id, spooled,
@@ -96,15 +112,24 @@ def fetch_media(session: Session, env: MediaEnvironment, media_id: int) -> Whats
     return finish(media, MEDIA_FETCHED)
 
 
-def _download(provider: WhatsAppProvider, settings: MediaSettings, media: WhatsAppMedia,
+@dataclasses.dataclass(frozen=True)
+class _Item:
+    """What a download needs of an item, read before its transaction ends."""
+    provider: WhatsAppProvider
+    kind: str
+    ref: str
+
+
+def _download(item: _Item, settings: MediaSettings,
               env: MediaEnvironment) -> tuple[Spooled, Located]:
-    cap = settings.max_bytes.get(media.kind, settings.max_bytes["document"])
+    provider = item.provider
+    cap = settings.max_bytes.get(item.kind, settings.max_bytes["document"])
     media_policy = _policy(settings, settings.allowed_hosts, env)
     api_policy = _policy(settings, (fetch.origin_of(settings.graph_api_base).host,), env)
     fetcher = Fetcher(settings, fetch.session_for(api_policy), api_policy)
     downloads = fetch.session_for(media_policy)
     try:
-        located = _located(provider, fetcher, media.media_ref, cap)
+        located = _located(provider, fetcher, item.ref, cap)
         for refreshed in (False, True):
             answer = fetch.get(downloads, media_policy, located.url, headers=located.headers,
                                auth=located.auth)
@@ -112,10 +137,10 @@ def _download(provider: WhatsAppProvider, settings: MediaSettings, media: WhatsA
                 return _spool(answer, located, env.storage, cap), located
             answer.close()
             if answer.status in provider.refresh_on and not refreshed:
-                located = _located(provider, fetcher, media.media_ref, cap)  # URLs expire
+                located = _located(provider, fetcher, item.ref, cap)  # URLs expire
                 continue
             if answer.status in provider.gone_on:
-                raise MediaExpired(media.media_ref)
+                raise MediaExpired(item.ref)
             if answer.status == 429 or answer.status >= 500:
                 raise fetch.FetchFailed(f"the media URL answered {answer.status}",
                                         answer.status, fetch.retry_after(answer.headers))

@@ -1,0 +1,88 @@
+"""The README's "First steps", word for word, on `make run`'s embedded default.
+
+`make run` (SQLite, the embedded Redis, web, worker and beat under honcho), then
+`flask clients create oncall --scopes admin`, `cp sources.example.toml
+instance/sources.toml`, `make run` again with STRIPE_WEBHOOK_SECRET set, sign in to
+the console with the token, and press "Send test delivery" for `stripe`: the event
+opens at once and turns `processed`. Only the instance folder and the port differ
+from what a newcomer types, so that runs do not collide.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+import redis
+import requests
+
+from tests.e2e.harness import REPO, Stack, clean_environment
+from tests.services import free_port, wait_for
+from webapp.embedded import socket_path
+
+pytestmark = pytest.mark.e2e
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def make_run(workdir, env) -> Stack:
+    stack = Stack(workdir, env)
+    stack.start("make", command=["make", "--no-print-directory", "run", f"PORT={env['PORT']}"])
+    stack.wait_ready(timeout=120)
+    return stack
+
+
+def csrf(session: requests.Session, url: str) -> str:
+    page = session.get(url, timeout=10)
+    assert page.status_code == 200, (url, page.status_code)
+    return CSRF.search(page.text).group(1)
+
+
+@pytest.fixture
+def newcomer(tmp_path):
+    instance = tmp_path / "instance"
+    env = clean_environment(SLUICE_INSTANCE_PATH=str(instance), PORT=str(free_port()))
+    yield instance, env
+    sock = socket_path(str(instance))
+    if sock.exists():
+        redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
+
+
+def test_the_readmes_first_steps_work_on_the_embedded_default(newcomer, tmp_path):
+    instance, env = newcomer
+    first = make_run(tmp_path / "run-1", env)
+    try:
+        created = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "flask"), "--app", "webapp", "clients", "create",
+             "oncall", "--scopes", "admin"], cwd=REPO, env=env, capture_output=True,
+            text=True, timeout=60)
+        assert created.returncode == 0, created.stderr
+        token = re.search(r"slc_[\w-]+", created.stdout).group()
+        shutil.copy(REPO / "sources.example.toml", instance / "sources.toml")
+    finally:
+        first.stop()
+
+    second = make_run(tmp_path / "run-2", {**env, "STRIPE_WEBHOOK_SECRET": "whsec_try_it_out"})
+    try:
+        browser = requests.Session()
+        signed_in = browser.post(second.url("/ops/sign-in"), timeout=10, data={
+            "token": token, "csrf_token": csrf(browser, second.url("/ops/sign-in"))})
+        assert signed_in.status_code == 200 and "/ops/" in signed_in.url
+        started = time.monotonic()
+        sent = browser.post(second.url("/ops/sources/stripe/test"), timeout=30,
+                            allow_redirects=False,
+                            data={"csrf_token": csrf(browser, second.url("/ops/sources"))})
+        seconds = time.monotonic() - started
+        assert sent.status_code == 303, sent.text
+        assert re.search(r"/ops/events/\d+$", sent.headers["Location"]), (
+            sent.headers["Location"], browser.get(second.url("/ops/sources")).text[-2000:])
+        assert seconds < 5, f"the test delivery took {seconds:.1f} s"
+
+        def processed():
+            page = browser.get(second.url(sent.headers["Location"]), timeout=10)
+            return page.text if "processed" in page.text else None
+        wait_for(processed, timeout=30, interval=0.5, what="the test event to be processed")
+    finally:
+        second.stop()
