@@ -19,10 +19,15 @@ $(VENV)/.test: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.embedded
 
+# Ctrl-C stops `make run`; so does `make stop` from another shell (webapp/embedded.py
+# says what each step found: the port, the scanner, the webhook sources).
 run: $(VENV)/.embedded
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/flask --app webapp db upgrade
-	CLAMD_URL="$${CLAMD_URL:-$$($(BIN)/python -m webapp.embedded)}" \
-	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT) web worker beat
+	@$(BIN)/python -m webapp.embedded check $(PORT)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/flask --app webapp db upgrade
+	@echo "sluice: serving on http://127.0.0.1:$(PORT)/ (Ctrl-C, or make stop, stops it)"
+	@CLAMD_URL="$$($(BIN)/python -m webapp.embedded clamd)" PATH="$(CURDIR)/$(BIN):$$PATH" \
+	  $(BIN)/python -m webapp.embedded serve $(BIN)/honcho start -f Procfile -p $(PORT) \
+	  web worker beat
 
 test: $(VENV)/.test
 	$(BIN)/lint-imports
@@ -39,8 +44,7 @@ bench: $(VENV)/.test
 	  echo "$$b took $$(( $$(date +%s) - started )) s"; done
 
 stop:
-	-$(BIN)/python -c "import redis, webapp.embedded as e; redis.Redis(unix_socket_path=str(e.socket_path('instance'))).shutdown(nosave=True)"
-	-[ -f instance/clamd/clamd.pid ] && kill "$$(cat instance/clamd/clamd.pid)"
+	@$(BIN)/python -m webapp.embedded stop
 
 clean:
 	rm -rf $(VENV) instance *.egg-info

@@ -7,12 +7,13 @@ is recorded for the scanned document only.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
+from documents.models import CLEAN, INFECTED, PENDING_SCAN, SCAN_ERROR, UNSCANNABLE, Document
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
 from documents.storage import BlobStorage
@@ -101,6 +102,28 @@ def give_up(session: Session, document_id: int) -> None:
     document = session.get(Document, document_id)
     if document is not None and document.status not in (CLEAN, INFECTED):
         document.status = SCAN_ERROR
+
+
+def stuck_pending(session: Session, older_than: dt.timedelta, limit: int) -> list[int]:
+    """Documents still waiting for a first verdict past `older_than`, oldest first: their
+    scan message was lost (a worker died with it, the broker lost it), or no scanner
+    existed when they came in."""
+    return list(session.scalars(
+        select(Document.id).where(Document.status == PENDING_SCAN,
+                                  Document.created_at < utcnow() - older_than)
+        .order_by(Document.id).limit(limit)))
+
+
+def rescan_pending(session: Session, older_than: dt.timedelta, cap: int, actor: str) -> int:
+    """Queue a scan for up to `cap` stuck pending documents (an operator's action, or
+    the rescan job's); audited once, with the count. The caller commits."""
+    ids = stuck_pending(session, older_than, cap)
+    for document_id in ids:
+        enqueue(session, SCAN_DOCUMENT, {"document_id": document_id})
+    if ids:
+        audit.record(session, actor, "document.rescan_pending", "document", "*",
+                     {"count": len(ids), "first_id": ids[0], "last_id": ids[-1]})
+    return len(ids)
 
 
 def request_rescan(session: Session, document: Document, actor: str) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -121,11 +124,138 @@ def local_clamd(instance_path: str, system_socket: Path = SYSTEM_CLAMD_SOCKET,
                               "its signatures are loaded")
 
 
-if __name__ == "__main__":  # `python -m webapp.embedded clamd`, for make run
+def scanner_for_run(instance_path: str, environ) -> tuple[str | None, str]:
+    """(CLAMD_URL, what was done): the one the environment names, else local_clamd()."""
+    configured = environ.get("CLAMD_URL", "")
+    if configured:
+        return configured, f"clamd: {configured} (CLAMD_URL, from the environment)"
+    return local_clamd(instance_path)
+
+
+# --- make run / make stop -------------------------------------------------------------
+
+RUN_PID = "run.pid"  # honcho's, written by `serve`, read by `stop`
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_pid(instance_path: str) -> int | None:
+    try:
+        pid = int((Path(instance_path) / RUN_PID).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def port_problem(instance_path: str, host: str, port: int) -> str | None:
+    """Why `make run` cannot serve on `port`, in plain words; None if it can."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            pass
+        else:
+            return None
+    pid = _run_pid(instance_path)
+    if pid is not None:
+        return (f"sluice is already running here (make run, pid {pid}) on port {port}: "
+                "`make stop` stops it")
+    return (f"port {port} is taken by another program: choose another with "
+            f"PORT={port + 1} make run")
+
+
+def describe_sources(environ) -> list[str]:
+    """What `make run` says about webhook sources as it starts."""
+    from webapp import instance_path
+    from webapp.config import ConfigError, settings, webhook_sources
+
+    try:
+        config = settings(environ, instance_path())
+        sources = webhook_sources(config, environ)
+    except ConfigError as exc:
+        return [f"webhook sources: configuration error: {exc.message}"]
+    path = config["SLUICE_SOURCES_FILE"]
+    if not sources:
+        return [f"webhook sources: none configured (copy sources.example.toml to {path} "
+                "and restart)"]
+    lines = [f"webhook sources ({path}):"]
+    for source in sources.values():
+        state = "secret set" if source.secrets else \
+            "no secret in its environment variables: it refuses every delivery"
+        lines.append(f"  {source.name} ({source.scheme}): {state}")
+    return lines
+
+
+def stop(instance_path: str) -> list[str]:
+    """Stop what `make run` started: honcho (and so web, worker and beat), the embedded
+    Redis, and a clamd of its own. What was stopped, one line each."""
+    done = []
+    pid = _run_pid(instance_path)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)  # honcho stops its processes, then exits
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        done.append(f"stopped web, worker and beat (honcho, pid {pid})")
+    (Path(instance_path) / RUN_PID).unlink(missing_ok=True)
+    sock = socket_path(instance_path)
+    if _answers(f"unix://{sock}"):
+        redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
+        done.append("stopped the embedded Redis")
+    clamd_pid = Path(instance_path) / "clamd" / "clamd.pid"
+    try:
+        os.kill(int(clamd_pid.read_text().strip()), signal.SIGTERM)
+        done.append("stopped our clamd")
+    except (OSError, ValueError):
+        pass
+    return done or ["nothing of make run's was running"]
+
+
+def _main(argv: list[str]) -> int:
     import sys
 
     from webapp import instance_path
 
-    url, message = local_clamd(instance_path())
-    print(message, file=sys.stderr)
-    print(url or "")
+    instance = instance_path()
+    command = argv[0] if argv else ""
+    if command == "check":  # make run, before anything starts
+        problem = port_problem(instance, os.environ.get("HOST", "127.0.0.1"), int(argv[1]))
+        if problem:
+            print(f"sluice: {problem}", file=sys.stderr)
+            return 1
+        for line in describe_sources(os.environ):
+            print(f"sluice: {line}" if not line.startswith("  ") else line, file=sys.stderr)
+        return 0
+    if command == "clamd":
+        url, message = scanner_for_run(instance, os.environ)
+        print(f"sluice: {message}", file=sys.stderr)
+        print(url or "")
+        return 0
+    if command == "serve":  # honcho takes this process's pid, which `stop` reads
+        Path(instance).mkdir(parents=True, exist_ok=True)
+        (Path(instance) / RUN_PID).write_text(str(os.getpid()))
+        os.execvp(argv[1], argv[1:])
+    if command == "stop":
+        for line in stop(instance):
+            print(f"sluice: {line}")
+        return 0
+    print("usage: python -m webapp.embedded check PORT | clamd | serve COMMAND... | stop",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":  # make run and make stop
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

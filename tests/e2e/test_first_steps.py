@@ -34,10 +34,23 @@ def make_run(workdir, env) -> Stack:
     return stack
 
 
+def make(target: str, env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", target, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
 def csrf(session: requests.Session, url: str) -> str:
     page = session.get(url, timeout=10)
     assert page.status_code == 200, (url, page.status_code)
     return CSRF.search(page.text).group(1)
+
+
+def redis_answers(instance) -> bool:
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path(str(instance))),
+                                socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
 
 
 @pytest.fixture
@@ -45,9 +58,8 @@ def newcomer(tmp_path):
     instance = tmp_path / "instance"
     env = clean_environment(SLUICE_INSTANCE_PATH=str(instance), PORT=str(free_port()))
     yield instance, env
-    sock = socket_path(str(instance))
-    if sock.exists():
-        redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
+    if redis_answers(instance):
+        redis.Redis(unix_socket_path=str(socket_path(str(instance)))).shutdown(nosave=True)
 
 
 def test_the_readmes_first_steps_work_on_the_embedded_default(newcomer, tmp_path):
@@ -61,8 +73,20 @@ def test_the_readmes_first_steps_work_on_the_embedded_default(newcomer, tmp_path
         assert created.returncode == 0, created.stderr
         token = re.search(r"slc_[\w-]+", created.stdout).group()
         shutil.copy(REPO / "sources.example.toml", instance / "sources.toml")
+        # `make stop` from another shell stops everything `make run` started.
+        stopped = make("stop", env)
+        assert stopped.returncode == 0 and "Error" not in stopped.stdout + stopped.stderr
+        assert "stopped web, worker and beat" in stopped.stdout
+        assert "stopped the embedded Redis" in stopped.stdout
+        first.processes["make"].wait(timeout=30)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(first.url("/livez"), timeout=2)
+        assert not socket_path(str(instance)).exists() or not redis_answers(instance)
     finally:
         first.stop()
+    said = first.log("make")
+    assert "webhook sources: none configured (copy sources.example.toml to" in said
+    assert "clamd:" in said and "(Ctrl-C, or make stop, stops it)" in said
 
     second = make_run(tmp_path / "run-2", {**env, "STRIPE_WEBHOOK_SECRET": "whsec_try_it_out"})
     try:
@@ -84,5 +108,11 @@ def test_the_readmes_first_steps_work_on_the_embedded_default(newcomer, tmp_path
             page = browser.get(second.url(sent.headers["Location"]), timeout=10)
             return page.text if "processed" in page.text else None
         wait_for(processed, timeout=30, interval=0.5, what="the test event to be processed")
+
+        again = make("run", env, f"PORT={env['PORT']}")  # a second make run, same port
+        assert again.returncode != 0
+        assert "sluice is already running here" in again.stderr, again.stderr
+        assert "Connection in use" not in again.stderr + again.stdout
     finally:
         second.stop()
+    assert "stripe (stripe): secret set" in second.log("make")

@@ -354,3 +354,24 @@ def test_a_hostile_field_of_64_kb_renders_in_well_under_a_second(ops_app, operat
     page = operator.get(f"/ops/events/{event_id}")
     assert page.status_code == 200
     assert time.perf_counter() - started < 1.0
+
+
+def test_rescan_all_pending_queues_every_waiting_document_and_is_audited(ops_app, operator):
+    with ops_app.app_context():
+        waiting = [Document(owner_id=1, sha256=c * 64, size=1, mime_type="text/plain",
+                            filename="w.txt", status="pending_scan", scan_attempts=0)
+                   for c in "123"]
+        done = Document(owner_id=1, sha256="4" * 64, size=1, mime_type="text/plain",
+                        filename="c.txt", status="clean", scan_attempts=1)
+        db.session.add_all(waiting + [done])
+        db.session.commit()
+        ids = sorted(d.id for d in waiting)
+    answer = post(operator, "/ops/documents/rescan-pending", "/ops/documents")
+    assert answer.status_code == 303
+    assert "3 pending document(s) queued" in operator.get(
+        answer.headers["Location"]).get_data(as_text=True)
+    with ops_app.app_context():
+        queued = sorted(m.kwargs["document_id"] for m in db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.task_name == SCAN_DOCUMENT)))
+    assert queued == ids
+    assert audit_actions(ops_app, "document.rescan_pending") == [("client:alice-oncall", "*")]

@@ -17,7 +17,7 @@ from cron.runner import request_run
 from documents.imports import error_rows, progress
 from documents.models import DOCUMENT_STATUSES, Document, Import
 from documents.reports import csv_lines
-from documents.scanning import request_rescan
+from documents.scanning import request_rescan, rescan_pending
 from store import audit
 from store.clients import ApiClient, end_ops_session, open_ops_session
 from webapp.auth import checked_token
@@ -237,6 +237,20 @@ def rescan(document_id: int):
     forget()
     flash(f"Document {document_id} queued for a new scan.")
     return redirect(url_for("ops.document", document_id=document_id), code=303)
+
+
+@bp.post("/documents/rescan-pending")
+@operator_required
+def rescan_all_pending():
+    """Queue a scan for every document still waiting for its first one (a scanner that
+    was missing has appeared, or their scan messages were lost), up to OPS_REPLAY_CAP."""
+    queued = rescan_pending(db.session, dt.timedelta(0), current_app.config["OPS_REPLAY_CAP"],
+                            actor())
+    db.session.commit()
+    forget()
+    flash(f"{queued} pending document(s) queued for a scan." if queued
+          else "No document is waiting for a scan.")
+    return redirect(url_for("ops.documents", status="pending_scan"), code=303)
 
 
 # --- imports ----------------------------------------------------------------------------------
