@@ -35,17 +35,22 @@ def startupz():
                                                            "current": sorted(current)}})
 
 
+def components() -> dict[str, dict]:
+    """Each dependency's state, as /readyz and the console's overview show it."""
+    return {"database": _check_database(), "redis": _check_redis(),
+            "storage": _check_storage(), "clamd": _check_clamd()}
+
+
 @bp.get("/readyz")
 def readyz():
-    components = {"database": _check_database(), "redis": _check_redis(),
-                  "storage": _check_storage(), "clamd": _check_clamd()}
-    if components["database"]["status"] != "ok":
+    components_ = components()
+    if components_["database"]["status"] != "ok":
         status, code = "down", 503
-    elif all(c["status"] == "ok" for c in components.values()):
+    elif all(c["status"] == "ok" for c in components_.values()):
         status, code = "ok", 200
     else:
         status, code = "degraded", 200  # webhooks are still accepted without these
-    return jsonify(status=status, components=components), code
+    return jsonify(status=status, components=components_), code
 
 
 def _probe_failed(component: str, exc: Exception):

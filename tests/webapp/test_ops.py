@@ -375,3 +375,23 @@ def test_rescan_all_pending_queues_every_waiting_document_and_is_audited(ops_app
             select(OutboxMessage).where(OutboxMessage.task_name == SCAN_DOCUMENT)))
     assert queued == ids
     assert audit_actions(ops_app, "document.rescan_pending") == [("client:alice-oncall", "*")]
+
+
+def test_the_overview_names_a_missing_scanner_and_documents_waiting_with_their_fix(
+        ops_app, operator):
+    # Reported: "Nothing needs attention" while clamd was missing and documents waited.
+    ops_app.config["REDRIVE_AFTER"] = 60
+    with ops_app.app_context():
+        db.session.add(Document(owner_id=1, sha256="9" * 64, size=1, mime_type="text/plain",
+                                filename="w.txt", status="pending_scan", scan_attempts=0,
+                                created_at=utcnow() - dt.timedelta(minutes=3)))
+        db.session.commit()
+    html = operator.get("/ops/").get_data(as_text=True)
+    assert "Nothing needs attention" not in html
+    assert "no virus scanner (CLAMD_URL is not set)" in html
+    assert "documents have waited more than 1 minutes for a scan: Rescan all pending" in html
+    assert 'href="/ops/documents?status=pending_scan"' in html
+    for component in ("database", "redis", "storage", "clamd"):
+        assert f'<div class="label">{component}' in html
+    # Colour means "look here": a zero count carries no status colour.
+    assert '<div class="figure">0</div>' in html and "status-infected\">0<" not in html

@@ -24,6 +24,7 @@ from store.db import utcnow
 from store.outbox import backlog
 from tasks.queue_depths import recorded
 from webapp.extensions import db, redis_client
+from webapp.health import components
 from webhooks import stats
 from webhooks.models import DEAD
 from webhooks.whatsapp.models import MEDIA_FAILED
@@ -33,7 +34,6 @@ _cache: dict[int, tuple[float, dict]] = {}
 _cache_lock = threading.Lock()
 OUTBOX_STUCK_SECONDS = 300
 UNPROCESSED_STUCK_SECONDS = 600
-SCAN_BACKLOG_SECONDS = 900
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,8 @@ def _gather() -> dict[str, Any]:
     documents = status_counts(session)
     jobs = [_job(job, now) for job in registry(current_app.config).values()]
     overview = {
-        "now": now, "deliveries": deliveries,
+        "now": now, "deliveries": deliveries, "components": components(),
+        "pending_scan_after": current_app.config["REDRIVE_AFTER"],
         "outbox": {"count": outbox_count, "oldest_age": _age(now, outbox_oldest)},
         "oldest_unprocessed_age": _age(now, stats.oldest_unprocessed(session)),
         "queues": recorded(redis_client.client, current_app.config["REDIS_KEY_PREFIX"]),
@@ -118,9 +119,18 @@ def _flags(o: dict[str, Any]) -> list[Flag]:
     if o["documents"][SCAN_ERROR]:
         flags.append(Flag(f"{o['documents'][SCAN_ERROR]} document(s) could not be scanned",
                           "ops.documents", {"status": SCAN_ERROR}))
-    if (o["oldest_pending_scan_age"] or 0) > SCAN_BACKLOG_SECONDS:
-        flags.append(Flag("a document has waited more than 15 minutes for its scan",
-                          "ops.documents", {"status": "pending_scan"}))
+    for name, state in o["components"].items():
+        if state["status"] == "missing" and name == "clamd":
+            flags.append(Flag("no virus scanner (CLAMD_URL is not set): documents wait in "
+                              "pending_scan until one is configured", "ops.documents",
+                              {"status": "pending_scan"}))
+        elif state["status"] != "ok":
+            flags.append(Flag(f"{name} is {state['status']} ({state.get('error', '?')})",
+                              "ops.overview", {}))
+    if (o["oldest_pending_scan_age"] or 0) > o["pending_scan_after"]:
+        flags.append(Flag(f"documents have waited more than {o['pending_scan_after'] // 60} "
+                          "minutes for a scan: Rescan all pending", "ops.documents",
+                          {"status": "pending_scan"}))
     for job in o["jobs"]:
         if job["last"] is not None and job["last"].outcome in (RUN_FAILED, TIMED_OUT):
             flags.append(Flag(f"job {job['name']}'s last run {job['last'].outcome}",
