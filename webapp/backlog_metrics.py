@@ -75,14 +75,13 @@ class BacklogCollector:
             if count is not None:
                 depth.add_metric([queue], count)
         yield depth
-        # Declared always; a sample only when clamd answered with its database's date
-        # (a database of local .ndb files alone, as in the tests, has none).
-        signatures = GaugeMetricFamily("sluice_clamd_signatures_age_seconds",
-                                       "Age of clamd's signature database")
+        # Only when clamd answered with its database's date: a family without a sample
+        # reads as a bug. A database of local .ndb files alone, as in the tests, has
+        # none, and a web host without clamd cannot tell (see the README).
         age = self._clamd_age(now)
         if age is not None:
-            signatures.add_metric([], age)
-        yield signatures
+            yield GaugeMetricFamily("sluice_clamd_signatures_age_seconds",
+                                    "Age of clamd's signature database", value=age)
 
     def _database_gauges(self, session, now) -> Iterator[GaugeMetricFamily]:
         unpublished, oldest = backlog(session)

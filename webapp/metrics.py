@@ -35,8 +35,10 @@ def metrics():
     # Counters from every process, then the backlog gauges measured now (cached).
     backlog = CollectorRegistry(auto_describe=False)
     backlog.register(current_app.extensions[BACKLOG_KEY])
+    # content_type, not mimetype: CONTENT_TYPE_LATEST carries its charset already, and
+    # Flask would append a second one.
     return Response(generate_latest(registry) + generate_latest(backlog),
-                    mimetype=CONTENT_TYPE_LATEST)
+                    content_type=CONTENT_TYPE_LATEST)
 
 
 def _start_timer() -> None:
