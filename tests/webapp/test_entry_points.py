@@ -49,3 +49,16 @@ def test_migrations_need_neither_the_sources_nor_redis(broken_env):
     assert release.returncode == 0, release.stderr
     current = run("flask --app webapp db current", env)
     assert current.returncode == 0 and current.stdout.strip().endswith("(head)")
+
+
+def test_the_readme_links_only_to_files_inside_the_repository():
+    # A clone has no ../shared: the project's own docs live in it.
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text()
+    assert "../" not in readme
+    for target in re.findall(r"\]\(([^)#]+)\)", readme):
+        if not target.startswith(("http://", "https://")):
+            assert (repo / target).exists(), target
