@@ -331,6 +331,8 @@ def progress(session: Session, job: Import, now: dt.datetime | None = None) -> d
     counts = import_counts(session, job.id)
     processed = sum(counts.values())
     status = job.status
+    if status == QUEUED and processed:
+        status = RUNNING  # the job row was read before the worker started; its rows after
     if status == COMPLETED and counts[INFECTED]:
         status = COMPLETED_WITH_ERRORS  # a scan finished after the import did
     end = job.finished_at or now or utcnow()

@@ -44,9 +44,13 @@ def create():
         status = 415 if exc.code == "invalid_archive" else 400
         raise APIError(status, exc.code, str(exc)) from None
     job, created = create_import(db.session, storage(), g.client.id, archive, manifest, kind)
+    # The answer is read in the transaction that records the import: once committed, a
+    # worker may start it within OUTBOX_POLL_INTERVAL, and a job row read before its
+    # rows were counted would say queued with work already done.
+    body = progress(db.session, job)
     db.session.commit()
     tracing.annotate(import_id=job.id)
-    return jsonify(progress(db.session, job)), 202 if created else 200
+    return jsonify(body), 202 if created else 200
 
 
 @bp.get("/v1/imports/<id:import_id>")

@@ -45,7 +45,10 @@ def test_a_worker_killed_mid_import_resumes_without_duplicates(import_stack, rec
     response = requests.post(stack.url("/v1/imports"), headers=auth, timeout=60,
                              files={"archive": ("notes.zip", archive)})
     assert response.status_code == 202, response.text
-    import_id = response.json()["id"]
+    accepted = response.json()  # as recorded, though a worker may already have started
+    assert (accepted["status"], accepted["processed"], accepted["succeeded"],
+            accepted["total"], accepted["percent"]) == ("queued", 0, 0, None, 0.0)
+    import_id = accepted["id"]
 
     def progress():
         return requests.get(stack.url(f"/v1/imports/{import_id}"), headers=auth,

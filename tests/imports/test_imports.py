@@ -460,3 +460,15 @@ def test_a_crashed_import_resumes_without_redoing_rows(make_app, client_factory,
         "duplicates": 0, "rejected": 0, "infected": 0}
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Document)) == 10
+
+
+def test_progress_never_says_queued_once_rows_exist(app, client, owners):
+    # A job row read before the worker started, its rows counted after: running.
+    import_id = post_import(client, owners["alice"],
+                            archives.build([("a.pdf", files.pdf("q"))])).get_json()["id"]
+    with app.app_context():
+        db.session.add(ImportRow(import_id=import_id, row_no=1, entry_name="a.pdf",
+                                 outcome="rejected", code="x", message="x"))
+        db.session.commit()
+    body = status(client, owners["alice"], import_id)
+    assert (body["status"], body["processed"]) == ("running", 1)
