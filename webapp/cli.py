@@ -11,12 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
+from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
 from webapp.storage_cli import storage_cli
 from webapp.extensions import db
 from store.db import utcnow
 from webhooks.models import EVENT_STATUSES
-from webhooks.processing import EventNotFound, list_events, replay
+from webhooks.processing import EventFilter, EventNotFound, list_events, replay, replay_matching
 from webhooks.whatsapp.media import MediaNotFound, list_media, retry as retry_media
 from webhooks.whatsapp.models import MEDIA_STATUSES
 
@@ -26,7 +27,9 @@ webhooks_cli = AppGroup("webhooks", help="Stored webhook events and dead letters
 
 @clients_cli.command("create")
 @click.argument("name")
-@click.option("--scopes", default="", help=f"Comma-separated: {', '.join(KNOWN_SCOPES)}")
+@click.option("--scopes", required=True,
+              help=f"Comma-separated, one or more of: {', '.join(KNOWN_SCOPES)} "
+                   "(admin: the console and the admin API)")
 def clients_create(name: str, scopes: str) -> None:
     """Create a client and print its token. The token is shown only this once."""
     session = db.session
@@ -43,9 +46,13 @@ def clients_create(name: str, scopes: str) -> None:
 
 @clients_cli.command("list")
 def clients_list() -> None:
-    for client in db.session.scalars(select(ApiClient).order_by(ApiClient.id)):
-        state = "revoked" if client.revoked_at else "active"
-        click.echo(f"{client.id}\t{client.name}\t{state}\t{client.scopes}")
+    """Every client, with its state and scopes."""
+    rows = [(client.id, client.name, f"revoked {when(client.revoked_at)}"
+             if client.revoked_at else "active", when(client.created_at),
+             client.scopes or "(none)")
+            for client in db.session.scalars(select(ApiClient).order_by(ApiClient.id))]
+    echo_table(("ID", "NAME", "STATE", "CREATED", "SCOPES"), rows,
+               "No API clients yet: flask --app webapp clients create NAME --scopes ...")
 
 
 @clients_cli.command("revoke")
@@ -54,9 +61,12 @@ def clients_revoke(name: str) -> None:
     client = db.session.scalar(select(ApiClient).where(ApiClient.name == name))
     if client is None:
         raise click.ClickException(f"no client named {name!r}")
-    client.revoked_at = client.revoked_at or utcnow()
+    if client.revoked_at is not None:
+        click.echo(f"{name} was already revoked ({when(client.revoked_at)})")
+        return
+    client.revoked_at = utcnow()
     db.session.commit()
-    click.echo(f"revoked {name}")
+    click.echo(f"revoked {name}: its tokens, download links and console sessions end now")
 
 
 @webhooks_cli.command("list")
@@ -65,9 +75,11 @@ def clients_revoke(name: str) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 def webhooks_list(status: str | None, source: str | None, limit: int) -> None:
     """List stored events, newest first."""
-    for event in list_events(db.session, status=status, source=source, limit=limit):
-        click.echo(f"{event.id}\t{event.source}\t{event.event_type or '-'}\t{event.status}"
-                   f"\t{event.attempts}\t{event.last_error or ''}")
+    rows = [(event.id, when(event.received_at), event.source, event.event_type or "-",
+             event.status, event.attempts, event.last_error or "")
+            for event in list_events(db.session, status=status, source=source, limit=limit)]
+    echo_table(("ID", "RECEIVED", "SOURCE", "TYPE", "STATUS", "ATTEMPTS", "LAST ERROR"), rows,
+               "No webhook events match.")
 
 
 @webhooks_cli.command("replay")
@@ -75,18 +87,27 @@ def webhooks_list(status: str | None, source: str | None, limit: int) -> None:
 @click.option("--status", type=click.Choice(EVENT_STATUSES),
               help="Replay every event in this status (e.g. dead).")
 def webhooks_replay(event_id: int | None, status: str | None) -> None:
-    """Run the handler again for one event, or for every event in a status."""
-    if (event_id is None) == (status is None):
+    """Run the handler again for one event, or for every event in a status (oldest first,
+    up to OPS_REPLAY_CAP, as the console's "Replay all matching" does)."""
+    from flask import current_app
+
+    actor = f"cli:{getpass.getuser()}"
+    if event_id is not None and status is not None:
         raise click.UsageError("give an EVENT_ID or --status, not both")
-    ids = [event_id] if event_id else [
-        e.id for e in list_events(db.session, status=status, limit=10000)]
-    try:
-        for one in ids:
-            replay(db.session, one, actor=f"cli:{getpass.getuser()}")
-    except EventNotFound:
-        raise click.ClickException(f"no webhook event {event_id}") from None
+    if event_id is None and status is None:
+        raise click.UsageError("give the EVENT_ID of one event to replay, or --status STATUS "
+                               "(e.g. --status dead) to replay every event in it")
+    if event_id is not None:
+        try:
+            replay(db.session, event_id, actor=actor)
+        except EventNotFound:
+            raise click.ClickException(f"no webhook event {event_id}") from None
+        count = 1
+    else:
+        cap = current_app.config["OPS_REPLAY_CAP"]
+        count = replay_matching(db.session, EventFilter(status=status), cap, actor)
     db.session.commit()
-    click.echo(f"replaying {len(ids)} event(s)")
+    click.echo(f"replaying {count} event(s)" if count else "No events to replay.")
 
 
 @webhooks_cli.group("media", invoke_without_command=True)
@@ -100,10 +121,12 @@ def webhooks_media(context: click.Context, status: str | None, source: str | Non
     """WhatsApp media items, newest first (e.g. --status failed or expired)."""
     if context.invoked_subcommand is not None:
         return
-    for media in list_media(db.session, status=status, source=source, limit=limit):
-        reason = f"{media.error_code}: {media.error_message}" if media.error_code else ""
-        click.echo(f"{media.id}\t{media.source}\t{media.wamid}\t{media.kind}\t{media.status}"
-                   f"\t{media.document_id or '-'}\t{reason}")
+    rows = [(media.id, media.source, media.wamid, media.kind, media.status,
+             media.document_id or "-",
+             f"{media.error_code}: {media.error_message}" if media.error_code else "")
+            for media in list_media(db.session, status=status, source=source, limit=limit)]
+    echo_table(("ID", "SOURCE", "MESSAGE", "KIND", "STATUS", "DOCUMENT", "REASON"), rows,
+               "No WhatsApp media items match.")
 
 
 @webhooks_media.command("retry")
@@ -133,7 +156,9 @@ def webhooks_send_test(source: str, url: str | None) -> None:
     if found is None:
         raise click.ClickException(f"no webhook source named {source!r}")
     if not found.secrets:
-        raise click.ClickException(f"{source} has no secret set in its environment variables")
+        names = ", ".join(found.secrets_env) or "(none: the source names no secrets_env)"
+        raise click.ClickException(f"{source} has no secret: set {names} in the environment "
+                                   "of this command and of the service")
     status, answer = send_test_delivery(found, url)
     click.echo(f"{status} {json.dumps(answer)}")
     if status >= 300:

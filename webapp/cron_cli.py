@@ -1,6 +1,7 @@
 """`flask cron list|run|history`: the same jobs, lock and history as beat."""
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import click
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from cron.jobs import registry
 from cron.models import SKIPPED_LOCKED, SUCCEEDED, JobRun
 from cron.runner import run_job
+from webapp.cli_output import echo_table, when
 from webapp.extensions import db, redis_client
 
 cron_cli = AppGroup("cron", help="Scheduled jobs.")
@@ -23,19 +25,22 @@ def _last_runs(job: str, limit: int) -> list[JobRun]:
 
 def _describe(run: JobRun) -> str:
     duration = f"{run.duration:.3f}s" if run.duration is not None else "-"
-    return (f"{run.id}\t{run.started_at:%Y-%m-%dT%H:%M:%SZ}\t{run.trigger}\t{run.outcome}"
-            f"\t{duration}\tfence={run.fence or '-'}\t{run.detail or ''}{run.error or ''}")
+    detail = ", ".join(f"{k}={v}" for k, v in (run.detail or {}).items())
+    return (f"#{run.id} {run.started_at:%Y-%m-%d %H:%M:%S} UTC  {run.trigger}  {run.outcome}  "
+            f"{duration}  fence={run.fence or '-'}  {detail}{run.error or ''}").rstrip()
 
 
 @cron_cli.command("list")
 def cron_list() -> None:
     """Jobs, their interval, last run and when the next one is due."""
+    rows = []
     for job in registry(current_app.config).values():
         last = next(iter(_last_runs(job.name, 1)), None)
-        due = last.started_at.timestamp() + job.interval if last else None
-        click.echo(f"{job.name}\tevery {job.interval:g}s\t"
-                   f"last: {_describe(last) if last else 'never'}\t"
-                   f"next due: {'now' if due is None else f'{due:.0f} (unix)'}")
+        due = (last.started_at + dt.timedelta(seconds=job.interval)) if last else None
+        rows.append((job.name, f"every {job.interval:g}s",
+                     f"{when(last.started_at)} {last.outcome}" if last else "never",
+                     when(due) if due else "now"))
+    echo_table(("JOB", "INTERVAL", "LAST RUN", "NEXT DUE"), rows, "No jobs are enabled.")
 
 
 def _wait_seconds(_ctx, _param, value: str) -> float | None:
@@ -82,5 +87,8 @@ def cron_run(name: str, wait: float | None) -> None:
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def cron_history(name: str, limit: int) -> None:
-    for run in _last_runs(name, limit):
+    runs = _last_runs(name, limit)
+    for run in runs:
         click.echo(_describe(run))
+    if not runs:
+        click.echo(f"No runs of {name} recorded.")

@@ -190,7 +190,8 @@ def describe_sources(environ) -> list[str]:
     lines = [f"webhook sources ({path}):"]
     for source in sources.values():
         state = "secret set" if source.secrets else \
-            "no secret in its environment variables: it refuses every delivery"
+            f"no secret (set {', '.join(source.secrets_env) or 'secrets_env'}): it refuses " \
+            "every delivery"
         lines.append(f"  {source.name} ({source.scheme}): {state}")
     return lines
 

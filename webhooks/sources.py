@@ -83,6 +83,7 @@ class Source:
     verify_token: str | None = dataclasses.field(default=None, repr=False)
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the scheme's own
     media: MediaSettings | None = None  # WhatsApp sources that fetch media into documents
+    secrets_env: tuple[str, ...] = ()   # the names of the variables the secrets come from
 
 
 def parse_size(value: Any) -> int:
@@ -153,7 +154,7 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
     if table:
         raise SourceConfigError(f"source {name}: unknown keys {', '.join(sorted(table))}")
     return Source(name=name, scheme=scheme.name, kind=kind, provider=provider,
-                  secrets=secrets, **fields)
+                  secrets=secrets, secrets_env=tuple(secret_vars), **fields)
 
 
 def _media_settings(table: dict[str, Any], provider: str, secrets: tuple[bytes, ...],

@@ -8,11 +8,16 @@ from cron.lock import JobLock
 def test_cron_run_runs_the_job_under_its_lock_and_records_it(app, runner):
     result = runner.invoke(args=["cron", "run", "relay_outbox"])
     assert result.exit_code == 0, result.output
-    assert "\tmanual\tsucceeded\t" in result.output
+    assert "  manual  succeeded  " in result.output and " UTC " in result.output
     history = runner.invoke(args=["cron", "history", "relay_outbox"]).output
-    assert "manual\tsucceeded" in history
-    listing = runner.invoke(args=["cron", "list"]).output
-    assert "relay_outbox\tevery 10s" in listing and "redrive_stuck_events\tevery 60s" in listing
+    assert "manual  succeeded" in history and "published=0, failed=0" in history
+    listing = runner.invoke(args=["cron", "list"]).output.splitlines()
+    assert listing[0].split() == ["JOB", "INTERVAL", "LAST", "RUN", "NEXT", "DUE"]
+    relay_line = next(line for line in listing if line.startswith("relay_outbox"))
+    assert "every 10s" in relay_line and "succeeded" in relay_line
+    assert "(unix)" not in "\n".join(listing) and "{" not in "\n".join(listing)
+    assert runner.invoke(args=["cron", "history", "purge_retention"]).output == (
+        "No runs of purge_retention recorded.\n")
 
 
 def test_cron_run_while_a_scheduled_run_holds_the_lock_says_so_and_fails(app, runner):
@@ -52,7 +57,7 @@ def test_cron_run_wait_waits_for_the_lock_then_runs(app, runner, args):
     finally:
         holder.release()
     assert result.exit_code == 0, result.output
-    assert "\tmanual\tsucceeded\t" in result.output
+    assert "  manual  succeeded  " in result.output
 
 
 def test_cron_run_wait_with_a_bad_value_is_a_usage_error(runner):
