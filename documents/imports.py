@@ -358,6 +358,17 @@ def progress(session: Session, job: Import, now: dt.datetime | None = None) -> d
     }
 
 
+def import_origins(session: Session, document_ids: list[int]) -> dict[int, int]:
+    """{document id: the import that brought it} for those of `document_ids` that came
+    in an archive (the first import, when several carried the same bytes)."""
+    if not document_ids:
+        return {}
+    rows = session.execute(select(ImportRow.document_id, func.min(ImportRow.import_id))
+                           .where(ImportRow.document_id.in_(document_ids))
+                           .group_by(ImportRow.document_id)).all()
+    return dict(rows)
+
+
 def error_rows(session: Session, import_id: int) -> Iterator[tuple]:
     """(row_no, manifest_row, entry_name, code, message) for every entry not ingested clean."""
     query = (select(ImportRow.row_no, ImportRow.manifest_row, ImportRow.entry_name,

@@ -395,3 +395,38 @@ def test_the_overview_names_a_missing_scanner_and_documents_waiting_with_their_f
         assert f'<div class="label">{component}' in html
     # Colour means "look here": a zero count carries no status colour.
     assert '<div class="figure">0</div>' in html and "status-infected\">0<" not in html
+
+
+def test_pages_show_names_readable_times_sizes_origins_and_why_a_list_is_empty(
+        ops_app, operator):
+    from tests.imports import archives
+
+    token = token_for(ops_app, "uploader", ["documents:write", "imports:write"])
+    owner = {"Authorization": f"Bearer {token}"}
+    client = ops_app.test_client()
+    uploaded = client.post("/v1/documents", headers=owner, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(files.pdf("who")), "who.pdf")}).get_json()
+    job = client.post("/v1/imports", headers=owner, content_type="multipart/form-data",
+                      data={"archive": (io.BytesIO(archives.build(
+                          [("in-archive.txt", b"brought by an import\n")])), "a.zip")}
+                      ).get_json()
+    with ops_app.app_context():
+        from documents.imports import ImportSettings, run_import
+        from documents.storage.local import LocalStorage
+        run_import(db.session, LocalStorage(ops_app.config["STORAGE_DIR"]), job["id"],
+                   ImportSettings.from_config(ops_app.config))
+        imported = db.session.scalar(select(Document.id).where(
+            Document.filename == "in-archive.txt"))
+    # The audit log recorded the uploader by id; the console names it.
+    trail = operator.get(f"/ops/documents/{uploaded['id']}").get_data(as_text=True)
+    assert "client:uploader" in trail and "client:2<" not in trail
+    # An imported document says which import brought it.
+    page = operator.get(f"/ops/documents/{imported}").get_data(as_text=True)
+    assert f'href="/ops/imports/{job["id"]}">import #{job["id"]}</a>' in page
+    # Import pages read like the others: no raw ISO timestamps.
+    for path in ("/ops/imports", f"/ops/imports/{job['id']}"):
+        html = operator.get(path).get_data(as_text=True)
+        assert " UTC" in html and "+00:00" not in html, path
+    assert "4 MiB" in operator.get("/ops/sources").get_data(as_text=True)
+    media = operator.get("/ops/media").get_data(as_text=True)
+    assert "No WhatsApp source fetches media" in media and "None." not in media

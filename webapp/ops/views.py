@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 from flask import (Response, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
@@ -14,7 +15,7 @@ from cron.jobs import registry
 from cron.lock import held_for
 from cron.models import recent_runs
 from cron.runner import request_run
-from documents.imports import error_rows, progress
+from documents.imports import error_rows, import_origins, progress
 from documents.models import DOCUMENT_STATUSES, Document, Import
 from documents.reports import csv_lines
 from documents.scanning import request_rescan, rescan_pending
@@ -212,7 +213,8 @@ def documents():
         ApiClient.id.in_({d.owner_id for d in rows}))).all()) if rows else {}
     return render_template(
         "ops/documents.html", title="Documents", documents=rows, owners=owners,
-        origins=document_origins(db.session, [d.id for d in rows]), statuses=DOCUMENT_STATUSES,
+        origins=document_origins(db.session, [d.id for d in rows]),
+        imported=import_origins(db.session, [d.id for d in rows]), statuses=DOCUMENT_STATUSES,
         args=_filters(DOCUMENT_FILTERS), next_before=rows[-1].id if len(rows) == PAGE else None,
         refresh=5)
 
@@ -225,6 +227,7 @@ def document(document_id: int):
     return render_template("ops/document.html", title=f"Document {row.id}", document=row,
                            owner=owner.name if owner else row.owner_id,
                            origin=document_origins(db.session, [row.id]).get(row.id),
+                           imported=import_origins(db.session, [row.id]).get(row.id),
                            trail=audit.trail(db.session, "document", row.id), refresh=5)
 
 
@@ -319,8 +322,11 @@ def run_job(name: str):
 def media():
     rows = list_media(db.session, status=_choice("status", MEDIA_STATUSES),
                       source=_text("source"), limit=PAGE, before_id=_number("before_id"))
+    fetching = sorted(name for name, source in current_app.extensions[tasks.SOURCES_KEY].items()
+                      if source.media is not None)
     return render_template("ops/media.html", title="WhatsApp media", media=rows,
-                           statuses=MEDIA_STATUSES, args=_filters(MEDIA_FILTERS),
+                           fetching=fetching, statuses=MEDIA_STATUSES,
+                           args=_filters(MEDIA_FILTERS),
                            next_before=rows[-1].id if len(rows) == PAGE else None)
 
 
@@ -382,11 +388,42 @@ def ago(seconds) -> str:
 
 @bp.app_template_filter("when")
 def when(value) -> str:
-    if value is None:
+    """A datetime, unix seconds or an ISO string (the API's import progress), readably."""
+    if value is None or value == "":
         return "-"
     if isinstance(value, (int, float)):
         value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    elif isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@bp.app_template_filter("size")
+def size(value: int) -> str:
+    """Bytes as a person reads them: 4194304 is 4 MiB."""
+    for unit, factor in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if value >= factor:
+            amount = value / factor
+            return f"{amount:.0f} {unit}" if amount == int(amount) else f"{amount:.1f} {unit}"
+    return f"{value} B"
+
+
+_CLIENT_ID = re.compile(r"client:(\d+)")
+
+
+@bp.app_template_filter("who")
+def who(actor: str) -> str:
+    """The audit log's actor with a client's name where it was recorded by id (the
+    domain records `client:<id>`, the API and console `client:<name>`)."""
+    match = _CLIENT_ID.fullmatch(actor or "")
+    if match is None:
+        return actor
+    names = g.setdefault("_client_names", {})
+    client_id = int(match.group(1))
+    if client_id not in names:
+        client = db.session.get(ApiClient, client_id)
+        names[client_id] = client.name if client else None
+    return f"client:{names[client_id]}" if names[client_id] else actor
 
 
 @bp.app_context_processor
