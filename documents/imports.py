@@ -26,7 +26,7 @@ from documents.manifests import (InvalidManifest, ManifestProblem, ManifestRow,
                                  check_xlsx_parts, read_manifest)
 from documents.models import (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, INFECTED, QUEUED,
                               ROW_DUPLICATE, ROW_OK, ROW_REJECTED, RUNNING, Document, Import,
-                              ImportRow)
+                              ImportRow, describe)
 from documents.sniffing import XLSX, Rejected, allowlist_from, sniff
 from documents.storage import BlobStorage
 from store import audit
@@ -272,6 +272,7 @@ def _ingest_row(session: Session, storage: BlobStorage, owner_id: int,
     except Rejected as exc:
         code = "nested_archive" if exc.mime in ARCHIVE_TYPES else exc.code
         return _rejected(code, str(exc)), spooled.size
+    describe(session, document, row.title, row.external_ref, row.tags)
     return {"outcome": ROW_OK if created else ROW_DUPLICATE, "document_id": document.id}, \
         spooled.size
 

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, func, select, union
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import BigIntId, Base, JSONType, UTCDateTime, insert_all_unless_exist, utcnow
 
 PENDING_SCAN, CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE = (
     "pending_scan", "clean", "infected", "scan_error", "unscannable")
@@ -29,11 +29,50 @@ class Document(Base):
     scanned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     scan_attempts: Mapped[int] = mapped_column(Integer(), default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # What an import's manifest said of it (the first import that said anything)
+    title: Mapped[str | None] = mapped_column(String(255))
+    external_ref: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         UniqueConstraint("owner_id", "sha256"),
         Index("ix_documents_owner_id_status", "owner_id", "status"),
+        Index("ix_documents_owner_id_external_ref", "owner_id", "external_ref"),
     )
+
+
+class DocumentTag(Base):
+    """A manifest's tag on a document: a row each, so `?tag=` is an indexed lookup on
+    PostgreSQL and SQLite alike."""
+    __tablename__ = "document_tags"
+
+    document_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_document_tags_tag", "tag", "document_id"),)
+
+
+def tags_of(session: Session, document_ids: list[int]) -> dict[int, list[str]]:
+    """{document id: its tags, sorted} for those of `document_ids` that have any."""
+    tags: dict[int, list[str]] = {}
+    if document_ids:
+        for document_id, tag in session.execute(
+                select(DocumentTag.document_id, DocumentTag.tag)
+                .where(DocumentTag.document_id.in_(document_ids))
+                .order_by(DocumentTag.document_id, DocumentTag.tag)):
+            tags.setdefault(document_id, []).append(tag)
+    return tags
+
+
+def describe(session: Session, document: Document, title: str | None,
+             external_ref: str | None, tags: tuple[str, ...]) -> None:
+    """Give a document a manifest's metadata: the title and reference it does not have
+    yet, and any tags it does not carry yet. The caller commits."""
+    document.title = document.title or title
+    document.external_ref = document.external_ref or external_ref
+    if tags:
+        insert_all_unless_exist(session, DocumentTag,
+                                [{"document_id": document.id, "tag": tag}
+                                 for tag in dict.fromkeys(tags)], ["document_id", "tag"])
 
 
 QUEUED, RUNNING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED = (

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from werkzeug.wsgi import wrap_file
 
 from documents.ingest import create_document
-from documents.models import CLEAN, DOCUMENT_STATUSES, Document
+from documents.models import CLEAN, DOCUMENT_STATUSES, Document, DocumentTag, tags_of
 from documents.sniffing import Rejected, allowlist_from
 from webapp.auth import ApiClient, owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
-from webapp.query_args import choice_arg, int_arg
+from webapp.query_args import choice_arg, int_arg, text_arg
 from webapp.uploads import spooled_body, spooled_files, storage
 from store import audit, tracing
 from webhooks.whatsapp import document_origins
@@ -33,18 +33,22 @@ def _links() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="document-download")
 
 
-def document_json(document: Document, origin: dict | None = None) -> dict:
-    """`origin`: where it came from other than an upload ({source, wamid} for WhatsApp)."""
+def document_json(document: Document, origin: dict | None = None,
+                  tags: list[str] | None = None) -> dict:
+    """`origin`: where it came from other than an upload ({source, wamid} for WhatsApp);
+    `title`, `external_ref`, `tags`: what an import's manifest said of it."""
     return {"id": document.id, "sha256": document.sha256, "size": document.size,
             "mime_type": document.mime_type, "filename": document.filename,
             "status": document.status, "created_at": document.created_at.isoformat(),
             "scanned_at": document.scanned_at.isoformat() if document.scanned_at else None,
-            "origin": origin}
+            "origin": origin, "title": document.title, "external_ref": document.external_ref,
+            "tags": tags or []}
 
 
 def documents_json(documents: list[Document]) -> list[dict]:
-    origins = document_origins(db.session, [d.id for d in documents])
-    return [document_json(d, origins.get(d.id)) for d in documents]
+    ids = [d.id for d in documents]
+    origins, tags = document_origins(db.session, ids), tags_of(db.session, ids)
+    return [document_json(d, origins.get(d.id), tags.get(d.id)) for d in documents]
 
 
 @bp.post("/v1/documents")
@@ -79,9 +83,15 @@ def upload():
 def list_documents():
     status = choice_arg("status", DOCUMENT_STATUSES)
     page = int_arg("page", 1, 1, 100000)
+    tag, external_ref = text_arg("tag", 64), text_arg("external_ref", 255)
     query = select(Document).where(Document.owner_id == g.client.id)
     if status:
         query = query.where(Document.status == status)
+    if tag:
+        query = query.where(Document.id.in_(
+            select(DocumentTag.document_id).where(DocumentTag.tag == tag)))
+    if external_ref:
+        query = query.where(Document.external_ref == external_ref)
     rows = db.session.scalars(query.order_by(Document.id.desc())
                               .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
     return jsonify(documents=documents_json(rows), page=page)

@@ -472,3 +472,34 @@ def test_progress_never_says_queued_once_rows_exist(app, client, owners):
         db.session.commit()
     body = status(client, owners["alice"], import_id)
     assert (body["status"], body["processed"]) == ("running", 1)
+
+
+def test_a_manifests_metadata_reaches_the_documents_and_their_filters(app, client, owners):
+    archive = archives.build([("march.pdf", files.pdf("4471")), ("april.pdf", files.pdf("4472")),
+                              ("plain.txt", b"no metadata\n")])
+    manifest = archives.csv_manifest([
+        {"filename": "march.pdf", "title": "Invoice March", "external_ref": "INV-4471",
+         "tags": "invoice;2026"},
+        {"filename": "april.pdf", "title": "Invoice April", "tags": "invoice"},
+        {"filename": "plain.txt"}])
+    import_id = post_import(client, owners["alice"], archive, manifest).get_json()["id"]
+    assert run(app, import_id) == "completed"
+    alice = {"Authorization": owners["alice"]["Authorization"]}
+
+    def listed(query: str) -> list[str]:
+        answer = client.get(f"/v1/documents?{query}", headers=alice)
+        assert answer.status_code == 200, answer.get_json()
+        return sorted(d["filename"] for d in answer.get_json()["documents"])
+
+    march = next(d for d in client.get("/v1/documents", headers=alice).get_json()["documents"]
+                 if d["filename"] == "march.pdf")
+    one = client.get(f"/v1/documents/{march['id']}", headers=alice).get_json()
+    assert (one["title"], one["external_ref"], one["tags"]) == (
+        "Invoice March", "INV-4471", ["2026", "invoice"])
+    assert listed("tag=invoice") == ["april.pdf", "march.pdf"]
+    assert listed("tag=2026&external_ref=INV-4471") == ["march.pdf"]
+    assert listed("tag=nothing") == []
+    bob = {"Authorization": owners["bob"]["Authorization"]}
+    assert client.get("/v1/documents?tag=invoice", headers=bob).get_json()["documents"] == []
+    refused = client.get("/v1/documents?tag=a%00b", headers=alice)
+    assert refused.status_code == 400

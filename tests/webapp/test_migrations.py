@@ -91,3 +91,36 @@ def test_script_heads_follow_merges_and_annotated_assignments(tmp_path, monkeypa
     finally:
         script_heads.cache_clear()
     assert _constants(versions / "b.py", {"revision"}) == {"revision": "b"}
+
+
+def test_0011_gives_existing_documents_their_manifests_metadata(empty_database_url):
+    from sqlalchemy import text
+
+    upgrade(empty_database_url, "0010")
+    engine = make_engine(normalize_database_url(empty_database_url))
+    try:
+        with engine.begin() as connection:
+            for document_id in (1, 2):
+                connection.execute(text(
+                    "INSERT INTO documents (id, owner_id, sha256, size, mime_type, filename, "
+                    "status, scan_attempts, created_at) VALUES (:id, 1, :sha, 1, 'text/plain', "
+                    "'f.txt', 'clean', 1, CURRENT_TIMESTAMP)"),
+                    {"id": document_id, "sha": str(document_id) * 64})
+            for row_no, (document_id, title, ref, tags) in enumerate([
+                    (1, "Invoice", "INV-1", '["bank", "2026"]'), (1, "later", None, '["bank"]'),
+                    (2, None, None, None)], 1):
+                connection.execute(text(
+                    "INSERT INTO import_rows (import_id, row_no, outcome, document_id, title, "
+                    "external_ref, tags) VALUES (1, :row_no, 'ok', :document_id, :title, "
+                    ":ref, :tags)"), {"row_no": row_no, "document_id": document_id,
+                                      "title": title, "ref": ref, "tags": tags})
+        upgrade(empty_database_url)
+        with engine.connect() as connection:
+            documents = connection.execute(text(
+                "SELECT id, title, external_ref FROM documents ORDER BY id")).all()
+            tags = connection.execute(text(
+                "SELECT document_id, tag FROM document_tags ORDER BY document_id, tag")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(d) for d in documents] == [(1, "Invoice", "INV-1"), (2, None, None)]
+    assert [tuple(t) for t in tags] == [(1, "2026"), (1, "bank")]

@@ -16,7 +16,7 @@ from cron.lock import held_for
 from cron.models import recent_runs
 from cron.runner import request_run
 from documents.imports import error_rows, import_origins, progress
-from documents.models import DOCUMENT_STATUSES, Document, Import
+from documents.models import DOCUMENT_STATUSES, Document, Import, tags_of
 from documents.reports import csv_lines
 from documents.scanning import request_rescan, rescan_pending
 from store import audit
@@ -228,6 +228,7 @@ def document(document_id: int):
                            owner=owner.name if owner else row.owner_id,
                            origin=document_origins(db.session, [row.id]).get(row.id),
                            imported=import_origins(db.session, [row.id]).get(row.id),
+                           tags=tags_of(db.session, [row.id]).get(row.id, []),
                            trail=audit.trail(db.session, "document", row.id), refresh=5)
 
 
