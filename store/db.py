@@ -6,6 +6,7 @@ convention) holds every table, for Alembic and the tests alike.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import functools
 import time
@@ -224,6 +225,22 @@ def _ping_after_idle(engine: Engine) -> None:
             raise DisconnectionError(str(exc)) from exc
 
 
+# Set by code that only reads (the web, for GET and HEAD requests); SQLite only.
+_READS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("sluice_reads_only",
+                                                                  default=False)
+
+
+def reads_only() -> contextvars.Token:
+    """From now on in this context, transactions only read (on SQLite: a deferred BEGIN,
+    no write lock). A write in one fails at once instead of waiting (503
+    database_busy). Hand the token to `reads_done` to end it."""
+    return _READS_ONLY.set(True)
+
+
+def reads_done(token: contextvars.Token) -> None:
+    _READS_ONLY.reset(token)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -237,5 +254,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         # IMMEDIATE takes the write lock up front: several processes then queue on
-        # busy_timeout instead of failing a read-to-write lock upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # busy_timeout instead of failing a read-to-write lock upgrade. A reader needs
+        # no lock at all (WAL gives it a snapshot), so code that only reads says so
+        # (reads_only) and begins deferred: it never waits behind a writer, such as an
+        # import committing batch after batch.
+        connection.exec_driver_sql("BEGIN" if _READS_ONLY.get() else "BEGIN IMMEDIATE")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from flask import Flask, g
+from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from store.db import reads_done, reads_only
 from webapp import config as settings
 
 
@@ -82,6 +83,9 @@ def register_errorhandlers(app: Flask) -> None:
     register(app)
 
 
+READS_ONLY_TOKEN = "sluice.reads_only"
+
+
 def register_request_hooks(app: Flask) -> None:
     from webapp.logging import REQUEST_ID_HEADER, incoming_request_id
     from webapp.metrics import register_metrics
@@ -89,6 +93,19 @@ def register_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = incoming_request_id()
+
+    # GET and HEAD only read: on SQLite their transactions then take no write lock, so
+    # a page or a progress poll never waits behind a writer (store/db.py).
+    @app.before_request
+    def safe_methods_only_read() -> None:
+        if request.method in ("GET", "HEAD"):
+            request.environ[READS_ONLY_TOKEN] = reads_only()
+
+    @app.teardown_request
+    def end_reads_only(_exc) -> None:
+        token = request.environ.pop(READS_ONLY_TOKEN, None)
+        if token is not None:
+            reads_done(token)
 
     @app.after_request
     def echo_request_id(response):

@@ -104,8 +104,8 @@ def test_a_failing_handler_retries_then_goes_dead_and_replay_runs_it_again(
     assert dead.last_error
 
     listing = flask_cli(stack, "webhooks", "list", "--status", "dead")
-    assert re.search(rf"^{event_id}\tstripe\tpayment_intent.succeeded\tdead\t3\t", listing,
-                     re.MULTILINE)
+    assert re.search(rf"^{event_id} +\d{{4}}-\d\d-\d\d \d\d:\d\d UTC +stripe +"
+                     r"payment_intent.succeeded +dead +3 ", listing, re.MULTILINE), listing
 
     auth = bearer(stack_app, "e2e-admin", ["admin"])
     page = requests.get(stack.url("/v1/admin/webhook-events?status=dead"), headers=auth,
