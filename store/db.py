@@ -226,8 +226,8 @@ def _ping_after_idle(engine: Engine) -> None:
 
 
 # Set by code that only reads (the web, for GET and HEAD requests); SQLite only.
-_READS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("sluice_reads_only",
-                                                                  default=False)
+_READS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "sluice_reads_only", default=False)
 
 
 def reads_only() -> contextvars.Token:

@@ -12,8 +12,8 @@ from webapp.extensions import db
 from webapp.migrate import upgrade
 
 
-def test_a_get_answers_while_another_process_holds_the_write_lock(tmp_path, redis_url,
-                                                                   redis_db):
+def test_a_get_answers_while_another_process_holds_the_write_lock(
+        tmp_path, redis_url, redis_db):
     path = tmp_path / "embedded.db"
     upgrade(f"sqlite:///{path}")
     app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{path}",
