@@ -430,3 +430,10 @@ def test_pages_show_names_readable_times_sizes_origins_and_why_a_list_is_empty(
     assert "4 MiB" in operator.get("/ops/sources").get_data(as_text=True)
     media = operator.get("/ops/media").get_data(as_text=True)
     assert "No WhatsApp source fetches media" in media and "None." not in media
+
+
+def test_a_test_delivery_that_cannot_be_sent_says_why_as_an_error(ops_app, operator):
+    sent = post(operator, "/ops/sources/unconfigured/test", "/ops/sources")
+    assert sent.status_code == 303
+    page = operator.get(sent.headers["Location"]).get_data(as_text=True)
+    assert '<p class="flash error">unconfigured has no secret: set T_NOT_SET' in page

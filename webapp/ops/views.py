@@ -359,7 +359,8 @@ def sources():
 def send_test(name: str):
     source = current_app.extensions[tasks.SOURCES_KEY].get(name) or abort(404)
     if not source.secrets:
-        flash(f"{name} has no secret set in its environment variables: nothing was sent.")
+        names = ", ".join(source.secrets_env) or "secrets_env"
+        flash(f"{name} has no secret: set {names} for the service. Nothing was sent.", "error")
         return redirect(url_for("ops.sources"), code=303)
     # End this request's transaction first: on SQLite it holds the database's one write
     # lock (BEGIN IMMEDIATE), which the delivery's own insert would wait on.
@@ -372,7 +373,8 @@ def send_test(name: str):
     if answer.get("id"):
         flash(f"Test delivery answered {status} ({answer.get('status')}).")
         return redirect(url_for("ops.event", event_id=answer["id"]), code=303)
-    flash(f"Test delivery answered {status}: {answer.get('error', {}).get('message', '')}")
+    flash(f"Test delivery answered {status}: {answer.get('error', {}).get('message', '')}",
+          "error")
     return redirect(url_for("ops.sources"), code=303)
 
 
