@@ -140,3 +140,18 @@ def test_app_honours_its_openapi_document(case, contract):
     case.operation.schema.app = app  # also for checks that send requests of their own
     excluded = CONTENT_CHECKS if case.method == "POST" and case.path in CONTENT_JUDGED else []
     case.call_and_validate(app=app, headers=headers, excluded_checks=excluded)
+
+
+def test_the_scheme_lists_of_openapi_and_the_readme_are_the_registry():
+    import re
+    from pathlib import Path
+
+    from webhooks.schemes import SCHEMES
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = (repo / "webapp" / "openapi.yaml").read_text()
+    readme = (repo / "README.md").read_text()
+    in_spec = re.search(r"with the source's scheme\s+\(([^)]+)\)", spec).group(1)
+    in_readme = re.search(r'scheme = "stripe" +# ([a-z0-9 |-]+)', readme).group(1)
+    assert sorted(re.split(r",\s*", in_spec)) == sorted(SCHEMES)
+    assert sorted(in_readme.split(" | ")) == sorted(SCHEMES)

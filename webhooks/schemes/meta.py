@@ -23,9 +23,6 @@ def verify(source, headers: Mapping[str, str], body: bytes, now: float,
         raise InvalidSignature("signature did not match")
 
 
-# A notification batches messages and statuses and has no id of its own; Meta
-# resends the identical body, so the body is the identity (each wamid is then
-# stored once by the handler).
 def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
     # A notification with no messages and no statuses: stored, processed, no effect.
     body = json_bytes({"object": "whatsapp_business_account", "entry": [
@@ -35,6 +32,9 @@ def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
     return body, {"X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
 
 
+# A notification batches messages and statuses and has no id of its own; Meta
+# resends the identical body, so the body is the identity (each wamid is then
+# stored once by the handler).
 SCHEME = Scheme("meta", verify, event_key=key_by_body_hash,
                 event_type=type_from_json_field("object"), kind="whatsapp",
                 test_delivery=test_delivery)

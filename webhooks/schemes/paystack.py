@@ -20,12 +20,12 @@ def verify(source, headers: Mapping[str, str], body: bytes, now: float,
         raise InvalidSignature("signature did not match")
 
 
-# Paystack resends the identical body and sends no event id: the body is the identity.
 def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
     body = json_bytes({"event": TEST_EVENT_TYPE, "data": {"reference": test_id("")}})
     digest = hmac_digest(source.secrets[0], body, hashlib.sha512).hex()
     return body, {"x-paystack-signature": digest, "Content-Type": "application/json"}
 
 
+# Paystack resends the identical body and sends no event id: the body is the identity.
 SCHEME = Scheme("paystack", verify, event_key=key_by_body_hash,
                 event_type=type_from_json_field("event"), test_delivery=test_delivery)
