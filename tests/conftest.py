@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests import log_leaks, services
-from tests.workers import as_worker
+from tests.helpers.workers import as_worker
 from webapp import create_app
 from webapp.config import DEFAULTS
 from webapp.logging import json_handler
@@ -122,7 +122,7 @@ def app(make_app):
 @pytest.fixture
 def worker_app(make_app):
     """An app as the worker and beat build it, with its Celery app; what a transaction
-    enqueues is published by a relay (tests call tests.webhooks.test_outbox.relay)."""
+    enqueues is published by a relay (tests call tests.helpers.outbox.relay)."""
     return as_worker(make_app())
 
 

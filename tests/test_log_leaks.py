@@ -10,7 +10,7 @@ from tests import log_leaks
 from tests.e2e.conftest import STRIPE_SECRET
 from tests.webhooks import signing
 from webapp.logging import json_handler
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 HERE = Path("planted.log")
 TOKEN = "slc_" + "Q" * 43
@@ -158,7 +158,7 @@ def test_a_failing_handler_keeps_personal_data_out_of_logs_and_last_error(
 
     from celery.exceptions import Retry
 
-    from tests.tasks.test_webhook_task import as_worker
+    from tests.helpers.workers import worker_request
     from tests.webhooks.test_hostile_payloads import meta_event
     from webapp.extensions import db
     from webhooks.models import WebhookEvent
@@ -178,7 +178,7 @@ def test_a_failing_handler_keeps_personal_data_out_of_logs_and_last_error(
                                       .meta_headers(body, "leak_meta_secret")).get_json()["id"]
     capfd.readouterr()
     task = celery_of(app).tasks["sluice.webhooks.process_event"]
-    with as_worker(task, "leak-handler", event_id), pytest.raises(Retry):
+    with worker_request(task, "leak-handler", event_id), pytest.raises(Retry):
         task(event_id)
     logged = capfd.readouterr().err
     assert "webhook handler failed" in logged

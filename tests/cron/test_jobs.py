@@ -6,12 +6,12 @@ import pytest
 from cron.jobs import registry
 from cron.runner import run_job
 from tasks.celery_app import outbox_publisher
-from tests.webhooks.test_outbox import queued, relay
+from tests.helpers.outbox import queued, relay
 from webapp.extensions import db
 from store.db import utcnow
 from webhooks.models import WebhookEvent
 from store.outbox import enqueue
-from tests.workers import as_worker, celery_of
+from tests.helpers.workers import as_worker, celery_of
 
 
 def event(session, key, status, age_seconds) -> WebhookEvent:

@@ -7,8 +7,8 @@ from cron.runner import run_job
 from documents.models import Document
 from store.audit import AuditLog
 from store.db import utcnow
-from tests.webhooks.test_outbox import queued, relay
-from tests.workers import as_worker
+from tests.helpers.outbox import queued, relay
+from tests.helpers.workers import as_worker
 from webapp.extensions import db
 
 

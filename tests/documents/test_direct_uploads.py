@@ -16,9 +16,9 @@ from store.task_names import INGEST_UPLOAD
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload as post_document
 from tests.services import free_port
-from tests.tasks.test_webhook_task import as_worker
+from tests.helpers.workers import worker_request
 from webapp.extensions import db
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def ingest(app, upload_id: int) -> None:
     celery = celery_of(app)
     celery.loader.import_default_modules()
     task = celery.tasks[INGEST_UPLOAD]
-    with as_worker(task, f"ingest-{upload_id}", upload_id):
+    with worker_request(task, f"ingest-{upload_id}", upload_id):
         task(upload_id)
 
 
@@ -227,7 +227,7 @@ def test_the_store_away_during_ingest_retries_then_the_upload_is_failed(make_app
         db.session.add(upload)
         db.session.commit()
         upload_id = upload.id
-    with as_worker(task, "ingest-store-away", upload_id), pytest.raises(Retry):
+    with worker_request(task, "ingest-store-away", upload_id), pytest.raises(Retry):
         task(upload_id)
     assert task.apply(args=[upload_id], retries=task.max_retries, throw=False).failed()
     with app.app_context():

@@ -18,7 +18,7 @@ from documents.scanning import give_up, scan_document
 from documents.storage.local import LocalStorage
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
-from tests.webhooks.test_outbox import queued, relay
+from tests.helpers.outbox import queued, relay
 from webapp.extensions import db
 
 MB = 1024 * 1024

@@ -15,7 +15,7 @@ from tests.documents.conftest import make_owners, upload
 from tests.services import free_port
 from webapp.config import ConfigError
 from webapp.extensions import db
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 def backends(tmp_path, s3_env):
@@ -158,7 +158,7 @@ def test_a_scan_while_the_store_is_down_retries_then_is_scan_error_never_clean(
     from celery.exceptions import Retry
 
     from store.task_names import SCAN_DOCUMENT
-    from tests.tasks.test_webhook_task import as_worker
+    from tests.helpers.workers import worker_request
 
     app = make_app(CLAMD_URL=clamd_url, STORAGE_URL="s3://nowhere/x",
                    S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
@@ -172,7 +172,7 @@ def test_a_scan_while_the_store_is_down_retries_then_is_scan_error_never_clean(
         db.session.add(document)
         db.session.commit()
         document_id = document.id
-    with as_worker(scan, "scan-store-down", document_id), pytest.raises(Retry):
+    with worker_request(scan, "scan-store-down", document_id), pytest.raises(Retry):
         scan(document_id)
     assert scan.apply(args=[document_id], retries=2, throw=False).failed()
     with app.app_context():

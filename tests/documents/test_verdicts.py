@@ -9,7 +9,7 @@ from tests import services
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from tests.documents.test_documents_api import download, scan
-from tests.webhooks.test_outbox import queued
+from tests.helpers.outbox import queued
 from webapp.extensions import db
 
 MARKER = b"SLUICE-SIGNATURES-OF-TOMORROW"

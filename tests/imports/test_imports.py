@@ -23,7 +23,7 @@ from tests.documents import files
 from tests.documents.conftest import upload
 from tests.imports import archives
 from tests.imports.conftest import post_import
-from tests.webhooks.test_outbox import queued, relay
+from tests.helpers.outbox import queued, relay
 from webapp.extensions import db
 from store.audit import AuditLog
 

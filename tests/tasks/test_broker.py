@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError
 from tasks import broker
 from tests.services import ThrowawayRedis, TlsRedis
 from webapp import create_app
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 def test_a_redis_broker_publishes_through_one_client_per_pool(app, redis_db):

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from webapp import create_app
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 def test_worker_settings_guard_against_lost_and_duplicated_work(app):

@@ -8,7 +8,7 @@ from documents.models import PENDING_SCAN, SCAN_ERROR, Document
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from webapp.extensions import db
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 def call_as_delivered(task, task_id: str, *args, redelivered: bool):

@@ -9,9 +9,9 @@ from documents.models import Document
 from store.task_names import SCAN_DOCUMENT
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
-from tests.tasks.test_webhook_task import as_worker
+from tests.helpers.workers import worker_request
 from webapp.extensions import db
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_a_scan_with_clamd_down_is_retried_with_a_countdown(scan_down, redis_db)
     app, scan, document_id = scan_down
     assert scan.max_retries == 3  # DOCUMENT_SCAN_MAX_RETRIES, through task_annotations
     redis_db.delete("documents")
-    with as_worker(scan, "scan-1", document_id), pytest.raises(Retry) as retry:
+    with worker_request(scan, "scan-1", document_id), pytest.raises(Retry) as retry:
         scan(document_id)
     assert 0 <= retry.value.when <= 2  # full jitter under retry_backoff=2
     [message] = [json.loads(m) for m in redis_db.lrange("documents", 0, -1)]

@@ -5,7 +5,7 @@ from celery.concurrency.asynpool import AsynPool
 from kombu.asynchronous import Hub
 
 from tasks.timers import PruneCancelledTimers, prune_cancelled
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 def test_celerys_time_limit_timers_for_finished_tasks_are_pruned():

@@ -1,6 +1,5 @@
 """The webhook handler task, called as a worker calls it: the database away, a
 payload that can never be handled."""
-import contextlib
 import json
 
 import pytest
@@ -10,24 +9,13 @@ from tests.services import free_port
 from webapp import create_app
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of, worker_request
 
 
 def process_event_task(app):
     celery = celery_of(app)
     celery.loader.import_default_modules()
     return celery.tasks["sluice.webhooks.process_event"]
-
-
-@contextlib.contextmanager
-def as_worker(task, task_id: str, event_id: int):
-    """A request with the message's id, args and no retries yet, as a worker sets it."""
-    task.push_request(id=task_id, args=[event_id], kwargs={}, retries=0,
-                      delivery_info={}, called_directly=False)
-    try:
-        yield
-    finally:
-        task.pop_request()
 
 
 def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
@@ -39,7 +27,7 @@ def test_a_handler_that_cannot_reach_the_database_retries_instead_of_dropping(
     app = create_app({**app_config, "DATABASE_URL": down})
     process_event = process_event_task(app)
     try:
-        with as_worker(process_event, "task-db-down", 42), pytest.raises(Retry):
+        with worker_request(process_event, "task-db-down", 42), pytest.raises(Retry):
             process_event(42)
     finally:
         app.extensions["sluice.db"].engine.dispose()
@@ -63,7 +51,7 @@ def test_a_payload_that_cannot_be_handled_goes_dead_and_its_claim_is_rolled_back
         session.commit()
         event_id = event.id
 
-    with as_worker(process_event, "task-bad-payload", event_id):
+    with worker_request(process_event, "task-bad-payload", event_id):
         process_event(event_id)  # goes dead at once: no Retry raised
 
     with app.app_context():
@@ -98,7 +86,7 @@ def test_a_last_retry_that_meets_the_database_coming_back_is_not_parked_dead(
         event_id = event.id
 
     last = app.config["WEBHOOK_MAX_RETRIES"]
-    with as_worker(process_event, "task-outage", event_id):
+    with worker_request(process_event, "task-outage", event_id):
         process_event.request.retries = last
         with pytest.raises(Retry):
             process_event(event_id)

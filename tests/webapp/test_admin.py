@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from cron.jobs import registry
 from cron.runner import run_job
-from tests.webhooks.test_outbox import queued, relay
+from tests.helpers.outbox import queued, relay
 from webapp.auth import create_client
 from webapp.extensions import db
 from store.audit import AuditLog

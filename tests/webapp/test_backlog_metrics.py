@@ -16,7 +16,7 @@ from tasks.queue_depths import measure
 from tasks.queue_gauge import QueueDepthGauge
 from tests.services import free_port, wait_for
 from tests.webapp.test_ops import sign_in, token_for
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 from store.outbox import OutboxMessage
 from webapp.backlog_metrics import clamd_signatures_age
 from webapp.extensions import db

@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from webapp.redaction import redact
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 
 @pytest.mark.parametrize("raw, leaked", [

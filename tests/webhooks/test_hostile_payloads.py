@@ -23,11 +23,11 @@ from sqlalchemy import func, select
 
 from store.outbox import OutboxMessage
 from store.task_names import PROCESS_EVENT
-from tests.tasks.test_webhook_task import as_worker
+from tests.helpers.workers import worker_request
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 SECRETS = {"H_STRIPE": "whsec_hostile_stripe", "H_PAYSTACK": "sk_hostile_paystack",
            "H_WHATSAPP": "hostile_meta_secret", "H_STANDARD": "whsec_aG9zdGlsZS1zdGFuZGFyZA==",
@@ -174,7 +174,7 @@ def post_and_process(app, source: str, body: bytes, headers: dict | None = None)
     assert after == (before[0] + 1, before[1] + 1)
     event_id = response.get_json()["id"]
     task = celery_of(app).tasks[PROCESS_EVENT]
-    with as_worker(task, f"hostile-{next(_task_ids)}", event_id):
+    with worker_request(task, f"hostile-{next(_task_ids)}", event_id):
         try:
             task(event_id)
         except Retry:  # pragma: no cover - what this test exists to catch

@@ -13,7 +13,7 @@ from tests.services import free_port
 from tests.webhooks import signing
 from tests.webhooks.conftest import (META_SECRET, META_VERIFY_TOKEN, PAYSTACK_SECRET,
                                      SOURCES, STRIPE_OLD_SECRET, STRIPE_SECRET)
-from tests.webhooks.test_outbox import queued, relay
+from tests.helpers.outbox import queued, relay
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 from store.outbox import OutboxMessage

@@ -1,8 +1,6 @@
 """The outbox: a committed row is published once, by a relay (never at commit, never
 for rolled-back work), and what a broker outage left behind is delivered once."""
-import base64
 import datetime as dt
-import json
 import time
 
 import pytest
@@ -13,27 +11,8 @@ from tests.services import ThrowawayRedis, free_port
 from webapp.extensions import db
 from store.db import utcnow
 from store.outbox import OutboxMessage, enqueue, relay_unpublished
-from tests.workers import celery_of
-
-
-def queued(redis_client, queue: str) -> list[dict]:
-    """Celery messages waiting in a Redis-broker queue, decoded."""
-    messages = []
-    for raw in reversed(redis_client.lrange(queue, 0, -1)):  # LPUSH, BRPOP: oldest last
-        envelope = json.loads(raw)
-        body = json.loads(base64.b64decode(envelope["body"]))
-        messages.append({"task": envelope["headers"]["task"],
-                         "outbox_id": envelope["headers"].get("outbox_id"),
-                         "kwargs": body[1]})
-    return messages
-
-
-def relay(app) -> int:
-    """What a worker's relay (tasks/relay.py) does next: publish every unpublished
-    outbox row; how many it published."""
-    with app.app_context():
-        return relay_unpublished(db.session, outbox_publisher(celery_of(app)),
-                                 older_than=dt.timedelta(0)).published
+from tests.helpers.outbox import queued, relay
+from tests.helpers.workers import celery_of
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests import services
-from tests.webhooks.test_outbox import relay
+from tests.helpers.outbox import relay
 from webapp.extensions import db
 from store.audit import AuditLog
 from webhooks import ingest

@@ -25,7 +25,7 @@ from store.task_names import FETCH_MEDIA, PROCESS_EVENT
 from tests.documents import files
 from tests.fakes.listener import Listener
 from tests.fakes.media import FakeMediaProviders
-from tests.tasks.test_webhook_task import as_worker
+from tests.helpers.workers import worker_request
 from tests.webhooks import signing
 from tests.webhooks.conftest import META_SECRET
 from webapp.extensions import db
@@ -33,7 +33,7 @@ from webhooks.models import WebhookEvent
 from webhooks.sources import SourceConfigError, load_sources
 from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage
 from webhooks.whatsapp.fetching import slot_key
-from tests.workers import celery_of
+from tests.helpers.workers import celery_of
 
 GRAPH_TOKEN = "EAAG-graph-access-token-for-tests"
 TWILIO_AUTH_TOKEN = "twilio-auth-token-for-tests"
@@ -96,7 +96,7 @@ def task(app, name: str):
 
 def run_worker_task(app, name: str, **kwargs) -> None:
     one = task(app, name)
-    with as_worker(one, f"{name}-{kwargs}", *kwargs.values()):
+    with worker_request(one, f"{name}-{kwargs}", *kwargs.values()):
         one(**kwargs)
 
 
@@ -304,7 +304,7 @@ def test_graph_429_is_retried_no_sooner_than_its_retry_after(wa, providers):
     deliver_meta(app, meta_message("wamid.BUSY", "document", "media-busy"))
     [queued] = items(app)
     fetch_task = task(app, FETCH_MEDIA)
-    with as_worker(fetch_task, "busy", queued.id), pytest.raises(Retry) as retried:
+    with worker_request(fetch_task, "busy", queued.id), pytest.raises(Retry) as retried:
         fetch_task(media_id=queued.id)
     assert retried.value.when >= 7
     assert items(app)[0].status == "pending"
@@ -417,7 +417,7 @@ def test_a_sources_fetches_are_bounded_by_its_concurrency(wa, providers, redis_d
     key = slot_key(app.config["REDIS_KEY_PREFIX"], "wa")
     redis_db.zadd(key, {"another-worker": 10 ** 12})  # the one slot is taken
     fetch_task = task(app, FETCH_MEDIA)
-    with as_worker(fetch_task, "turn", queued.id), pytest.raises(Retry):
+    with worker_request(fetch_task, "turn", queued.id), pytest.raises(Retry):
         fetch_task(media_id=queued.id)
     assert providers.requests == []  # nothing sent while the slot was taken
     redis_db.zrem(key, "another-worker")

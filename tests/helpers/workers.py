@@ -5,6 +5,8 @@ task gives its app one the way `tasks.worker` does.
 """
 from __future__ import annotations
 
+import contextlib
+
 from celery import Celery
 from flask import Flask
 
@@ -20,3 +22,15 @@ def as_worker(app: Flask) -> Flask:
     """`app` with its Celery app, as the worker runs it."""
     celery_of(app)
     return app
+
+
+@contextlib.contextmanager
+def worker_request(task, task_id: str, *args):
+    """Run `task` inside a request as a worker sets it: the message's id, its args, no
+    retries yet."""
+    task.push_request(id=task_id, args=list(args), kwargs={}, retries=0,
+                      delivery_info={}, called_directly=False)
+    try:
+        yield
+    finally:
+        task.pop_request()
