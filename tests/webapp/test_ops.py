@@ -18,6 +18,7 @@ from store.db import utcnow
 from store.outbox import OutboxMessage
 from store.task_names import RUN_JOB, SCAN_DOCUMENT
 from tests.documents import files
+from tests.helpers.clock import SignerClock
 from tests.webhooks import conftest as webhook_sources
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
@@ -146,11 +147,14 @@ def test_only_an_admin_token_signs_in_and_failures_spend_the_per_address_budget(
     assert sign_in(client, token_for(ops_app, "admin-ok", ["admin"])).status_code == 303
 
 
-def test_a_session_lapses_after_its_lifetime_and_when_its_client_is_revoked(ops_app, operator):
+def test_a_session_lapses_after_its_lifetime_and_when_its_client_is_revoked(
+        ops_app, operator, monkeypatch):
+    clock = SignerClock(monkeypatch)
     assert operator.get("/ops/").status_code == 200
     ops_app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(seconds=1)
-    time.sleep(2.1)
+    clock.ahead = 2
     assert operator.get("/ops/").status_code == 303
+    clock.ahead = 0
     ops_app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(hours=8)
     client = ops_app.test_client()
     sign_in(client, token_for(ops_app, "leaver", ["admin"]))
