@@ -76,7 +76,9 @@ def test_a_sigkilled_holder_frees_the_lock_after_its_ttl(redis_db, redis_url):
         killed_at = time.monotonic()
         waiter = lock(redis_db)
         wait_for(lambda: waiter.acquire(), timeout=5, interval=0.05, what="the lock to free")
-        assert time.monotonic() - killed_at <= 1.5 + 0.5
+        # The TTL bounds it (1.5 s from the last heartbeat); the second of slack is for
+        # the polls and the scheduling of a loaded 2-core machine, not for the lock.
+        assert time.monotonic() - killed_at <= 1.5 + 1.0
         waiter.release()
     finally:
         process.kill()
