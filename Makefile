@@ -31,10 +31,12 @@ run: $(VENV)/.embedded
 
 test: $(VENV)/.test
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks payments documents cron store migrations tests bench
 
 bench: $(VENV)/.test

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Float, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
 
 RUNNING, SUCCEEDED, FAILED, SKIPPED_LOCKED, TIMED_OUT = (
     "running", "succeeded", "failed", "skipped_locked", "timed_out")

@@ -9,8 +9,12 @@ from sqlalchemy import select
 
 from cron.runner import JobContext
 from payments.ledger import PENDING, Payment, apply_update
-from payments.status_api import (PaymentUnknown, ProviderStatusClient, ProviderUnavailable,
-                                 status_clients)
+from payments.status_api import (
+    PaymentUnknown,
+    ProviderStatusClient,
+    ProviderUnavailable,
+    status_clients,
+)
 from store.db import utcnow
 
 log = logging.getLogger(__name__)

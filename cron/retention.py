@@ -14,8 +14,8 @@ from documents import direct_uploads
 from documents.models import referenced_blobs
 from documents.storage import BlobStorage, from_config
 from store.db import utcnow
-from webhooks.models import DEAD, PROCESSED, WebhookEvent
 from store.outbox import OutboxMessage
+from webhooks.models import DEAD, PROCESSED, WebhookEvent
 
 BATCH = 1000
 TEMP_FILE_MAX_AGE = 24 * 3600

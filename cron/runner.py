@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from cron.lock import JobLock
 from cron.models import FAILED, SKIPPED_LOCKED, SUCCEEDED, TIMED_OUT, JobRun
-from store.db import utcnow
-from store.payloads import describe_error
 from store import audit
+from store.db import utcnow
 from store.outbox import Publisher, enqueue
+from store.payloads import describe_error
 from store.task_names import RUN_JOB
 
 log = logging.getLogger(__name__)

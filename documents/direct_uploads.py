@@ -21,8 +21,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from documents.ingest import TooLarge, create_document, spool
-from documents.models import (AWAITING_UPLOAD, UPLOAD_COMPLETED, UPLOAD_EXPIRED, UPLOAD_FAILED,
-                              UPLOAD_PROCESSING, UPLOAD_REJECTED, Upload)
+from documents.models import (
+    AWAITING_UPLOAD,
+    UPLOAD_COMPLETED,
+    UPLOAD_EXPIRED,
+    UPLOAD_FAILED,
+    UPLOAD_PROCESSING,
+    UPLOAD_REJECTED,
+    Upload,
+)
 from documents.sniffing import GENERIC, Rejected, sanitize_filename
 from documents.storage import BlobStorage
 from store import audit

@@ -18,15 +18,42 @@ from typing import Any, Iterable, Iterator, Mapping
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from documents.archives import (ARCHIVE_TYPES, CappedMember, EntryRejected, Limits,
-                                UnsafeArchive, base_name, display_name, entry_verdict,
-                                manifest_member, normalized_name, open_archive)
+from documents.archives import (
+    ARCHIVE_TYPES,
+    CappedMember,
+    EntryRejected,
+    Limits,
+    UnsafeArchive,
+    base_name,
+    display_name,
+    entry_verdict,
+    manifest_member,
+    normalized_name,
+    open_archive,
+)
 from documents.ingest import Spooled, TooLarge, create_document, spool
-from documents.manifests import (InvalidManifest, ManifestProblem, ManifestRow,
-                                 check_xlsx_parts, read_manifest)
-from documents.models import (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, INFECTED, QUEUED,
-                              ROW_DUPLICATE, ROW_OK, ROW_REJECTED, RUNNING, Document, Import,
-                              ImportRow, describe)
+from documents.manifests import (
+    InvalidManifest,
+    ManifestProblem,
+    ManifestRow,
+    check_xlsx_parts,
+    read_manifest,
+)
+from documents.models import (
+    COMPLETED,
+    COMPLETED_WITH_ERRORS,
+    FAILED,
+    INFECTED,
+    QUEUED,
+    ROW_DUPLICATE,
+    ROW_OK,
+    ROW_REJECTED,
+    RUNNING,
+    Document,
+    Import,
+    ImportRow,
+    describe,
+)
 from documents.sniffing import XLSX, Rejected, allowlist_from, sniff
 from documents.storage import BlobStorage
 from store import audit

@@ -8,8 +8,8 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from documents.models import INFECTED, PENDING_SCAN, Document
 from documents.checks import Candidate, check
+from documents.models import INFECTED, PENDING_SCAN, Document
 from documents.sniffing import sanitize_filename
 from documents.storage import BlobStorage
 from store import audit

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, func, select, union
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.db import BigIntId, Base, JSONType, UTCDateTime, insert_all_unless_exist, utcnow
+from store.db import Base, BigIntId, JSONType, UTCDateTime, insert_all_unless_exist, utcnow
 
 PENDING_SCAN, CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE = (
     "pending_scan", "clean", "infected", "scan_error", "unscannable")

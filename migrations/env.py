@@ -4,8 +4,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from webapp.models import metadata
 from store.db import make_engine
+from webapp.models import metadata
 
 # One constant for every Sluice deploy: two releases never migrate at once.
 MIGRATION_LOCK_ID = 0x51C1CE

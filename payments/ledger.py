@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.db import BigIntId, Base, UTCDateTime, insert_unless_exists, utcnow
+from store.db import Base, BigIntId, UTCDateTime, insert_unless_exists, utcnow
 
 PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
 PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED, REFUNDED)

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
 
 
 class AuditLog(Base):

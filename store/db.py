@@ -10,11 +10,9 @@ import contextvars
 import datetime as dt
 import functools
 import time
-
 from typing import Any, ContextManager
 
-from sqlalchemy import (JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event,
-                        select)
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert

@@ -23,15 +23,33 @@ import functools
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from sqlalchemy import (Index, Integer, String, bindparam, func, insert, literal, null, select,
-                        true, update)
+from sqlalchemy import (
+    Index,
+    Integer,
+    String,
+    bindparam,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store import tracing
-from store.db import (BigIntId, Base, JSONType, UTCDateTime, core_connection, insert_returning,
-                      utcnow)
+from store.db import (
+    Base,
+    BigIntId,
+    JSONType,
+    UTCDateTime,
+    core_connection,
+    insert_returning,
+    utcnow,
+)
 
 PUBLISHED = Counter("sluice_outbox_published_total", "Outbox messages published", ["path"])
 PUBLISH_FAILURES = Counter(

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-
 from flask import current_app
 
 from documents import direct_uploads

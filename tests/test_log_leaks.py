@@ -8,9 +8,9 @@ import pytest
 
 from tests import log_leaks
 from tests.e2e.conftest import STRIPE_SECRET
+from tests.helpers.workers import celery_of
 from tests.webhooks import signing
 from webapp.logging import json_handler
-from tests.helpers.workers import celery_of
 
 HERE = Path("planted.log")
 TOKEN = "slc_" + "Q" * 43

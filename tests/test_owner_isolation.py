@@ -5,11 +5,11 @@ The routes come from the app's URL map, so a new id-taking /v1 route is covered
 """
 import io
 
+from documents.models import Upload
+from store.db import utcnow
 from tests.documents import files
 from tests.imports import archives
 from tests.imports.conftest import make_owners
-from documents.models import Upload
-from store.db import utcnow
 from webapp.extensions import db
 
 ADMIN_PREFIX = "/v1/admin/"

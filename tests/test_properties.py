@@ -12,9 +12,9 @@ from werkzeug.datastructures import Headers
 
 from documents.manifests import InvalidManifest, ManifestProblem, ManifestRow, read_manifest
 from documents.sniffing import MAX_FILENAME, sanitize_filename
+from payments.ledger import FORWARD, PAYMENT_STATUSES, Payment, PaymentUpdate, apply_update
 from tests.imports import archives
 from webapp.extensions import db
-from payments.ledger import FORWARD, PAYMENT_STATUSES, Payment, PaymentUpdate, apply_update
 from webhooks.schemes import SignatureError, verify
 from webhooks.sources import Source
 from webhooks.whatsapp import FINAL, STATUS_RANK, WhatsAppMessage, apply_notification

@@ -61,8 +61,8 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from webapp import admin, direct_upload_views, document_views, health, import_views, metrics
     from webapp.contract import init_contract
-    from webapp.uploads import init_uploads
     from webapp.ops import init_ops
+    from webapp.uploads import init_uploads
     from webapp.webhook_views import init_webhooks
 
     init_contract(app)  # first: the other blueprints' routes use its id converter

@@ -14,7 +14,8 @@ from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, text_arg
 from webhooks.models import EVENT_STATUSES, WebhookEvent
 from webhooks.processing import EventNotFound, list_events, replay
-from webhooks.whatsapp.media import MediaNotFound, list_media, retry as retry_media
+from webhooks.whatsapp.media import MediaNotFound, list_media
+from webhooks.whatsapp.media import retry as retry_media
 from webhooks.whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")

@@ -10,15 +10,16 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from store.db import utcnow
 from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
 from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
-from webapp.storage_cli import storage_cli
 from webapp.extensions import db
-from store.db import utcnow
+from webapp.storage_cli import storage_cli
 from webhooks.models import EVENT_STATUSES
 from webhooks.processing import EventFilter, EventNotFound, list_events, replay, replay_matching
-from webhooks.whatsapp.media import MediaNotFound, list_media, retry as retry_media
+from webhooks.whatsapp.media import MediaNotFound, list_media
+from webhooks.whatsapp.media import retry as retry_media
 from webhooks.whatsapp.models import MEDIA_STATUSES
 
 clients_cli = AppGroup("clients", help="API clients and their tokens.")

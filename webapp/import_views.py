@@ -4,17 +4,24 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, jsonify
 
 from documents.archives import UnsafeArchive
-from documents.imports import (MANIFEST_MAX_BYTES, ImportSettings, check_upload, create_import,
-                               error_rows, manifest_kind, progress)
+from documents.imports import (
+    MANIFEST_MAX_BYTES,
+    ImportSettings,
+    check_upload,
+    create_import,
+    error_rows,
+    manifest_kind,
+    progress,
+)
 from documents.manifests import InvalidManifest
 from documents.models import Import
 from documents.reports import csv_lines
 from documents.sniffing import Rejected
+from store import tracing
 from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.uploads import spooled_files, storage
-from store import tracing
 
 bp = Blueprint("imports", __name__)
 ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")

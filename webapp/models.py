@@ -3,9 +3,9 @@ from cron.models import JobRun  # noqa: F401
 from documents.models import Document, DocumentTag, Import, ImportRow, Upload  # noqa: F401
 from payments.ledger import Payment  # noqa: F401
 from store.audit import AuditLog  # noqa: F401
+from store.clients import ApiClient, OpsSession  # noqa: F401
 from store.db import Base
 from store.outbox import OutboxMessage  # noqa: F401
-from store.clients import ApiClient, OpsSession  # noqa: F401
 from webhooks.models import WebhookEvent  # noqa: F401
 from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage  # noqa: F401
 

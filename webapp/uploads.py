@@ -17,8 +17,8 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
-from documents.ingest import HashingSpool, Spooled, TooLarge
 import tasks
+from documents.ingest import HashingSpool, Spooled, TooLarge
 from documents.storage import BlobStorage
 from webapp.errors import APIError
 

@@ -12,12 +12,12 @@ from flask_limiter.util import get_remote_address
 from prometheus_client import Counter
 from werkzeug.test import Client
 
+from store import tracing
 from tasks import SOURCES_KEY
-from webapp.rate_limits import Budget, OverBudget
 from webapp.config import webhook_sources
 from webapp.errors import APIError
 from webapp.extensions import db, limiter, redis_client
-from store import tracing
+from webapp.rate_limits import Budget, OverBudget
 from webhooks import stats
 from webhooks.ingest import InvalidPayload, store
 from webhooks.schemes import SCHEMES, SignatureError, verify

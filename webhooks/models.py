@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
 
 RECEIVED, PROCESSED, FAILED, DEAD = "received", "processed", "failed", "dead"
 EVENT_STATUSES = (RECEIVED, PROCESSED, FAILED, DEAD)

@@ -37,10 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench import ROUNDS, spread  # noqa: E402
 from documents.scanner import client_from_url  # noqa: E402
-from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from documents.storage import from_config  # noqa: E402
-from tests.services import (Clamd, MotoS3, fresh_postgres_database, free_port,  # noqa: E402
-                            wait_for)
+from tests.e2e.harness import Stack, clean_environment  # noqa: E402
+from tests.services import Clamd, MotoS3, free_port, fresh_postgres_database, wait_for  # noqa: E402
 
 MB = 1024 * 1024
 SIZE_MB = int(os.environ.get("BENCH_DOC_MB", "1024"))

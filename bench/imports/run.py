@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.imports.archives import build, csv_manifest, xlsx_manifest  # noqa: E402
-from tests.services import fresh_postgres_database, free_port, wait_for  # noqa: E402
+from tests.services import free_port, fresh_postgres_database, wait_for  # noqa: E402
 
 ENTRIES = int(os.environ.get("BENCH_IMPORT_ENTRIES", "10000"))
 ROWS = (10_000, 100_000)

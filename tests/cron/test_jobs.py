@@ -5,13 +5,13 @@ import pytest
 
 from cron.jobs import registry
 from cron.runner import run_job
+from store.db import utcnow
+from store.outbox import enqueue
 from tasks.celery_app import outbox_publisher
 from tests.helpers.outbox import queued, relay
-from webapp.extensions import db
-from store.db import utcnow
-from webhooks.models import WebhookEvent
-from store.outbox import enqueue
 from tests.helpers.workers import as_worker, celery_of
+from webapp.extensions import db
+from webhooks.models import WebhookEvent
 
 
 def event(session, key, status, age_seconds) -> WebhookEvent:

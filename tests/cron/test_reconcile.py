@@ -6,10 +6,10 @@ from sqlalchemy import select, update
 
 from cron.jobs import registry
 from cron.runner import run_job
+from payments.ledger import Payment, PaymentUpdate, apply_update
+from store.db import utcnow
 from tests.fakes.providers import FakeProviders, paystack_verify, stripe_intent
 from webapp.extensions import db
-from store.db import utcnow
-from payments.ledger import Payment, PaymentUpdate, apply_update
 
 
 @pytest.fixture

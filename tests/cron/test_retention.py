@@ -7,10 +7,10 @@ from sqlalchemy import select
 from cron.jobs import registry
 from cron.models import JobRun
 from cron.runner import run_job
-from webapp.extensions import db
 from store.db import utcnow
-from webhooks.models import WebhookEvent
 from store.outbox import OutboxMessage
+from webapp.extensions import db
+from webhooks.models import WebhookEvent
 
 
 def event(session, key, status, days_old):

@@ -4,7 +4,6 @@ import os
 import pytest
 
 from tests.services import MotoS3
-
 from webapp.auth import create_client
 from webapp.extensions import db
 

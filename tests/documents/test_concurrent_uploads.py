@@ -14,12 +14,12 @@ from documents.ingest import create_document, spool
 from documents.models import Document, Import
 from documents.sniffing import DEFAULT_ALLOWLIST
 from documents.storage.local import LocalStorage
+from store.db import make_engine
 from tests import services
 from tests.documents import files
 from tests.imports import archives
 from webapp.config import normalize_database_url
 from webapp.migrate import upgrade
-from store.db import make_engine
 
 RACERS = 8
 

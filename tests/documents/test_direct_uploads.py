@@ -14,11 +14,11 @@ from store.db import utcnow
 from store.outbox import OutboxMessage
 from store.task_names import INGEST_UPLOAD
 from tests.documents import files
-from tests.documents.conftest import make_owners, upload as post_document
+from tests.documents.conftest import make_owners
+from tests.documents.conftest import upload as post_document
+from tests.helpers.workers import celery_of, worker_request
 from tests.services import free_port
-from tests.helpers.workers import worker_request
 from webapp.extensions import db
-from tests.helpers.workers import celery_of
 
 
 @pytest.fixture

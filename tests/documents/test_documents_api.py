@@ -15,8 +15,8 @@ from documents.scanner import client_from_url
 from documents.scanning import give_up, scan_document
 from documents.storage.local import LocalStorage
 from tests.documents import files
-from tests.helpers.clock import SignerClock
 from tests.documents.conftest import make_owners, upload
+from tests.helpers.clock import SignerClock
 from tests.helpers.outbox import queued, relay
 from webapp.extensions import db
 

@@ -12,10 +12,10 @@ from documents.storage import StorageUnavailable, open_storage
 from documents.storage.local import LocalStorage
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
+from tests.helpers.workers import celery_of
 from tests.services import free_port
 from webapp.config import ConfigError
 from webapp.extensions import db
-from tests.helpers.workers import celery_of
 
 
 def backends(tmp_path, s3_env):

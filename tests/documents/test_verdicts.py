@@ -5,12 +5,12 @@ from sqlalchemy import func, select
 from documents.models import Document
 from documents.storage.local import LocalStorage
 from store.audit import AuditLog
+from store.outbox import OutboxMessage
+from store.task_names import SCAN_DOCUMENT
 from tests import services
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from tests.documents.test_documents_api import download, scan
-from store.outbox import OutboxMessage
-from store.task_names import SCAN_DOCUMENT
 from webapp.extensions import db
 
 MARKER = b"SLUICE-SIGNATURES-OF-TOMORROW"

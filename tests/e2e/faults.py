@@ -15,11 +15,11 @@ from pathlib import Path
 import requests
 from sqlalchemy import func, select
 
+from payments.ledger import Payment
 from tests.e2e.webhook_load import payment_event
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import PROCESSED, WebhookEvent
-from payments.ledger import Payment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,12 +5,12 @@ import pytest
 from sqlalchemy import func, select
 
 from cron.models import JobRun
+from store.outbox import OutboxMessage, enqueue
 from tests.e2e.conftest import fresh_stack_environment
 from tests.e2e.harness import Stack, procfile
 from tests.services import wait_for
 from webapp import create_app
 from webapp.extensions import db
-from store.outbox import OutboxMessage, enqueue
 
 pytestmark = pytest.mark.e2e
 BACKLOG = 3000

@@ -11,12 +11,12 @@ import pytest
 import redis
 import requests
 
+from store.outbox import enqueue
 from tests.e2e.harness import Stack, clean_environment
 from tests.services import free_port, wait_for
 from webapp import create_app
 from webapp.embedded import socket_path
 from webapp.extensions import db
-from store.outbox import enqueue
 
 pytestmark = pytest.mark.e2e
 

@@ -20,6 +20,7 @@ import requests
 from sqlalchemy import func, select
 
 from documents.models import CLEAN, INFECTED, SCAN_ERROR, Document
+from store.outbox import OutboxMessage
 from tests import services
 from tests.documents.files import EICAR
 from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment, stack_environment
@@ -29,7 +30,6 @@ from tests.e2e.webhook_load import deliver, payment_event
 from tests.services import Clamd, ThrowawayPostgres, ThrowawayRedis, wait_for
 from webapp import create_app
 from webapp.extensions import db
-from store.outbox import OutboxMessage
 from webhooks.models import PROCESSED, WebhookEvent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]

@@ -9,9 +9,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from store.outbox import OutboxMessage, enqueue
 from tests.services import wait_for
 from webapp.extensions import db
-from store.outbox import OutboxMessage, enqueue
 
 pytestmark = pytest.mark.e2e
 

@@ -17,13 +17,13 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from store.outbox import OutboxMessage
 from tests.e2e.conftest import STRIPE_SECRET, fresh_stack_environment, running_stack
 from tests.e2e.harness import Stack
 from tests.e2e.webhook_load import payment_event
 from tests.fakes.otlp import CollectorStub
 from tests.services import ThrowawayRedis, wait_for
 from tests.webhooks import signing
-from store.outbox import OutboxMessage
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 

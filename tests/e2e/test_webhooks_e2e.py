@@ -6,6 +6,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, text
 
+from payments.ledger import Payment
 from tests.e2e.conftest import META_SECRET, STRIPE_SECRET, bearer
 from tests.e2e.harness import REPO
 from tests.e2e.webhook_load import deliver, payment_event, redeliveries
@@ -13,7 +14,6 @@ from tests.services import wait_for
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from payments.ledger import Payment
 from webhooks.whatsapp import WhatsAppMessage
 
 pytestmark = pytest.mark.e2e

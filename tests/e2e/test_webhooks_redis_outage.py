@@ -7,6 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from store.outbox import OutboxMessage
 from tests import services
 from tests.e2e.conftest import STRIPE_SECRET, stack_environment
 from tests.e2e.harness import Stack
@@ -14,7 +15,6 @@ from tests.e2e.webhook_load import deliver, payment_event
 from tests.services import ThrowawayRedis, wait_for
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from store.outbox import OutboxMessage
 
 pytestmark = pytest.mark.e2e
 

@@ -13,19 +13,19 @@ import tracemalloc
 import pytest
 from sqlalchemy import func, select
 
-from documents.models import Document, ImportRow
 from documents.imports import ImportSettings, run_import
+from documents.models import Document, ImportRow
 from documents.reports import escape_cell
 from documents.scanner import client_from_url
 from documents.scanning import scan_document
 from documents.storage.local import LocalStorage
+from store.audit import AuditLog
 from tests.documents import files
 from tests.documents.conftest import upload
+from tests.helpers.outbox import queued, relay
 from tests.imports import archives
 from tests.imports.conftest import post_import
-from tests.helpers.outbox import queued, relay
 from webapp.extensions import db
-from store.audit import AuditLog
 
 MB = 1024 * 1024
 

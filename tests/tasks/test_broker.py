@@ -9,9 +9,9 @@ from kombu.common import ignore_errors
 from kombu.exceptions import OperationalError
 
 from tasks import broker
+from tests.helpers.workers import celery_of
 from tests.services import ThrowawayRedis, TlsRedis
 from webapp import create_app
-from tests.helpers.workers import celery_of
 
 
 def test_a_redis_broker_publishes_through_one_client_per_pool(app, redis_db):

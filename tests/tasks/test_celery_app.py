@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from webapp import create_app
 from store import task_names
 from tests.helpers.workers import celery_of
+from webapp import create_app
 
 
 def test_worker_settings_guard_against_lost_and_duplicated_work(app):

@@ -7,8 +7,8 @@ message (same task id, `redelivered` set), without killing anything.
 from documents.models import PENDING_SCAN, SCAN_ERROR, Document
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
-from webapp.extensions import db
 from tests.helpers.workers import celery_of
+from webapp.extensions import db
 
 
 def call_as_delivered(task, task_id: str, *args, redelivered: bool):

@@ -9,16 +9,16 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from store.outbox import OutboxMessage, enqueue
 from tasks.celery_app import outbox_publisher
 from tasks.relay import Relay
 from tests import services
-from tests.services import ThrowawayRedis, wait_for
 from tests.helpers.outbox import queued
+from tests.helpers.workers import celery_of
+from tests.services import ThrowawayRedis, wait_for
 from webapp import create_app
 from webapp.extensions import db
 from webapp.migrate import upgrade
-from store.outbox import OutboxMessage, enqueue
-from tests.helpers.workers import celery_of
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ from documents.models import Document
 from store.task_names import SCAN_DOCUMENT
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
-from tests.helpers.workers import worker_request
+from tests.helpers.workers import celery_of, worker_request
 from webapp.extensions import db
-from tests.helpers.workers import celery_of
 
 
 @pytest.fixture

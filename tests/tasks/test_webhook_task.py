@@ -5,11 +5,11 @@ import json
 import pytest
 from celery.exceptions import Retry
 
+from tests.helpers.workers import celery_of, worker_request
 from tests.services import free_port
 from webapp import create_app
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from tests.helpers.workers import celery_of, worker_request
 
 
 def process_event_task(app):

@@ -4,10 +4,10 @@ from sqlalchemy import select
 
 from cron.jobs import registry
 from cron.runner import run_job
+from store.audit import AuditLog
 from tests.helpers.outbox import queued, relay
 from webapp.auth import create_client
 from webapp.extensions import db
-from store.audit import AuditLog
 
 ADMIN_ROUTES = [
     ("get", "/v1/admin/webhook-events"), ("get", "/v1/admin/webhook-events/1"),

@@ -10,14 +10,14 @@ from cron.jobs import registry
 from cron.runner import run_job
 from documents.models import Document
 from store.db import utcnow
+from store.outbox import OutboxMessage
 from store.task_names import PROCESS_EVENT
 from tasks import queue_gauge
 from tasks.queue_depths import measure
 from tasks.queue_gauge import QueueDepthGauge
+from tests.helpers.workers import celery_of
 from tests.services import free_port, wait_for
 from tests.webapp.test_ops import sign_in, token_for
-from tests.helpers.workers import celery_of
-from store.outbox import OutboxMessage
 from webapp.backlog_metrics import clamd_signatures_age
 from webapp.extensions import db
 from webhooks.models import WebhookEvent

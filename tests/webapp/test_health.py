@@ -1,8 +1,8 @@
 import time
 
+from tests.services import free_port
 from webapp import create_app
 from webapp.migrate import script_heads
-from tests.services import free_port
 
 
 def test_livez(client):

@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
-from webapp.redaction import redact
 from tests.helpers.workers import celery_of
+from webapp.redaction import redact
 
 
 @pytest.mark.parametrize("raw, leaked", [

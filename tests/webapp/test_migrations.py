@@ -6,12 +6,18 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
+from store.db import make_engine
 from tests import services
 from webapp.config import normalize_database_url
-from webapp.migrate import (_constants, alembic_config, database_heads, downgrade,
-                            script_heads, upgrade)
+from webapp.migrate import (
+    _constants,
+    alembic_config,
+    database_heads,
+    downgrade,
+    script_heads,
+    upgrade,
+)
 from webapp.models import metadata
-from store.db import make_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -23,11 +23,10 @@ from sqlalchemy import func, select
 
 from store.outbox import OutboxMessage
 from store.task_names import PROCESS_EVENT
-from tests.helpers.workers import worker_request
+from tests.helpers.workers import celery_of, worker_request
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from tests.helpers.workers import celery_of
 
 SECRETS = {"H_STRIPE": "whsec_hostile_stripe", "H_PAYSTACK": "sk_hostile_paystack",
            "H_WHATSAPP": "hostile_meta_secret", "H_STANDARD": "whsec_aG9zdGlsZS1zdGFuZGFyZA==",

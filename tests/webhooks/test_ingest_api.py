@@ -9,14 +9,20 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from store.outbox import OutboxMessage
+from tests.helpers.outbox import queued, relay
 from tests.services import free_port
 from tests.webhooks import signing
-from tests.webhooks.conftest import (META_SECRET, META_VERIFY_TOKEN, PAYSTACK_SECRET,
-                                     SOURCES, STRIPE_OLD_SECRET, STRIPE_SECRET)
-from tests.helpers.outbox import queued, relay
+from tests.webhooks.conftest import (
+    META_SECRET,
+    META_VERIFY_TOKEN,
+    PAYSTACK_SECRET,
+    SOURCES,
+    STRIPE_OLD_SECRET,
+    STRIPE_SECRET,
+)
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from store.outbox import OutboxMessage
 
 
 def stripe_event(event_id=None, kind="payment_intent.succeeded", intent="pi_1") -> bytes:

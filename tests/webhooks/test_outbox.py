@@ -6,13 +6,13 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from tasks.celery_app import outbox_publisher
-from tests.services import ThrowawayRedis, free_port
-from webapp.extensions import db
 from store.db import utcnow
 from store.outbox import OutboxMessage, enqueue, relay_unpublished
+from tasks.celery_app import outbox_publisher
 from tests.helpers.outbox import queued, relay
 from tests.helpers.workers import celery_of
+from tests.services import ThrowawayRedis, free_port
+from webapp.extensions import db
 
 
 @pytest.fixture

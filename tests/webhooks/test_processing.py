@@ -5,15 +5,15 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from payments.ledger import Payment
+from store.audit import AuditLog
+from store.payloads import PayloadError
 from tests import services
 from tests.helpers.outbox import relay
 from webapp.extensions import db
-from store.audit import AuditLog
 from webhooks import ingest
 from webhooks.models import WebhookEvent
-from payments.ledger import Payment
 from webhooks.processing import process, record_failure, replay
-from store.payloads import PayloadError
 from webhooks.schemes import verify
 from webhooks.sources import Source
 from webhooks.whatsapp import WhatsAppMessage

@@ -25,7 +25,7 @@ from store.task_names import FETCH_MEDIA, PROCESS_EVENT
 from tests.documents import files
 from tests.fakes.listener import Listener
 from tests.fakes.media import FakeMediaProviders
-from tests.helpers.workers import worker_request
+from tests.helpers.workers import celery_of, worker_request
 from tests.webhooks import signing
 from tests.webhooks.conftest import META_SECRET
 from webapp.extensions import db
@@ -33,7 +33,6 @@ from webhooks.models import WebhookEvent
 from webhooks.sources import SourceConfigError, load_sources
 from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage
 from webhooks.whatsapp.fetching import slot_key
-from tests.helpers.workers import celery_of
 
 GRAPH_TOKEN = "EAAG-graph-access-token-for-tests"
 TWILIO_AUTH_TOKEN = "twilio-auth-token-for-tests"

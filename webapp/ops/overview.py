@@ -18,8 +18,7 @@ from cron.lock import held_for
 from cron.models import FAILED as RUN_FAILED
 from cron.models import TIMED_OUT, recent_runs
 from documents.imports import progress
-from documents.models import (SCAN_ERROR, imports_in_progress, oldest_pending_scan,
-                              status_counts)
+from documents.models import SCAN_ERROR, imports_in_progress, oldest_pending_scan, status_counts
 from store.db import utcnow
 from store.outbox import backlog
 from tasks.queue_depths import recorded
@@ -27,8 +26,8 @@ from webapp.extensions import db, redis_client
 from webapp.health import components
 from webhooks import stats
 from webhooks.models import DEAD
-from webhooks.whatsapp.models import MEDIA_FAILED
 from webhooks.whatsapp.media import list_media
+from webhooks.whatsapp.models import MEDIA_FAILED
 
 _cache: dict[int, tuple[float, dict]] = {}
 _cache_lock = threading.Lock()

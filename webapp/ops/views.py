@@ -6,8 +6,18 @@ import datetime as dt
 import json
 import re
 
-from flask import (Response, abort, current_app, flash, g, redirect, render_template, request,
-                   session, url_for)
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 
 import tasks
@@ -23,15 +33,21 @@ from store import audit
 from store.clients import ApiClient, end_ops_session, open_ops_session
 from webapp.auth import checked_token
 from webapp.extensions import db, redis_client
-from webapp.rate_limits import OverBudget
 from webapp.import_views import ERRORS_HEADER
 from webapp.ops import actor, bp, operator_required
 from webapp.ops.overview import forget, gather
+from webapp.rate_limits import OverBudget
 from webapp.redaction import redact_value
 from webapp.webhook_views import send_test_delivery
 from webhooks.models import EVENT_STATUSES, WebhookEvent
-from webhooks.processing import (EventFilter, count_events, effects, find_events, replay,
-                                 replay_matching)
+from webhooks.processing import (
+    EventFilter,
+    count_events,
+    effects,
+    find_events,
+    replay,
+    replay_matching,
+)
 from webhooks.whatsapp import document_origins
 from webhooks.whatsapp.media import MediaNotFound, list_media
 from webhooks.whatsapp.media import retry as retry_media

@@ -8,8 +8,14 @@ from __future__ import annotations
 from typing import Mapping
 
 from webhooks.schemes import generic_hmac, meta, paystack, standard, stripe, twilio
-from webhooks.schemes.base import (InvalidPayload, InvalidSignature, MissingSignature, Scheme,
-                                   SignatureError, StaleTimestamp)
+from webhooks.schemes.base import (
+    InvalidPayload,
+    InvalidSignature,
+    MissingSignature,
+    Scheme,
+    SignatureError,
+    StaleTimestamp,
+)
 
 __all__ = ["SCHEMES", "InvalidPayload", "InvalidSignature", "MissingSignature", "Scheme",
            "SignatureError", "StaleTimestamp", "verify"]

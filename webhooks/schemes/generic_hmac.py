@@ -6,15 +6,26 @@ event_key_header the body is the identity; with one, a delivery must carry it.
 """
 from __future__ import annotations
 
+import base64
 from typing import Any, Mapping
 
-import base64
-
-from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
-                                   Scheme, any_matches, check_tolerance, hmac_digest,
-                                   json_bytes, key_by_body_hash, key_from_header,
-                                   parse_timestamp, test_id, type_from_json_field, unbase64,
-                                   unhex)
+from webhooks.schemes.base import (
+    TEST_EVENT_TYPE,
+    InvalidSignature,
+    MissingSignature,
+    Scheme,
+    any_matches,
+    check_tolerance,
+    hmac_digest,
+    json_bytes,
+    key_by_body_hash,
+    key_from_header,
+    parse_timestamp,
+    test_id,
+    type_from_json_field,
+    unbase64,
+    unhex,
+)
 
 OPTIONS = {"signature_header": "X-Signature", "signature_encoding": "hex",
            "signature_prefix": "", "timestamp_header": None, "event_key_header": None}

@@ -4,9 +4,19 @@ from __future__ import annotations
 import hashlib
 from typing import Mapping
 
-from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
-                                   Scheme, any_matches, hmac_digest, json_bytes,
-                                   key_by_body_hash, test_id, type_from_json_field, unhex)
+from webhooks.schemes.base import (
+    TEST_EVENT_TYPE,
+    InvalidSignature,
+    MissingSignature,
+    Scheme,
+    any_matches,
+    hmac_digest,
+    json_bytes,
+    key_by_body_hash,
+    test_id,
+    type_from_json_field,
+    unhex,
+)
 
 
 def verify(source, headers: Mapping[str, str], body: bytes, now: float,

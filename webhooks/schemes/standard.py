@@ -1,14 +1,24 @@
 """Standard Webhooks: webhook-id, webhook-timestamp, `webhook-signature: v1,<base64>`."""
 from __future__ import annotations
 
+import base64
 from typing import Mapping
 
-import base64
-
-from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
-                                   Scheme, any_matches, check_tolerance, hmac_digest,
-                                   json_bytes, key_from_header, parse_timestamp, test_id,
-                                   type_from_json_field, unbase64)
+from webhooks.schemes.base import (
+    TEST_EVENT_TYPE,
+    InvalidSignature,
+    MissingSignature,
+    Scheme,
+    any_matches,
+    check_tolerance,
+    hmac_digest,
+    json_bytes,
+    key_from_header,
+    parse_timestamp,
+    test_id,
+    type_from_json_field,
+    unbase64,
+)
 
 
 def _key(secret: bytes) -> bytes | None:

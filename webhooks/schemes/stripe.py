@@ -3,10 +3,21 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from webhooks.schemes.base import (TEST_EVENT_TYPE, InvalidSignature, MissingSignature,
-                                   Scheme, any_matches, check_tolerance, hmac_digest,
-                                   json_bytes, key_from_json_field, parse_timestamp, test_id,
-                                   type_from_json_field, unhex)
+from webhooks.schemes.base import (
+    TEST_EVENT_TYPE,
+    InvalidSignature,
+    MissingSignature,
+    Scheme,
+    any_matches,
+    check_tolerance,
+    hmac_digest,
+    json_bytes,
+    key_from_json_field,
+    parse_timestamp,
+    test_id,
+    type_from_json_field,
+    unhex,
+)
 
 
 def verify(source, headers: Mapping[str, str], body: bytes, now: float,

@@ -17,20 +17,27 @@ refused, which leaves such a recut nothing to become.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
 import secrets
 from typing import Any, Mapping
-from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
-import base64
-from urllib.parse import urlencode
-
-from webhooks.schemes.base import (InvalidPayload, InvalidSignature, MissingSignature, Scheme,
-                                   any_matches, body_hash, checked_key, hmac_digest,
-                                   json_object, unbase64)
 from store.payloads import identifier
+from webhooks.schemes.base import (
+    InvalidPayload,
+    InvalidSignature,
+    MissingSignature,
+    Scheme,
+    any_matches,
+    body_hash,
+    checked_key,
+    hmac_digest,
+    json_object,
+    unbase64,
+)
 
 MAX_FIELDS = 1000
 DEFAULT_PORTS = {"https": 443, "http": 80}

@@ -18,8 +18,13 @@ from store.payloads import PayloadError
 from store.task_names import FETCH_MEDIA
 from webhooks.whatsapp import meta, twilio
 from webhooks.whatsapp.base import Inbound, StatusUpdate, WhatsAppProvider
-from webhooks.whatsapp.models import (INBOUND, MEDIA_PENDING, OUTBOUND, WhatsAppMedia,
-                                      WhatsAppMessage)
+from webhooks.whatsapp.models import (
+    INBOUND,
+    MEDIA_PENDING,
+    OUTBOUND,
+    WhatsAppMedia,
+    WhatsAppMessage,
+)
 
 __all__ = ["PROVIDERS", "STATUS_RANK", "WhatsAppMedia", "WhatsAppMessage", "apply_notification",
            "document_origins"]

@@ -34,8 +34,13 @@ from webhooks.sources import MediaSettings, Source
 from webhooks.whatsapp import PROVIDERS
 from webhooks.whatsapp.base import Fetcher, Located, MediaExpired, MediaFailed, WhatsAppProvider
 from webhooks.whatsapp.media import finish
-from webhooks.whatsapp.models import (MEDIA_EXPIRED, MEDIA_FAILED, MEDIA_FETCHED, MEDIA_PENDING,
-                                      WhatsAppMedia)
+from webhooks.whatsapp.models import (
+    MEDIA_EXPIRED,
+    MEDIA_FAILED,
+    MEDIA_FETCHED,
+    MEDIA_PENDING,
+    WhatsAppMedia,
+)
 
 SLOT_SECONDS = 600  # a holder that has not let go by then (its worker died) frees its slot
 

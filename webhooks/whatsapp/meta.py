@@ -15,8 +15,17 @@ import re
 from typing import Any, Iterator
 
 from store.payloads import PayloadError, free_text, identifier, int64, parse_instant, storable_json
-from webhooks.whatsapp.base import (Fetcher, Inbound, Located, MediaExpired, MediaFailed,
-                                    MediaItem, Notification, StatusUpdate, WhatsAppProvider)
+from webhooks.whatsapp.base import (
+    Fetcher,
+    Inbound,
+    Located,
+    MediaExpired,
+    MediaFailed,
+    MediaItem,
+    Notification,
+    StatusUpdate,
+    WhatsAppProvider,
+)
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from store.db import BigIntId, Base, JSONType, UTCDateTime, utcnow
+from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
 
 INBOUND, OUTBOUND = "inbound", "outbound"
 MEDIA_PENDING, MEDIA_FETCHED, MEDIA_FAILED, MEDIA_EXPIRED = (

@@ -8,8 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from store.payloads import PayloadError, free_text, identifier
-from webhooks.whatsapp.base import (Fetcher, Inbound, Located, MediaItem, Notification,
-                                    StatusUpdate, WhatsAppProvider)
+from webhooks.whatsapp.base import (
+    Fetcher,
+    Inbound,
+    Located,
+    MediaItem,
+    Notification,
+    StatusUpdate,
+    WhatsAppProvider,
+)
 
 MAX_MEDIA = 10  # Twilio sends at most ten media items with a message
 
