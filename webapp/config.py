@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import click
 from sqlalchemy.engine import make_url
 
+from documents.storage import BACKENDS
 from payments.providers import PROVIDERS
 from webhooks.sources import Source, SourceConfigError, load_sources, load_sources_file
 
@@ -213,15 +214,17 @@ def _finalize_storage(config: dict[str, Any], instance: Path) -> None:
     url = config.get("STORAGE_URL") or Path(config["STORAGE_DIR"]).resolve().as_uri()
     config["STORAGE_URL"] = url
     scheme = url.partition("://")[0]
-    if scheme not in ("file", "s3"):
-        raise ConfigError("STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix]")
+    if scheme not in BACKENDS:
+        raise ConfigError("STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix] "
+                          f"(a backend: {', '.join(BACKENDS)})")
     if not config.get("SPOOL_DIR"):
         config["SPOOL_DIR"] = (str(Path(unquote(urlsplit(url).path)) / "tmp")
                                if scheme == "file" else str(instance / "spool"))
     if config["DOWNLOAD_MODE"] not in ("proxy", "redirect"):
         raise ConfigError("DOWNLOAD_MODE must be proxy or redirect")
-    if config["DOWNLOAD_MODE"] == "redirect" and scheme != "s3":
-        raise ConfigError("DOWNLOAD_MODE=redirect needs an s3:// STORAGE_URL (presigned GETs)")
+    if config["DOWNLOAD_MODE"] == "redirect" and not BACKENDS[scheme].presigns:
+        raise ConfigError(f"DOWNLOAD_MODE=redirect needs a backend that presigns GETs "
+                          f"({scheme}:// does not; s3:// does)")
 
 
 def _instance_secret(instance: Path) -> str:

@@ -15,6 +15,7 @@ S3-compatible store: AWS S3, MinIO, R2, B2, Ceph RGW).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import tempfile
@@ -22,11 +23,20 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 from urllib.parse import urlsplit
 
-# scheme -> "module:class"; imported only when chosen (boto3 is heavy, and the
-# default needs none of it)
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """A backend's registration. `path` is "module:class", imported only when chosen
+    (boto3 is heavy, and the default needs none of it); `presigns` says whether it can
+    hand out short-lived URLs (DOWNLOAD_MODE=redirect, direct uploads), here so that
+    checking it imports nothing."""
+    path: str
+    presigns: bool
+
+
 BACKENDS = {
-    "file": "documents.storage.local:LocalStorage",
-    "s3": "documents.storage.s3:S3Storage",
+    "file": Backend("documents.storage.local:LocalStorage", presigns=False),
+    "s3": Backend("documents.storage.s3:S3Storage", presigns=True),
 }
 QUARANTINE = "quarantine/"
 UPLOADS = "uploads/"
@@ -134,7 +144,7 @@ def open_storage(url: str, spool_dir: str | Path, **options) -> BlobStorage:
     if scheme not in BACKENDS:
         raise ValueError(f"STORAGE_URL must start with one of "
                          f"{', '.join(s + '://' for s in BACKENDS)}")
-    module, _, name = BACKENDS[scheme].partition(":")
+    module, _, name = BACKENDS[scheme].path.partition(":")
     return getattr(importlib.import_module(module), name).from_url(url, spool_dir, **options)
 
 

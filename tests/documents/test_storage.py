@@ -143,7 +143,7 @@ def test_orphaned_blobs_are_purged_after_the_grace_period(make_app, tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     ({"DATABASE_URL": "postgresql://u@db.example/x", "SECRET_KEY": None},
      "SECRET_KEY must be set with a PostgreSQL DATABASE_URL"),
-    ({"DOWNLOAD_MODE": "redirect"}, "DOWNLOAD_MODE=redirect needs an s3:// STORAGE_URL"),
+    ({"DOWNLOAD_MODE": "redirect"}, "DOWNLOAD_MODE=redirect needs a backend that presigns"),
     ({"STORAGE_URL": "ftp://files.example/x"}, "STORAGE_URL must be"),
 ])
 def test_settings_that_cannot_work_across_hosts_stop_the_start(app_config, overrides, message):
