@@ -1,4 +1,5 @@
-"""What task modules share, and what the web may use of `tasks` without loading Celery.
+"""What task modules share, and what the web may use of `tasks` without loading Celery
+(the app's state and its accessors are in tasks.app_state).
 
 The Celery wiring itself (`celery_init_app`, the config, the outbox publisher) lives
 in `tasks.celery_app`, which only worker and beat processes (`tasks.worker`) and the
@@ -13,18 +14,11 @@ keeps dying) is registered once with `@gives_up(NAME)`.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Callable
+from typing import Callable
 
-import redis
-from flask import current_app
-from sqlalchemy.orm import Session
-
-from documents.storage import BlobStorage, from_config
 from store.task_names import RUN_IMPORT, SCAN_DOCUMENT
+from tasks.app_state import db_session
 
-STORAGE_KEY = "sluice.storage"
-SOURCES_KEY = "sluice.sources"
 QUEUES = ("webhooks", "documents", "imports", "cron")
 TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents",
                 "tasks.imports", "tasks.media")
@@ -53,32 +47,3 @@ def give_up(task_name: str, args: tuple, kwargs: dict) -> None:
     session.rollback()
     handler(session, *args, **kwargs)
     session.commit()
-
-
-def db_session() -> Session:
-    """The current task's session (closed when its app context ends)."""
-    return current_app.extensions["sluice.db"].session
-
-
-def sources() -> dict:
-    """The configured webhook sources (webhooks.sources.Source by name), loaded once
-    with the app."""
-    return current_app.extensions[SOURCES_KEY]
-
-
-def redis_client() -> redis.Redis:
-    return current_app.extensions["sluice.redis"]
-
-
-def storage() -> BlobStorage:
-    """The app's blob storage, built on first use in this process (after any fork:
-    a boto3 client must not be shared with a parent)."""
-    state = current_app.extensions.get(STORAGE_KEY)
-    if state is None or state[0] != os.getpid():
-        state = (os.getpid(), from_config(current_app.config))
-        current_app.extensions[STORAGE_KEY] = state
-    return state[1]
-
-
-def config(key: str) -> Any:
-    return current_app.config[key]

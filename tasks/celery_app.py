@@ -17,7 +17,8 @@ from kombu.pools import producers
 
 from store import tracing
 from store.outbox import Message, Publisher
-from tasks import QUEUES, RETRY_LIMITS, TASK_MODULES, config, give_up, redis_client
+from tasks import QUEUES, RETRY_LIMITS, TASK_MODULES, give_up
+from tasks.app_state import config, redis_client
 from tasks.broker import broker_ssl, transport_for
 from tasks.queue_gauge import QueueDepthGauge
 from tasks.relay import OutboxRelay

@@ -10,7 +10,7 @@ from flask import current_app
 from cron.jobs import registry
 from cron.runner import run_job as run_locked
 from store.task_names import RUN_JOB
-from tasks import db_session, redis_client
+from tasks.app_state import db_session, redis_client
 from tasks.celery_app import outbox_publisher
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from documents.scanning import give_up, scan_document
 from documents.sniffing import allowlist_from
 from documents.storage import StorageUnavailable
 from store.task_names import INGEST_UPLOAD, SCAN_DOCUMENT
-from tasks import config, db_session, gives_up, storage
+from tasks import gives_up
+from tasks.app_state import config, db_session, storage
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from flask import current_app
 
 from documents.imports import ImportSettings, give_up, run_import
 from store.task_names import RUN_IMPORT
-from tasks import db_session, gives_up, storage
+from tasks import gives_up
+from tasks.app_state import db_session, storage
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from celery.utils.time import get_exponential_backoff_interval
 from documents.fetch import FetchFailed
 from documents.sniffing import allowlist_from
 from store.task_names import FETCH_MEDIA
-from tasks import config, db_session, gives_up, redis_client, sources, storage
+from tasks import gives_up
+from tasks.app_state import config, db_session, redis_client, sources, storage
 from webhooks.whatsapp.fetching import MediaEnvironment, TryLater, fetch_media
 from webhooks.whatsapp.media import give_up
 

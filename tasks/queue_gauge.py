@@ -11,6 +11,7 @@ import threading
 
 from celery import bootsteps
 
+from tasks.app_state import redis_client
 from tasks.queue_depths import measure, record
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class QueueDepthGauge(bootsteps.StartStopStep):
 
     def _run(self, celery, interval: float) -> None:
         flask_app = celery.flask_app
-        client = flask_app.extensions["sluice.redis"]
+        client = redis_client(flask_app)
         prefix = flask_app.config["REDIS_KEY_PREFIX"]
         failing = False
         while True:

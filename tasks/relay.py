@@ -28,6 +28,7 @@ from flask import Flask
 
 from store.db import DATABASE_UNAVAILABLE
 from store.outbox import Publisher, RelayResult, relay_unpublished
+from tasks.app_state import database, db_session
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class OutboxRelay(bootsteps.StartStopStep):
         interval = flask_app.config["OUTBOX_POLL_INTERVAL"]
         if interval <= 0:
             return
-        engine = flask_app.extensions["sluice.db"].engine
+        engine = database(flask_app).engine
 
         def forget_parent_connections(**_):
             # A pool process forked later (one replacing a process that died) would
@@ -109,6 +110,6 @@ class Relay:
 
     def relay_once(self) -> RelayResult:
         with self.flask_app.app_context():  # a session of its own, closed as it ends
-            return relay_unpublished(self.flask_app.extensions["sluice.db"].session,
+            return relay_unpublished(db_session(self.flask_app),
                                      self.publisher, older_than=dt.timedelta(0),
                                      batch_size=self.batch)

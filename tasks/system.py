@@ -9,7 +9,7 @@ import time
 from celery import shared_task
 
 from store.task_names import PING
-from tasks import config, redis_client
+from tasks.app_state import config, redis_client
 
 PING_TTL_SECONDS = 3600
 

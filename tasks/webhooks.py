@@ -8,7 +8,8 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from store.task_names import PROCESS_EVENT
-from tasks import config, db_session, gives_up, sources
+from tasks import gives_up
+from tasks.app_state import config, db_session, sources
 from webhooks.processing import EventNotFound, is_final, park, process, record_failure
 
 log = logging.getLogger(__name__)

@@ -15,15 +15,14 @@ from typing import Iterator
 from flask import Flask
 from prometheus_client.core import GaugeMetricFamily
 
-import tasks
 from cron.jobs import registry
 from cron.models import last_success, recent_runs
 from documents.imports import progress
 from documents.models import imports_in_progress, oldest_pending_scan, status_counts
 from store.db import utcnow
 from store.outbox import backlog
+from tasks.app_state import db_session, redis_client, sources
 from tasks.queue_depths import recorded
-from webapp.extensions import DB_KEY, REDIS_KEY
 from webhooks import stats
 
 CLAMD_DATE = "%a %b %d %H:%M:%S %Y"
@@ -62,7 +61,7 @@ class BacklogCollector:
     def _measure(self) -> Iterator[GaugeMetricFamily]:
         app = self.app
         with app.app_context():
-            session = app.extensions[DB_KEY].session
+            session = db_session(app)
             now = utcnow()
             try:
                 yield from self._database_gauges(session, now)
@@ -70,7 +69,7 @@ class BacklogCollector:
                 session.close()
         depth = GaugeMetricFamily("sluice_queue_depth", "Messages waiting in each Celery queue",
                                   labels=["queue"])
-        for queue, count in recorded(app.extensions[REDIS_KEY],
+        for queue, count in recorded(redis_client(app),
                                      app.config["REDIS_KEY_PREFIX"]).items():
             if count is not None:
                 depth.add_metric([queue], count)
@@ -95,7 +94,7 @@ class BacklogCollector:
             "Age of the oldest event still waiting for its handler (0: none)", labels=["source"])
         dead = GaugeMetricFamily("sluice_events_dead", "Events parked dead", labels=["source"])
         found = stats.backlog_by_source(session)
-        for source in self.app.extensions[tasks.SOURCES_KEY]:
+        for source in sources(self.app):
             facts = found.get(source, {"oldest_unprocessed": None, "dead": 0})
             waiting.add_metric([source], _age(now, facts["oldest_unprocessed"]))
             dead.add_metric([source], facts["dead"])

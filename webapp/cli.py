@@ -148,12 +148,10 @@ def webhooks_media_retry(media_id: int) -> None:
                             "through this app in-process.")
 def webhooks_send_test(source: str, url: str | None) -> None:
     """Sign a sample event with SOURCE's own secret and send it, as `stripe trigger` does."""
-    from flask import current_app
-
-    from tasks import SOURCES_KEY
+    from tasks.app_state import sources
     from webapp.webhook_views import send_test_delivery
 
-    found = current_app.extensions[SOURCES_KEY].get(source)
+    found = sources().get(source)
     if found is None:
         raise click.ClickException(f"no webhook source named {source!r}")
     if not found.secrets:

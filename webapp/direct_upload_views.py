@@ -14,10 +14,10 @@ from flask import Blueprint, current_app, g, jsonify, request
 from documents import direct_uploads
 from documents.models import Upload
 from documents.sniffing import Rejected, allowlist_from
+from tasks.app_state import storage
 from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
-from webapp.uploads import storage
 
 bp = Blueprint("uploads", __name__)
 MIME_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,50}/[A-Za-z0-9!#$&^_.+-]{1,50}")

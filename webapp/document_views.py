@@ -14,11 +14,12 @@ from documents.ingest import create_document
 from documents.models import CLEAN, DOCUMENT_STATUSES, Document, DocumentTag, tags_of
 from documents.sniffing import Rejected, allowlist_from
 from store import audit, tracing
+from tasks.app_state import storage
 from webapp.auth import ApiClient, owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, text_arg
-from webapp.uploads import spooled_body, spooled_files, storage
+from webapp.uploads import spooled_body, spooled_files
 from webhooks.whatsapp import document_origins
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine
-
-DB_KEY = "sluice.db"
-REDIS_KEY = "sluice.redis"
+from tasks.app_state import DB_KEY, REDIS_KEY
 
 
 class DatabaseState:

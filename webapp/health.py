@@ -7,9 +7,9 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from documents.scanner import client_from_url
+from tasks.app_state import storage
 from webapp.extensions import db, redis_client
 from webapp.migrate import database_heads, script_heads
-from webapp.uploads import storage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

@@ -18,10 +18,11 @@ from documents.models import Import
 from documents.reports import csv_lines
 from documents.sniffing import Rejected
 from store import tracing
+from tasks.app_state import storage
 from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
-from webapp.uploads import spooled_files, storage
+from webapp.uploads import spooled_files
 
 bp = Blueprint("imports", __name__)
 ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")

@@ -10,8 +10,8 @@ from flask.cli import AppGroup
 
 from documents.models import referenced_blobs
 from documents.storage import BlobStorage, StorageUnavailable, open_storage
+from tasks.app_state import storage
 from webapp.extensions import db
-from webapp.uploads import storage
 
 storage_cli = AppGroup("storage", help="Document blob storage.")
 

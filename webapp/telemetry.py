@@ -61,12 +61,12 @@ def init_tracing(app: Flask) -> None:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    from webapp.extensions import DB_KEY, REDIS_KEY
+    from tasks.app_state import database, redis_client
 
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider,
                                        request_hook=_scrub_request)
-    _trace_sql(app.extensions[DB_KEY].engine)
-    RedisInstrumentor.instrument_client(app.extensions[REDIS_KEY], tracer_provider=provider)
+    _trace_sql(database(app).engine)
+    RedisInstrumentor.instrument_client(redis_client(app), tracer_provider=provider)
     _instrument_celery_in_pool_processes(provider)
 
 

@@ -17,9 +17,8 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
-import tasks
 from documents.ingest import HashingSpool, Spooled, TooLarge
-from documents.storage import BlobStorage
+from tasks.app_state import storage
 from webapp.errors import APIError
 
 # endpoint -> the setting that caps each of its files
@@ -55,10 +54,6 @@ class UploadRequest(Request):
         spool = HashingSpool(storage(), current_app.config[UPLOAD_CAPS[self.endpoint]])
         g.setdefault("upload_spools", []).append(spool)
         return spool
-
-
-def storage() -> BlobStorage:
-    return tasks.storage()
 
 
 def spooled_files(total_cap: int) -> dict[str, FileStorage]:

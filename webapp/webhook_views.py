@@ -13,7 +13,7 @@ from prometheus_client import Counter
 from werkzeug.test import Client
 
 from store import tracing
-from tasks import SOURCES_KEY
+from tasks.app_state import SOURCES_KEY, sources
 from webapp.config import webhook_sources
 from webapp.errors import APIError
 from webapp.extensions import db, limiter, redis_client
@@ -36,7 +36,7 @@ def _source_name() -> str:
 
 
 def _source() -> Source:
-    source = current_app.extensions[SOURCES_KEY].get(_source_name())
+    source = sources().get(_source_name())
     if source is None:
         raise APIError(404, "unknown_source", "No webhook source has that name.")
     return source

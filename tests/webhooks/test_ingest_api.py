@@ -271,7 +271,7 @@ def event_of_size(size: int) -> bytes:
 
 
 def test_a_chunked_body_past_the_cap_is_413_however_it_is_signed(app):
-    from tasks import SOURCES_KEY
+    from tasks.app_state import SOURCES_KEY
 
     cap = app.extensions[SOURCES_KEY]["stripe"].max_body
     exact = event_of_size(cap)

@@ -124,7 +124,7 @@ def items(app) -> list[WhatsAppMedia]:
 
 
 def scan_all(app, clamd_url) -> None:
-    from tasks import storage
+    from tasks.app_state import storage
 
     with app.app_context():
         scanner = client_from_url(clamd_url, timeout=10)

@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import current_app
 
-import tasks
 from cron.jobs import registry
 from cron.lock import held_for
 from cron.models import FAILED as RUN_FAILED
@@ -21,6 +20,7 @@ from documents.imports import progress
 from documents.models import SCAN_ERROR, imports_in_progress, oldest_pending_scan, status_counts
 from store.db import utcnow
 from store.outbox import backlog
+from tasks.app_state import sources as configured_sources
 from tasks.queue_depths import recorded
 from webapp.extensions import db, redis_client
 from webapp.health import components
@@ -68,7 +68,7 @@ def _age(now, then) -> float | None:
 
 def _gather() -> dict[str, Any]:
     session, now = db.session, utcnow()
-    sources = current_app.extensions[tasks.SOURCES_KEY]
+    sources = configured_sources()
     stored = stats.stored(session, now)
     unstored = stats.unstored(redis_client.client, current_app.config["REDIS_KEY_PREFIX"],
                               sources)

@@ -20,7 +20,6 @@ from flask import (
 )
 from sqlalchemy import select
 
-import tasks
 from cron.jobs import registry
 from cron.lock import held_for
 from cron.models import recent_runs
@@ -31,6 +30,7 @@ from documents.reports import csv_lines
 from documents.scanning import request_rescan, rescan_pending
 from store import audit
 from store.clients import ApiClient, end_ops_session, open_ops_session
+from tasks.app_state import sources as configured_sources
 from webapp.auth import checked_token
 from webapp.extensions import db, redis_client
 from webapp.import_views import ERRORS_HEADER
@@ -155,7 +155,7 @@ def events():
     rows = find_events(db.session, which, limit=PAGE, before_id=_number("before_id"))
     return render_template(
         "ops/events.html", title="Events", events=rows, which=which, statuses=EVENT_STATUSES,
-        sources=sorted(current_app.extensions[tasks.SOURCES_KEY]), args=_filters(EVENT_FILTERS),
+        sources=sorted(configured_sources()), args=_filters(EVENT_FILTERS),
         next_before=rows[-1].id if len(rows) == PAGE else None, refresh=15)
 
 
@@ -339,7 +339,7 @@ def run_job(name: str):
 def media():
     rows = list_media(db.session, status=_choice("status", MEDIA_STATUSES),
                       source=_text("source"), limit=PAGE, before_id=_number("before_id"))
-    fetching = sorted(name for name, source in current_app.extensions[tasks.SOURCES_KEY].items()
+    fetching = sorted(name for name, source in configured_sources().items()
                       if source.media is not None)
     return render_template("ops/media.html", title="WhatsApp media", media=rows,
                            fetching=fetching, statuses=MEDIA_STATUSES,
@@ -367,13 +367,13 @@ def media_retry(media_id: int):
 @operator_required
 def sources():
     return render_template("ops/sources.html", title="Sources",
-                           sources=current_app.extensions[tasks.SOURCES_KEY].values())
+                           sources=configured_sources().values())
 
 
 @bp.post("/sources/<name>/test")
 @operator_required
 def send_test(name: str):
-    source = current_app.extensions[tasks.SOURCES_KEY].get(name) or abort(404)
+    source = configured_sources().get(name) or abort(404)
     if not source.secrets:
         names = ", ".join(source.secrets_env) or "secrets_env"
         flash(f"{name} has no secret: set {names} for the service. Nothing was sent.", "error")
