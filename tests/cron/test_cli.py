@@ -10,7 +10,8 @@ def test_cron_run_runs_the_job_under_its_lock_and_records_it(app, runner):
     assert result.exit_code == 0, result.output
     assert "  manual  succeeded  " in result.output and " UTC " in result.output
     history = runner.invoke(args=["cron", "history", "relay_outbox"]).output
-    assert "manual  succeeded" in history and "published=0, failed=0" in history
+    # JSONB keeps a detail's keys in its own order, so each figure is looked for alone
+    assert "manual  succeeded" in history and "published=0" in history and "failed=0" in history
     listing = runner.invoke(args=["cron", "list"]).output.splitlines()
     assert listing[0].split() == ["JOB", "INTERVAL", "LAST", "RUN", "NEXT", "DUE"]
     relay_line = next(line for line in listing if line.startswith("relay_outbox"))
