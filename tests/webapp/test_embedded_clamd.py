@@ -46,3 +46,12 @@ def _pong(client_from_url, url: str) -> bool:
         return client_from_url(url, timeout=1).ping() == "PONG"
     except Exception:
         return False
+
+
+def test_make_run_names_the_scanner_it_was_given(tmp_path):
+    # Reported: with CLAMD_URL set, make run said nothing about the scanner.
+    from webapp.embedded import scanner_for_run
+
+    url, message = scanner_for_run(str(tmp_path), {"CLAMD_URL": "tcp://10.0.0.5:3310"})
+    assert url == "tcp://10.0.0.5:3310"
+    assert message == "clamd: tcp://10.0.0.5:3310 (CLAMD_URL, from the environment)"
