@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 
 from celery import bootsteps
@@ -78,6 +79,15 @@ class Relay:
         self.batch = batch
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        # The pool forks a new process whenever one dies (SIGKILL, OOM, max tasks). A
+        # fork while this thread is inside the database driver hands the child the
+        # driver's mutexes locked, with no thread left to unlock them: on SQLite a child
+        # that had begun its transaction then held the database's write lock for good,
+        # and every other process waited on it. So a fork waits for the relay's pass.
+        self._in_database = threading.Lock()
+        os.register_at_fork(before=self._in_database.acquire,
+                            after_in_parent=self._in_database.release,
+                            after_in_child=self._in_database.release)
 
     def start(self) -> None:
         self._thread.start()
@@ -109,7 +119,8 @@ class Relay:
             self._stopping.wait(wait)
 
     def relay_once(self) -> RelayResult:
-        with self.flask_app.app_context():  # a session of its own, closed as it ends
+        # a session of its own, closed as the app context ends; no fork meanwhile
+        with self._in_database, self.flask_app.app_context():
             return relay_unpublished(db_session(self.flask_app),
                                      self.publisher, older_than=dt.timedelta(0),
                                      batch_size=self.batch)

@@ -96,3 +96,34 @@ def test_a_broker_outage_delays_the_rows_and_loses_none(committing_app, tmp_path
         relay.stop()
         broker.stop()
         through.extensions["sluice.db"].engine.dispose()
+
+
+def test_a_fork_waits_until_the_relay_is_out_of_the_database(committing_app, redis_db):
+    # The pool forks a replacement whenever a process dies. A fork while the relay is
+    # inside the database driver gave the child the driver's mutexes locked: on SQLite
+    # it then held the write lock for good, and the import it was given never finished.
+    import os
+    import threading
+
+    _, app = committing_app
+    inside, leave = threading.Event(), threading.Event()
+
+    def slow_publisher(message):  # the relay is mid-pass, its transaction open
+        inside.set()
+        leave.wait(5)
+    relay = Relay(app, slow_publisher, interval=0.05, batch=7)
+    commit_pings(app, ["held"])
+    relay.start()
+    try:
+        assert inside.wait(5), "the relay never started its pass"
+        threading.Timer(0.5, leave.set).start()
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: nothing to do but exit at once
+            os._exit(0)
+        waited = time.monotonic() - started
+        os.waitpid(pid, 0)
+    finally:
+        leave.set()
+        relay.stop()
+    assert waited >= 0.4, f"forked after {waited:.2f} s, while the relay was mid-pass"
