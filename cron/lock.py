@@ -9,7 +9,7 @@ Three Lua scripts, each one round trip and atomic:
 - extend and release: only while the key still holds our token, so nobody ever
   frees or prolongs someone else's lock (the plain-DEL pitfall of celery-once).
 
-The pitfalls from DESIGN.md are closed: there is always a TTL, sized to the
+The usual Redis-lock pitfalls are closed: there is always a TTL, sized to the
 heartbeat, so a crashed or SIGKILLed holder frees it within `ttl` seconds; the
 token lives on the object, not in a thread-local, so the heartbeat thread can
 use it; and a heartbeat that fails to extend sets `lost`, and the job must stop

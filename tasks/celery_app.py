@@ -44,7 +44,8 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "broker_connection_timeout": 2,
         "broker_transport_options": {
             # Above the hard time limit, or a late-acked task still running is
-            # handed to a second worker (see DESIGN.md, "Celery on Redis").
+            # handed to a second worker (Celery on Redis redelivers unacked messages
+            # once the visibility timeout passes).
             "visibility_timeout": config["CELERY_VISIBILITY_TIMEOUT"],
             "socket_connect_timeout": 2,
             "socket_timeout": 5,

@@ -89,7 +89,7 @@ class Budgets:
 def init_rate_limits(app: Flask, limiter: Limiter) -> None:
     app.config.setdefault("RATELIMIT_STORAGE_URI", _limits_url(app.config["REDIS_URL"]))
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["REDIS_KEY_PREFIX"] + "rl")
-    # O(1) Redis memory per key, unlike the moving window (DESIGN.md, flask-limiter).
+    # O(1) Redis memory per key, unlike the moving window (flask-limiter's docs).
     app.config.setdefault("RATELIMIT_STRATEGY", "sliding-window-counter")
     # Rate-limit headers on every response cost a Redis round trip each; the 429
     # itself carries Retry-After and the limit (webapp/errors.py).

@@ -3,8 +3,8 @@ the baseline, that do only what the issue requires of every delivery.
 
 - `rate_limited`: the rate limit, with flask-limiter on Redis and the same strategy
   as webapp/ (one sliding-window-counter hit per request).
-- `committed`: the delivery made durable before it is answered (DESIGN.md: never a
-  2xx for an event not committed): one INSERT into `minimal_events` (made by
+- `committed`: the delivery made durable before it is answered (docs/design.md: never
+  a 2xx for an event not committed): one INSERT into `minimal_events` (made by
   bench/ingest/run.py), in autocommit, by psycopg on a connection kept per thread.
 - `limited_and_committed`: both, and nothing else: no signature check, no outbox
   row, no publish, no logging, no metrics.

@@ -120,7 +120,8 @@ def test_stripe_any_v1_entry_may_match_and_the_official_library_agrees():
 
 
 def test_stripe_uses_the_whsec_string_itself_and_standard_decodes_it():
-    # The same secret text means different keys in the two schemes (DESIGN.md pitfall).
+    # The same secret text means different keys in the two schemes (Stripe uses whsec_ raw,
+    # Standard Webhooks base64-decodes what follows it).
     src = source("standard", STRIPE_SECRET)
     assert code_of(src, {"webhook-id": "m", "webhook-timestamp": str(T),
                          "webhook-signature": f"v1,{STRIPE_SIG}"}, STRIPE_BODY, T) \
