@@ -211,9 +211,10 @@ def get(session: requests.Session, policy: FetchPolicy, url: str,
     FetchFailed when the other side fails; any status is returned, for the caller
     to judge.
     """
-    first = policy.check_url(url)
+    first = None
     for _ in range(MAX_REDIRECTS + 1):
         here = policy.check_url(url)
+        first = first or here
         same_origin = here == first
         prepared = session.prepare_request(requests.Request(
             "GET", url, headers=dict(headers or {}) if same_origin else {},

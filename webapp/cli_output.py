@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from webapp import readable
+
 
 def when(value) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
+    return readable.when(value, seconds=False)
 
 
 def echo_table(headers: tuple[str, ...], rows: list[tuple], empty: str) -> None:

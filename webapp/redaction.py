@@ -8,6 +8,7 @@ than MAX_CHARS is cut before any pattern sees it.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable
 
@@ -28,6 +29,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)  # every log record's extras pass here; keys repeat
 def sensitive_key(key: str) -> bool:
     words = _NOT_WORD.sub("_", _CAMEL.sub("_", key[:200]).lower())
     return _SENSITIVE_WORDS.search(words) is not None

@@ -31,6 +31,7 @@ from documents.scanning import request_rescan, rescan_pending
 from store import audit
 from store.clients import ApiClient, end_ops_session, open_ops_session
 from tasks.app_state import sources as configured_sources
+from webapp import readable
 from webapp.auth import checked_token
 from webapp.extensions import db, redis_client
 from webapp.import_views import ERRORS_HEADER
@@ -405,26 +406,8 @@ def ago(seconds) -> str:
     return f"{seconds} s"
 
 
-@bp.app_template_filter("when")
-def when(value) -> str:
-    """A datetime, unix seconds or an ISO string (the API's import progress), readably."""
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, (int, float)):
-        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    elif isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-@bp.app_template_filter("size")
-def size(value: int) -> str:
-    """Bytes as a person reads them: 4194304 is 4 MiB."""
-    for unit, factor in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
-        if value >= factor:
-            amount = value / factor
-            return f"{amount:.0f} {unit}" if amount == int(amount) else f"{amount:.1f} {unit}"
-    return f"{value} B"
+bp.add_app_template_filter(readable.when, "when")
+bp.add_app_template_filter(readable.size, "size")
 
 
 _CLIENT_ID = re.compile(r"client:(\d+)")
