@@ -1,10 +1,11 @@
-"""relay_outbox: publish outbox rows that their own after-commit publish did not."""
+"""relay_outbox: the safety net that publishes outbox rows no worker's relay took
+(older than OUTBOX_RELAY_AFTER): workers all down, or their relays stuck."""
 from __future__ import annotations
 
 import datetime as dt
 
 from cron.runner import JobContext
-from store.outbox import relay_unpublished
+from store.publishing import publish_pending
 
 
 def relay_outbox(ctx: JobContext) -> dict:
@@ -13,7 +14,7 @@ def relay_outbox(ctx: JobContext) -> dict:
     total = {"published": 0, "failed": 0}
     while True:  # batches until the backlog is empty or the broker refuses
         ctx.check()
-        result = relay_unpublished(
+        result = publish_pending(
             ctx.session, ctx.publisher,
             older_than=dt.timedelta(seconds=ctx.config["OUTBOX_RELAY_AFTER"]),
             batch_size=ctx.config["OUTBOX_RELAY_BATCH"])

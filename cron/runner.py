@@ -17,8 +17,9 @@ from cron.lock import JobLock
 from cron.models import FAILED, SKIPPED_LOCKED, SUCCEEDED, TIMED_OUT, JobRun
 from store import audit
 from store.db import utcnow
-from store.outbox import Publisher, enqueue
+from store.outbox import enqueue
 from store.payloads import describe_error
+from store.publishing import Publisher
 from store.task_names import RUN_JOB
 
 log = logging.getLogger(__name__)

@@ -1,28 +1,16 @@
-"""Transactional outbox: enqueue work in the caller's transaction; it is published after.
+"""Transactional outbox: the table, and writing to it in the caller's transaction.
 
 `enqueue()` adds an `outbox` row to the caller's session, and `insert_with_message()`
 writes a row and its outbox row in one Core statement (the webhook ingest path).
-Nothing publishes at commit. Every worker runs a relay (tasks/relay.py) that calls
-`relay_unpublished()` every OUTBOX_POLL_INTERVAL, `SKIP LOCKED` between workers, so
-each row is sent once; beat's `relay_outbox` job is the safety net for rows no
-worker's relay took. If the broker is down the row simply stays unpublished until
-a relay gets it through, so committed work is never lost between the database and
-the broker. A rolled-back transaction leaves no row, and so publishes nothing.
-
-(Workers used to publish what their own tasks enqueued right after commit as well,
-which saved at most one poll interval per hop; the relay, seeing the row before
-that publish was marked, sent it a second time, and each follow-on task ran twice.)
-
-The publisher is any callable taking a `Message`; the Celery one lives in `tasks`.
+Nothing publishes at commit: store.publishing sends committed rows to the broker. A
+rolled-back transaction leaves no row, and so publishes nothing.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
-from typing import Any, Callable
+from typing import Any
 
-from prometheus_client import Counter
 from sqlalchemy import (
     Index,
     Integer,
@@ -34,7 +22,6 @@ from sqlalchemy import (
     null,
     select,
     true,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection, Engine
@@ -49,11 +36,6 @@ from store.db import (
     core_connection,
     insert_returning,
     utcnow,
-)
-
-PUBLISHED = Counter("sluice_outbox_published_total", "Outbox messages published", ["path"])
-PUBLISH_FAILURES = Counter(
-    "sluice_outbox_publish_failures_total", "Outbox publishes that failed", ["path"]
 )
 
 
@@ -80,18 +62,6 @@ class OutboxMessage(Base):
             sqlite_where=published_at.is_(None),
         ),
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Message:
-    id: int
-    task_name: str
-    kwargs: dict[str, Any]
-    queue: str | None
-    trace_context: dict[str, str] | None = None
-
-
-Publisher = Callable[[Message], None]
 
 
 def backlog(session: Session) -> tuple[int, dt.datetime | None]:
@@ -157,51 +127,3 @@ def _insert_with_message(table, columns: tuple[str, ...], unique: tuple[str, ...
                bindparam("outbox_created_at", type_=UTCDateTime()), literal(0)))
         .returning(outbox.c.id).cte("message"))
     return select(inserted.c.id).select_from(inserted).join(message, true())
-
-
-@dataclasses.dataclass
-class RelayResult:
-    published: int = 0
-    failed: int = 0
-
-
-def relay_unpublished(session: Session, publisher: Publisher, *,
-                      older_than: dt.timedelta, batch_size: int = 500) -> RelayResult:
-    """Publish rows that are still unpublished, oldest first, in one batch.
-
-    `older_than` leaves fresh rows to the workers' relays (beat's safety net passes
-    OUTBOX_RELAY_AFTER). On Postgres `SKIP LOCKED` lets several relays share the
-    backlog without double sends.
-    """
-    cutoff = utcnow() - older_than
-    table = OutboxMessage.__table__
-    # Core rows, not ORM objects, and one UPDATE for the batch: each worker's relay
-    # runs this in the process that also feeds its pool, for every message.
-    rows = session.execute(
-        select(table.c.id, table.c.task_name, table.c.kwargs, table.c.queue,
-               table.c.trace_context)
-        .where(table.c.published_at.is_(None), table.c.created_at <= cutoff)
-        .order_by(table.c.id)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-    ).all()
-    result, published = RelayResult(), []
-    for row in rows:
-        try:
-            publisher(Message(*row))
-        except Exception as exc:
-            session.execute(update(table).where(table.c.id == row.id).values(
-                attempts=table.c.attempts + 1,
-                last_error=f"{type(exc).__name__}: {exc}"[:500]))
-            result.failed += 1
-            PUBLISH_FAILURES.labels("relay").inc()
-            break  # broker down: stop hammering it, the next run resumes here
-        published.append(row.id)
-    if published:
-        session.execute(update(table).where(table.c.id.in_(published))
-                        .values(published_at=utcnow()))
-    result.published = len(published)
-    session.commit()
-    if result.published:
-        PUBLISHED.labels("relay").inc(result.published)
-    return result

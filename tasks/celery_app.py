@@ -16,8 +16,8 @@ from kombu import Exchange, Queue
 from kombu.pools import producers
 
 from store import tracing
-from store.outbox import Message, Publisher
-from tasks import QUEUES, RETRY_LIMITS, TASK_MODULES, give_up
+from store.publishing import Message, Publisher
+from tasks import QUEUES, RETRY_LIMITS, TASK_MODULES, run_give_up
 from tasks.app_state import config, redis_client
 from tasks.broker import broker_ssl, transport_for
 from tasks.queue_gauge import QueueDepthGauge
@@ -104,7 +104,7 @@ def lost_too_often(task: Task, args: tuple, kwargs: dict) -> bool:
         return False
     log.error("task abandoned: its worker kept dying",
               extra={"task": task.name, "task_id": task.request.id, "delivery": deliveries})
-    give_up(task.name, args, kwargs)
+    run_give_up(task.name, args, kwargs)
     return True
 
 
@@ -129,7 +129,7 @@ def celery_init_app(app: Flask) -> Celery:
                 "task": self.name, "task_id": task_id, "error": type(exc).__name__,
                 "task_kwargs": kwargs})
             with app.app_context():
-                give_up(self.name, args, kwargs)
+                run_give_up(self.name, args, kwargs)
 
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.conf.update(celery_config(app.config))

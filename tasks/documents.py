@@ -12,20 +12,20 @@ from documents.scanning import give_up, scan_document
 from documents.sniffing import allowlist_from
 from documents.storage import StorageUnavailable
 from store.task_names import INGEST_UPLOAD, SCAN_DOCUMENT
-from tasks import gives_up
+from tasks import register_give_up
 from tasks.app_state import config, db_session, storage
 
 log = logging.getLogger(__name__)
 
-gives_up(SCAN_DOCUMENT)(give_up)  # scan_error: never clean without an OK
-gives_up(INGEST_UPLOAD)(direct_uploads.give_up)  # failed: no document made
+register_give_up(SCAN_DOCUMENT)(give_up)  # scan_error: never clean without an OK
+register_give_up(INGEST_UPLOAD)(direct_uploads.give_up)  # failed: no document made
 
 
 # clamd down or unsure (ScanFailed), the database or the blob store away: retry with
-# backoff; DOCUMENT_SCAN_MAX_RETRIES (task_annotations) caps it, then scan_error.
+# backoff; DOCUMENT_SCAN_MAX_RETRIES (RETRY_LIMITS) caps it, then scan_error.
 @shared_task(name=SCAN_DOCUMENT, bind=True, acks_late=True, ignore_result=True,
              autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=300,
-             retry_jitter=True, max_retries=5)
+             retry_jitter=True)
 def scan(self, document_id: int) -> None:
     session = db_session()
     url = config("CLAMD_URL")
@@ -38,11 +38,12 @@ def scan(self, document_id: int) -> None:
     session.commit()
 
 
-# The store or the database away: retry with backoff, then the upload is `failed`.
+# The store or the database away: retry with backoff, DIRECT_UPLOAD_MAX_RETRIES
+# (RETRY_LIMITS) times, then the upload is `failed`.
 # What the bytes themselves get wrong is decided once, inside ingest (rejected).
 @shared_task(name=INGEST_UPLOAD, bind=True, acks_late=True, ignore_result=True,
              autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=300,
-             retry_jitter=True, max_retries=5)
+             retry_jitter=True)
 def ingest_upload(self, upload_id: int) -> None:
     session, blobs = db_session(), storage()
     upload = direct_uploads.ingest(session, blobs, upload_id, config("DOCUMENT_MAX_BYTES"),

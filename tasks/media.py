@@ -10,22 +10,21 @@ from celery.utils.time import get_exponential_backoff_interval
 from documents.fetch import FetchFailed
 from documents.sniffing import allowlist_from
 from store.task_names import FETCH_MEDIA
-from tasks import gives_up
+from tasks import register_give_up
 from tasks.app_state import config, db_session, redis_client, sources, storage
 from webhooks.whatsapp.fetching import MediaEnvironment, TryLater, fetch_media
 from webhooks.whatsapp.media import give_up
 
 log = logging.getLogger(__name__)
 
-gives_up(FETCH_MEDIA)(give_up)  # failed: the provider never answered
+register_give_up(FETCH_MEDIA)(give_up)  # failed: the provider never answered
 
 
 # The retry path is written out because a provider's 429 or 503 says when to come
 # back (Retry-After), which the declarative policy cannot honour; every other
 # failure (the database, the blob store, a busy source) takes the same backoff.
-# MEDIA_FETCH_MAX_RETRIES caps them all, then the item is failed.
-@shared_task(name=FETCH_MEDIA, bind=True, acks_late=True, ignore_result=True,
-             max_retries=None)
+# MEDIA_FETCH_MAX_RETRIES (RETRY_LIMITS) caps them all, then the item is failed.
+@shared_task(name=FETCH_MEDIA, bind=True, acks_late=True, ignore_result=True)
 def fetch(self, media_id: int) -> None:
     session = db_session()
     environment = MediaEnvironment(
@@ -44,8 +43,7 @@ def fetch(self, media_id: int) -> None:
             countdown = max(countdown, exc.retry_after)
         elif isinstance(exc, TryLater):
             countdown = max(countdown, exc.countdown + random.uniform(0, exc.countdown))
-        raise self.retry(exc=exc, countdown=countdown,
-                         max_retries=config("MEDIA_FETCH_MAX_RETRIES"))
+        raise self.retry(exc=exc, countdown=countdown)
     if media is not None:
         log.info("whatsapp media fetched", extra={
             "media_id": media_id, "status": media.status, "code": media.error_code,

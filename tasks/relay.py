@@ -28,7 +28,7 @@ from celery.signals import worker_process_init
 from flask import Flask
 
 from store.db import DATABASE_UNAVAILABLE
-from store.outbox import Publisher, RelayResult, relay_unpublished
+from store.publishing import Publisher, PublishResult, publish_pending
 from tasks.app_state import database, db_session
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,12 @@ class Relay:
             try:
                 result = self.relay_once()
             except DATABASE_UNAVAILABLE as exc:
-                result = RelayResult(failed=1)
+                result = PublishResult(failed=1)
                 if not failing:
                     log.warning("outbox relay: the database is unavailable",
                                 extra={"error": type(exc).__name__})
             except Exception:  # a bug must not end the thread: log it, try again later
-                result = RelayResult(failed=1)
+                result = PublishResult(failed=1)
                 log.exception("outbox relay failed")
             failing = bool(result.failed)
             if failing:  # the broker (or the database) refused: back off, up to BACKOFF_MAX
@@ -118,9 +118,9 @@ class Relay:
                     continue  # a full batch: there is likely more
             self._stopping.wait(wait)
 
-    def relay_once(self) -> RelayResult:
+    def relay_once(self) -> PublishResult:
         # a session of its own, closed as the app context ends; no fork meanwhile
         with self._in_database, self.flask_app.app_context():
-            return relay_unpublished(db_session(self.flask_app),
-                                     self.publisher, older_than=dt.timedelta(0),
-                                     batch_size=self.batch)
+            return publish_pending(db_session(self.flask_app),
+                                   self.publisher, older_than=dt.timedelta(0),
+                                   batch_size=self.batch)

@@ -8,13 +8,13 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from store.task_names import PROCESS_EVENT
-from tasks import gives_up
+from tasks import register_give_up
 from tasks.app_state import config, db_session, sources
 from webhooks.processing import EventNotFound, is_final, park, process, record_failure
 
 log = logging.getLogger(__name__)
 
-gives_up(PROCESS_EVENT)(park)
+register_give_up(PROCESS_EVENT)(park)
 
 
 # The retry path is written out rather than declared (autoretry_for): every failed
@@ -23,8 +23,7 @@ gives_up(PROCESS_EVENT)(park)
 # PayloadError is dead at once), and when the database is the thing that is down
 # nothing can be recorded, so the task must still retry rather than let the error
 # ack the message. Backoff and its cap are settings, read when a retry is made.
-@shared_task(name=PROCESS_EVENT, bind=True, acks_late=True, ignore_result=True,
-             max_retries=None)
+@shared_task(name=PROCESS_EVENT, bind=True, acks_late=True, ignore_result=True)
 def process_event(self, event_id: int) -> None:
     """Retry with exponential backoff and full jitter, then park the event as dead.
 
@@ -42,7 +41,7 @@ def process_event(self, event_id: int) -> None:
     except Exception as exc:
         session.rollback()
         attempt = self.request.retries
-        dead = is_final(exc, attempt, config("WEBHOOK_MAX_RETRIES"))
+        dead = is_final(exc, attempt, self.max_retries)  # WEBHOOK_MAX_RETRIES
         try:
             record_failure(session, event_id, exc, dead=dead)
             session.commit()
@@ -57,4 +56,7 @@ def process_event(self, event_id: int) -> None:
         countdown = get_exponential_backoff_interval(
             factor=config("WEBHOOK_RETRY_BACKOFF"), retries=attempt,
             maximum=config("WEBHOOK_RETRY_BACKOFF_MAX"), full_jitter=True)
-        raise self.retry(exc=exc, countdown=countdown)
+        # Not dead past the cap means the database is away, which is waited out
+        # however long it lasts (is_final): Celery's own cap must not end it.
+        raise self.retry(exc=exc, countdown=countdown,
+                         max_retries=max(self.max_retries, attempt + 1))

@@ -48,13 +48,13 @@ def register_extensions(app: Flask) -> None:
     """No Celery here: the web leaves its outbox rows to the workers' relay
     (tasks/relay.py); worker and beat add Celery in `tasks.worker`."""
     from webapp.embedded import ensure_embedded_redis
-    from webapp.extensions import db, limiter, redis_client
+    from webapp.extensions import db, init_redis, limiter
     from webapp.rate_limits import init_rate_limits
 
     if not app.config.get("REDIS_URL"):
         app.config["REDIS_URL"] = ensure_embedded_redis(app.instance_path)
     db.init_app(app)
-    redis_client.init_app(app)
+    init_redis(app)
     init_rate_limits(app, limiter)
 
 

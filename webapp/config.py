@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_MAX_TOTAL_BYTES": 4 * 1024 * 1024 * 1024,  # decompressed, counted while reading
     "IMPORT_MAX_RATIO": 100.0,        # per entry, decompressed / compressed (past 1 MiB out)
     "IMPORT_BATCH_SIZE": 100,         # rows committed together (the resume granularity)
+    "DIRECT_UPLOAD_MAX_RETRIES": 5,   # a direct upload's ingest: store or database away
     "IMPORT_MAX_RETRIES": 5,          # then the import is failed
     "DOWNLOAD_LINK_TTL": 300,         # seconds a signed download link stays valid
     "METRICS_CACHE_SECONDS": 15.0,    # backlog gauges are measured at most this often

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from cron.jobs import registry
 from cron.models import SKIPPED_LOCKED, SUCCEEDED, JobRun
 from cron.runner import run_job
+from tasks.app_state import redis_client
 from webapp.cli_output import echo_table, when
-from webapp.extensions import db, redis_client
+from webapp.extensions import db
 
 cron_cli = AppGroup("cron", help="Scheduled jobs.")
 
@@ -71,7 +72,7 @@ def cron_run(name: str, wait: float | None) -> None:
     job = registry(current_app.config).get(name)
     if job is None:
         raise click.ClickException(f"no enabled job named {name!r}")
-    run = run_job(db.session, redis_client.client, job, trigger="manual",
+    run = run_job(db.session, redis_client(), job, trigger="manual",
                   config=current_app.config,
                   publisher=outbox_publisher(celery_init_app(current_app)),
                   wait=job.time_limit if wait is None else wait)

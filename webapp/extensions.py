@@ -59,19 +59,14 @@ def _close_session(_exc) -> None:
         session.close()  # rolls back anything left uncommitted
 
 
-class RedisClient:
-    def init_app(self, app: Flask) -> None:
-        app.extensions[REDIS_KEY] = redis.Redis.from_url(
-            app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2,
-            health_check_interval=30)
-
-    @property
-    def client(self) -> redis.Redis:
-        return current_app.extensions[REDIS_KEY]
+def init_redis(app: Flask) -> None:
+    """The app's Redis client; code reaches it with tasks.app_state.redis_client()."""
+    app.extensions[REDIS_KEY] = redis.Redis.from_url(
+        app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2,
+        health_check_interval=30)
 
 
 db = Database()
-redis_client = RedisClient()
 # Limits are declared per route (webhook sources bring their own); this instance
 # only holds storage and failure policy, configured from app.config in init_app.
 limiter = Limiter(key_func=get_remote_address)

@@ -7,8 +7,8 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from documents.scanner import client_from_url
-from tasks.app_state import storage
-from webapp.extensions import db, redis_client
+from tasks.app_state import redis_client, storage
+from webapp.extensions import db
 from webapp.migrate import database_heads, script_heads
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _check_database() -> dict:
 
 def _check_redis() -> dict:
     try:
-        redis_client.client.ping()
+        redis_client().ping()
         return {"status": "ok"}
     except Exception as exc:
         return _down("redis", exc)

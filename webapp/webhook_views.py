@@ -13,13 +13,13 @@ from prometheus_client import Counter
 from werkzeug.test import Client
 
 from store import tracing
-from tasks.app_state import SOURCES_KEY, sources
+from tasks.app_state import SOURCES_KEY, redis_client, sources
 from webapp.config import webhook_sources
 from webapp.errors import APIError
-from webapp.extensions import db, limiter, redis_client
+from webapp.extensions import db, limiter
 from webapp.rate_limits import Budget, OverBudget
 from webhooks import stats
-from webhooks.ingest import InvalidPayload, store
+from webhooks.ingest import InvalidPayload, store_delivery
 from webhooks.schemes import SCHEMES, SignatureError, verify
 from webhooks.sources import Source
 
@@ -93,7 +93,7 @@ def receive(source: str):
         raise
     try:
         # committed on return; raises (503) rather than acknowledge an uncommitted event
-        stored = store(db.state.bind, source, request.headers, body)
+        stored = store_delivery(db.state.bind, source, request.headers, body)
     except InvalidPayload as exc:
         DELIVERIES.labels(source.name, exc.code).inc()
         _count_unstored(source, "invalid_payload")
@@ -108,7 +108,7 @@ def receive(source: str):
 
 def _count_unstored(source: Source, outcome: str) -> None:
     """For the ops console's last hour and day; accepted ones are counted from the table."""
-    stats.count(redis_client.client, current_app.config["REDIS_KEY_PREFIX"], source.name,
+    stats.count(redis_client(), current_app.config["REDIS_KEY_PREFIX"], source.name,
                 outcome)
 
 

@@ -16,7 +16,7 @@ from webhooks.models import RECEIVED, WebhookEvent
 from webhooks.schemes import SCHEMES, InvalidPayload
 from webhooks.sources import Source
 
-__all__ = ["InvalidPayload", "KEPT_HEADERS", "Stored", "parse_json", "store"]
+__all__ = ["InvalidPayload", "KEPT_HEADERS", "Stored", "parse_json", "store_delivery"]
 
 # Kept for debugging and replay; signatures are deliberately not stored.
 KEPT_HEADERS = ("Content-Type", "User-Agent", "webhook-id", "webhook-timestamp")
@@ -37,8 +37,8 @@ def parse_json(body: bytes) -> Any:
         return None
 
 
-def store(bind: Engine | Connection, source: Source, headers: Mapping[str, str],
-          body: bytes) -> Stored:
+def store_delivery(bind: Engine | Connection, source: Source, headers: Mapping[str, str],
+                   body: bytes) -> Stored:
     """Store a verified delivery once, with its outbox row: committed on return when
     given an Engine, in its transaction when given a Connection.
 

@@ -5,7 +5,7 @@ import base64
 import datetime as dt
 import json
 
-from store.outbox import relay_unpublished
+from store.publishing import publish_pending
 from tasks.celery_app import outbox_publisher
 from tests.helpers.workers import celery_of
 from webapp.extensions import db
@@ -27,5 +27,5 @@ def relay(app) -> int:
     """What a worker's relay (tasks/relay.py) does next: publish every unpublished
     outbox row; how many it published."""
     with app.app_context():
-        return relay_unpublished(db.session, outbox_publisher(celery_of(app)),
-                                 older_than=dt.timedelta(0)).published
+        return publish_pending(db.session, outbox_publisher(celery_of(app)),
+                               older_than=dt.timedelta(0)).published

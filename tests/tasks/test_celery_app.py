@@ -76,3 +76,15 @@ def test_embedded_unix_socket_urls_are_spelled_for_kombu(app_config):
     app = create_app({**app_config, "REDIS_URL": "unix:///tmp/x/redis.sock"})
     assert celery_of(app).conf.broker_url == "redis+socket:///tmp/x/redis.sock"
     assert app.config["RATELIMIT_STORAGE_URI"] == "redis+unix:///tmp/x/redis.sock"
+
+
+def test_each_retry_cap_is_its_setting_and_tasks_without_one_never_retry(make_app):
+    from tasks import RETRY_LIMITS
+
+    settings = {setting: 2 + index for index, setting in enumerate(RETRY_LIMITS.values())}
+    celery = celery_of(make_app(**settings))
+    celery.loader.import_default_modules()
+    for name, setting in RETRY_LIMITS.items():
+        assert celery.tasks[name].max_retries == settings[setting], name
+    for name in (task_names.RUN_JOB, task_names.PING):
+        assert celery.tasks[name].max_retries == 0, name

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select, update
 
 from store.db import utcnow
-from store.outbox import OutboxMessage, enqueue, relay_unpublished
+from store.outbox import OutboxMessage, enqueue
+from store.publishing import publish_pending
 from tasks.celery_app import outbox_publisher
 from tests.helpers.outbox import queued, relay
 from tests.helpers.workers import celery_of
@@ -112,15 +113,15 @@ def test_broker_down_at_publish_leaves_the_row_for_the_relay_which_delivers_it_o
         assert row.published_at is None
 
         publisher = outbox_publisher(celery_of(app))
-        down = relay_unpublished(session, publisher, older_than=dt.timedelta(0))
+        down = publish_pending(session, publisher, older_than=dt.timedelta(0))
         assert (down.published, down.failed) == (0, 1)
         session.refresh(row)
         assert row.attempts == 1 and "OperationalError" in row.last_error
 
         broker.start()
         try:
-            up = relay_unpublished(session, publisher, older_than=dt.timedelta(0))
-            again = relay_unpublished(session, publisher, older_than=dt.timedelta(0))
+            up = publish_pending(session, publisher, older_than=dt.timedelta(0))
+            again = publish_pending(session, publisher, older_than=dt.timedelta(0))
             client = __import__("redis").Redis.from_url(broker.url)
             delivered = queued(client, "cron")
         finally:
@@ -144,7 +145,7 @@ def test_relay_leaves_fresh_rows_to_their_own_publish_and_goes_oldest_first(app,
             .values(created_at=old))
         session.commit()
         publisher = outbox_publisher(celery_of(app))
-        result = relay_unpublished(session, publisher, older_than=dt.timedelta(seconds=30),
-                                   batch_size=10)
+        result = publish_pending(session, publisher, older_than=dt.timedelta(seconds=30),
+                                 batch_size=10)
         assert (result.published, result.failed) == (2, 0)
     assert [m["kwargs"]["token"] for m in queued(redis_db, "cron")] == ["old-1", "old-2"]

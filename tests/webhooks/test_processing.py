@@ -195,6 +195,6 @@ def test_accept_then_process_end_to_end_in_process(session):
     body = json.dumps(stripe("evt_ip", "payment_intent.succeeded", 100, intent="pi_ip")).encode()
     headers = signing.stripe_headers(body, "s")
     verify(STRIPE, headers, body, time.time())
-    stored = ingest.store(session.connection(), STRIPE, headers, body)
+    stored = ingest.store_delivery(session.connection(), STRIPE, headers, body)
     process(session, stored.event_id)
     assert payment(session, "pi_ip").status == "succeeded"

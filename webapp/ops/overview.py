@@ -20,9 +20,10 @@ from documents.imports import progress
 from documents.models import SCAN_ERROR, imports_in_progress, oldest_pending_scan, status_counts
 from store.db import utcnow
 from store.outbox import backlog
+from tasks.app_state import redis_client
 from tasks.app_state import sources as configured_sources
 from tasks.queue_depths import recorded
-from webapp.extensions import db, redis_client
+from webapp.extensions import db
 from webapp.health import components
 from webhooks import stats
 from webhooks.models import DEAD
@@ -70,7 +71,7 @@ def _gather() -> dict[str, Any]:
     session, now = db.session, utcnow()
     sources = configured_sources()
     stored = stats.stored(session, now)
-    unstored = stats.unstored(redis_client.client, current_app.config["REDIS_KEY_PREFIX"],
+    unstored = stats.unstored(redis_client(), current_app.config["REDIS_KEY_PREFIX"],
                               sources)
     deliveries = {name: {window: {**stored.get(name, {}).get(window, {}),
                                   **unstored[name][window]} for window in stats.WINDOWS}
@@ -83,7 +84,7 @@ def _gather() -> dict[str, Any]:
         "pending_scan_after": current_app.config["REDRIVE_AFTER"],
         "outbox": {"count": outbox_count, "oldest_age": _age(now, outbox_oldest)},
         "oldest_unprocessed_age": _age(now, stats.oldest_unprocessed(session)),
-        "queues": recorded(redis_client.client, current_app.config["REDIS_KEY_PREFIX"]),
+        "queues": recorded(redis_client(), current_app.config["REDIS_KEY_PREFIX"]),
         "documents": documents,
         "oldest_pending_scan_age": _age(now, oldest_pending_scan(session)),
         "imports": [progress(session, job, now) for job in imports_in_progress(session)],
@@ -99,7 +100,7 @@ def _job(job, now) -> dict[str, Any]:
     last = runs[0] if runs else None
     return {"name": job.name, "interval": job.interval, "last": last,
             "next_due": (last.started_at.timestamp() + job.interval) if last else None,
-            "held_for": held_for(redis_client.client, job.name,
+            "held_for": held_for(redis_client(), job.name,
                                  current_app.config["REDIS_KEY_PREFIX"])}
 
 

@@ -30,10 +30,11 @@ from documents.reports import csv_lines
 from documents.scanning import request_rescan, rescan_pending
 from store import audit
 from store.clients import ApiClient, end_ops_session, open_ops_session
+from tasks.app_state import redis_client
 from tasks.app_state import sources as configured_sources
 from webapp import readable
 from webapp.auth import checked_token
-from webapp.extensions import db, redis_client
+from webapp.extensions import db
 from webapp.import_views import ERRORS_HEADER
 from webapp.ops import actor, bp, operator_required
 from webapp.ops.overview import forget, gather
@@ -317,7 +318,7 @@ def job(name: str):
     return render_template(
         "ops/job.html", title=f"Job {name}", job=found,
         runs=recent_runs(db.session, name, limit=50),
-        held_for=held_for(redis_client.client, name, current_app.config["REDIS_KEY_PREFIX"]),
+        held_for=held_for(redis_client(), name, current_app.config["REDIS_KEY_PREFIX"]),
         refresh=5)
 
 
