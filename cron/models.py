@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import BigInteger, Float, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
 
@@ -29,13 +29,3 @@ class JobRun(Base):
     error: Mapped[str | None] = mapped_column(String(1000))
 
     __table_args__ = (Index("ix_job_runs_job_started_at", "job", "started_at"),)
-
-
-def recent_runs(session: Session, job: str, limit: int = 20) -> list[JobRun]:
-    return list(session.scalars(select(JobRun).where(JobRun.job == job)
-                                .order_by(JobRun.id.desc()).limit(limit)))
-
-
-def last_success(session: Session, job: str) -> JobRun | None:
-    return session.scalar(select(JobRun).where(JobRun.job == job, JobRun.outcome == SUCCEEDED)
-                          .order_by(JobRun.id.desc()).limit(1))

@@ -8,8 +8,9 @@ from sqlalchemy import or_, select
 
 from cron.runner import JobContext
 from documents.models import CLEAN, SCAN_ERROR, Document
+from documents.operations import rescan_pending
 from documents.scanner import client_from_url
-from documents.scanning import rescan_pending, signatures_fingerprint
+from documents.scanning import signatures_fingerprint
 from store.outbox import enqueue
 from store.task_names import SCAN_DOCUMENT
 

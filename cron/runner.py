@@ -15,12 +15,9 @@ from sqlalchemy.orm import Session
 
 from cron.lock import JobLock
 from cron.models import FAILED, SKIPPED_LOCKED, SUCCEEDED, TIMED_OUT, JobRun
-from store import audit
 from store.db import utcnow
-from store.outbox import enqueue
 from store.payloads import describe_error
 from store.publishing import Publisher
-from store.task_names import RUN_JOB
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +102,3 @@ def _finish(session: Session, run: JobRun, outcome: str, started: float) -> JobR
     if outcome == SKIPPED_LOCKED:
         log.info("job skipped: its lock is held", extra={"job": run.job})
     return run
-
-
-def request_run(session: Session, job: Job, trigger: str, actor: str) -> None:
-    """Queue a run of `job` on the worker (same lock and history as beat), audited;
-    the caller commits."""
-    enqueue(session, RUN_JOB, {"name": job.name, "trigger": trigger})
-    audit.record(session, actor, "job.run", "job", job.name)

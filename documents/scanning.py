@@ -7,20 +7,17 @@ is recorded for the scanned document only.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from documents.models import CLEAN, INFECTED, PENDING_SCAN, SCAN_ERROR, UNSCANNABLE, Document
+from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
 from documents.storage import BlobStorage
 from store import audit
 from store.db import utcnow
-from store.outbox import enqueue
-from store.task_names import SCAN_DOCUMENT
 
 
 class ScanFailed(RuntimeError):
@@ -102,33 +99,3 @@ def give_up(session: Session, document_id: int) -> None:
     document = session.get(Document, document_id)
     if document is not None and document.status not in (CLEAN, INFECTED):
         document.status = SCAN_ERROR
-
-
-def stuck_pending(session: Session, older_than: dt.timedelta, limit: int) -> list[int]:
-    """Documents still waiting for a first verdict past `older_than`, oldest first: their
-    scan message was lost (a worker died with it, the broker lost it), or no scanner
-    existed when they came in."""
-    return list(session.scalars(
-        select(Document.id).where(Document.status == PENDING_SCAN,
-                                  Document.created_at < utcnow() - older_than)
-        .order_by(Document.id).limit(limit)))
-
-
-def rescan_pending(session: Session, older_than: dt.timedelta, cap: int, actor: str) -> int:
-    """Queue a scan for up to `cap` stuck pending documents (an operator's action, or
-    the rescan job's); audited once, with the count. The caller commits."""
-    ids = stuck_pending(session, older_than, cap)
-    for document_id in ids:
-        enqueue(session, SCAN_DOCUMENT, {"document_id": document_id})
-    if ids:
-        audit.record(session, actor, "document.rescan_pending", "document", "*",
-                     {"count": len(ids), "first_id": ids[0], "last_id": ids[-1]})
-    return len(ids)
-
-
-def request_rescan(session: Session, document: Document, actor: str) -> None:
-    """Scan again (an operator's decision): queued, audited; the verdict replaces the
-    old one, and an infected one still marks every copy of the bytes."""
-    enqueue(session, SCAN_DOCUMENT, {"document_id": document.id})
-    audit.record(session, actor, "document.rescan", "document", document.id,
-                 {"previous_status": document.status})

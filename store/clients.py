@@ -50,6 +50,34 @@ def create_client(session: Session, name: str, scopes: list[str]) -> tuple[ApiCl
     return client, token
 
 
+class ClientNotFound(LookupError):
+    pass
+
+
+def all_clients(session: Session) -> list[ApiClient]:
+    return list(session.scalars(select(ApiClient).order_by(ApiClient.id)))
+
+
+def client_names(session: Session, client_ids: set[int]) -> dict[int, str]:
+    """{id: name} for the given clients (for showing owners beside their rows)."""
+    if not client_ids:
+        return {}
+    return dict(session.execute(select(ApiClient.id, ApiClient.name)
+                                .where(ApiClient.id.in_(client_ids))).all())
+
+
+def revoke_client(session: Session, name: str) -> tuple[ApiClient, bool]:
+    """Revoke the client called `name`: its tokens, download links and console sessions
+    end at once. (the client, False) if it was revoked already; the caller commits."""
+    client = session.scalar(select(ApiClient).where(ApiClient.name == name))
+    if client is None:
+        raise ClientNotFound(name)
+    if client.revoked_at is not None:
+        return client, False
+    client.revoked_at = utcnow()
+    return client, True
+
+
 def active_client_id(session: Session, name: str) -> int | None:
     """The id of the unrevoked client called `name`, if there is one."""
     return session.scalar(select(ApiClient.id).where(ApiClient.name == name,

@@ -3,19 +3,24 @@ did not arrive; scheduled jobs."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify
-from sqlalchemy import select
 
-from cron.jobs import registry
 from cron.models import JobRun
-from cron.runner import request_run
+from cron.operations import JobNotFound, find_job, job_states, recent_runs, request_run
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, text_arg
 from webhooks.models import EVENT_STATUSES, WebhookEvent
-from webhooks.processing import EventNotFound, list_events, replay
-from webhooks.whatsapp.media import MediaNotFound, list_media
-from webhooks.whatsapp.media import retry as retry_media
+from webhooks.operations import (
+    EventFilter,
+    EventNotFound,
+    MediaNotFound,
+    find_events,
+    get_event,
+    list_media,
+    replay,
+    retry_media,
+)
 from webhooks.whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -32,29 +37,32 @@ def event_summary(event: WebhookEvent) -> dict:
     }
 
 
-def _page(name: str, lister, statuses: tuple[str, ...], summary):
-    """One page of a newest-first listing, filtered by the query's status and source."""
-    limit = int_arg("limit", 50, 1, MAX_PAGE)
-    rows = lister(db.session, status=choice_arg("status", statuses),
-                  source=text_arg("source", SOURCE_NAME_MAX), limit=limit,
-                  before_id=int_arg("before_id", None, 1, 2 ** 62))
+def _page(name: str, rows: list, limit: int, summary):
     return jsonify({name: [summary(row) for row in rows],
                     "next_before_id": rows[-1].id if len(rows) == limit else None})
+
+
+def _paging() -> tuple[int, int | None]:
+    return int_arg("limit", 50, 1, MAX_PAGE), int_arg("before_id", None, 1, 2 ** 62)
 
 
 @bp.get("/webhook-events")
 @require_scopes("admin")
 def webhook_events():
-    return _page("events", list_events, EVENT_STATUSES, event_summary)
+    limit, before_id = _paging()
+    which = EventFilter(status=choice_arg("status", EVENT_STATUSES),
+                        source=text_arg("source", SOURCE_NAME_MAX))
+    return _page("events", find_events(db.session, which, limit=limit, before_id=before_id),
+                 limit, event_summary)
 
 
 @bp.get("/webhook-events/<id:event_id>")
 @require_scopes("admin")
 def webhook_event(event_id: int):
-    event = db.session.get(WebhookEvent, event_id)
-    if event is None:
-        raise APIError(404, "not_found", "No such webhook event.")
-    return jsonify(event_summary(event))
+    try:
+        return jsonify(event_summary(get_event(db.session, event_id)))
+    except EventNotFound:
+        raise APIError(404, "not_found", "No such webhook event.") from None
 
 
 @bp.post("/webhook-events/<id:event_id>/replay")
@@ -84,7 +92,11 @@ def media_summary(media: WhatsAppMedia) -> dict:
 @bp.get("/whatsapp-media")
 @require_scopes("admin")
 def whatsapp_media():
-    return _page("media", list_media, MEDIA_STATUSES, media_summary)
+    limit, before_id = _paging()
+    rows = list_media(db.session, status=choice_arg("status", MEDIA_STATUSES),
+                      source=text_arg("source", SOURCE_NAME_MAX), limit=limit,
+                      before_id=before_id)
+    return _page("media", rows, limit, media_summary)
 
 
 @bp.post("/whatsapp-media/<id:media_id>/retry")
@@ -109,25 +121,20 @@ def run_summary(run: JobRun) -> dict:
 
 
 def _job_or_404(name: str):
-    job = registry(current_app.config).get(name)
-    if job is None:
-        raise APIError(404, "not_found", "No enabled job has that name.")
-    return job
-
-
-def _runs(name: str, limit: int) -> list[JobRun]:
-    return list(db.session.scalars(select(JobRun).where(JobRun.job == name)
-                                   .order_by(JobRun.id.desc()).limit(limit)))
+    try:
+        return find_job(current_app.config, name)
+    except JobNotFound:
+        raise APIError(404, "not_found", "No enabled job has that name.") from None
 
 
 @bp.get("/jobs")
 @require_scopes("admin")
 def jobs():
     return jsonify(jobs=[
-        {"name": job.name, "interval": job.interval, "soft_time_limit": job.soft_time_limit,
-         "time_limit": job.time_limit,
-         "last_run": next((run_summary(r) for r in _runs(job.name, 1)), None)}
-        for job in registry(current_app.config).values()])
+        {"name": state.name, "interval": state.interval,
+         "soft_time_limit": state.job.soft_time_limit, "time_limit": state.job.time_limit,
+         "last_run": run_summary(state.last) if state.last else None}
+        for state in job_states(db.session, current_app.config)])
 
 
 @bp.get("/jobs/<name>/runs")
@@ -135,7 +142,7 @@ def jobs():
 def job_runs(name: str):
     _job_or_404(name)
     limit = int_arg("limit", 50, 1, MAX_PAGE)
-    return jsonify(runs=[run_summary(r) for r in _runs(name, limit)])
+    return jsonify(runs=[run_summary(r) for r in recent_runs(db.session, name, limit)])
 
 
 @bp.post("/jobs/<name>/run")

@@ -7,19 +7,25 @@ import json
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from store.db import utcnow
-from webapp.auth import KNOWN_SCOPES, ApiClient, create_client
+from store.clients import ClientNotFound, all_clients, revoke_client
+from webapp.auth import KNOWN_SCOPES, create_client
 from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
 from webapp.extensions import db
 from webapp.storage_cli import storage_cli
 from webhooks.models import EVENT_STATUSES
-from webhooks.processing import EventFilter, EventNotFound, list_events, replay, replay_matching
-from webhooks.whatsapp.media import MediaNotFound, list_media
-from webhooks.whatsapp.media import retry as retry_media
+from webhooks.operations import (
+    EventFilter,
+    EventNotFound,
+    MediaNotFound,
+    find_events,
+    list_media,
+    replay,
+    replay_matching,
+    retry_media,
+)
 from webhooks.whatsapp.models import MEDIA_STATUSES
 
 clients_cli = AppGroup("clients", help="API clients and their tokens.")
@@ -51,7 +57,7 @@ def clients_list() -> None:
     rows = [(client.id, client.name, f"revoked {when(client.revoked_at)}"
              if client.revoked_at else "active", when(client.created_at),
              client.scopes or "(none)")
-            for client in db.session.scalars(select(ApiClient).order_by(ApiClient.id))]
+            for client in all_clients(db.session)]
     echo_table(("ID", "NAME", "STATE", "CREATED", "SCOPES"), rows,
                "No API clients yet: flask --app webapp clients create NAME --scopes ...")
 
@@ -59,13 +65,13 @@ def clients_list() -> None:
 @clients_cli.command("revoke")
 @click.argument("name")
 def clients_revoke(name: str) -> None:
-    client = db.session.scalar(select(ApiClient).where(ApiClient.name == name))
-    if client is None:
-        raise click.ClickException(f"no client named {name!r}")
-    if client.revoked_at is not None:
+    try:
+        client, revoked = revoke_client(db.session, name)
+    except ClientNotFound:
+        raise click.ClickException(f"no client named {name!r}") from None
+    if not revoked:
         click.echo(f"{name} was already revoked ({when(client.revoked_at)})")
         return
-    client.revoked_at = utcnow()
     db.session.commit()
     click.echo(f"revoked {name}: its tokens, download links and console sessions end now")
 
@@ -78,7 +84,8 @@ def webhooks_list(status: str | None, source: str | None, limit: int) -> None:
     """List stored events, newest first."""
     rows = [(event.id, when(event.received_at), event.source, event.event_type or "-",
              event.status, event.attempts, event.last_error or "")
-            for event in list_events(db.session, status=status, source=source, limit=limit)]
+            for event in find_events(db.session, EventFilter(status=status, source=source),
+                                     limit=limit)]
     echo_table(("ID", "RECEIVED", "SOURCE", "TYPE", "STATUS", "ATTEMPTS", "LAST ERROR"), rows,
                "No webhook events match.")
 

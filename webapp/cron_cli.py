@@ -7,21 +7,15 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import select
 
-from cron.jobs import registry
 from cron.models import SKIPPED_LOCKED, SUCCEEDED, JobRun
+from cron.operations import JobNotFound, find_job, job_states, recent_runs
 from cron.runner import run_job
 from tasks.app_state import redis_client
 from webapp.cli_output import echo_table, when
 from webapp.extensions import db
 
 cron_cli = AppGroup("cron", help="Scheduled jobs.")
-
-
-def _last_runs(job: str, limit: int) -> list[JobRun]:
-    return list(db.session.scalars(select(JobRun).where(JobRun.job == job)
-                                   .order_by(JobRun.id.desc()).limit(limit)))
 
 
 def _describe(run: JobRun) -> str:
@@ -35,10 +29,10 @@ def _describe(run: JobRun) -> str:
 def cron_list() -> None:
     """Jobs, their interval, last run and when the next one is due."""
     rows = []
-    for job in registry(current_app.config).values():
-        last = next(iter(_last_runs(job.name, 1)), None)
-        due = (last.started_at + dt.timedelta(seconds=job.interval)) if last else None
-        rows.append((job.name, f"every {job.interval:g}s",
+    for state in job_states(db.session, current_app.config):
+        last = state.last
+        due = (last.started_at + dt.timedelta(seconds=state.interval)) if last else None
+        rows.append((state.name, f"every {state.interval:g}s",
                      f"{when(last.started_at)} {last.outcome}" if last else "never",
                      when(due) if due else "now"))
     echo_table(("JOB", "INTERVAL", "LAST RUN", "NEXT DUE"), rows, "No jobs are enabled.")
@@ -69,9 +63,10 @@ def cron_run(name: str, wait: float | None) -> None:
     """Run a job now, in this process, under the same lock and history as beat."""
     from tasks.celery_app import celery_init_app, outbox_publisher  # Celery only when run
 
-    job = registry(current_app.config).get(name)
-    if job is None:
-        raise click.ClickException(f"no enabled job named {name!r}")
+    try:
+        job = find_job(current_app.config, name)
+    except JobNotFound:
+        raise click.ClickException(f"no enabled job named {name!r}") from None
     run = run_job(db.session, redis_client(), job, trigger="manual",
                   config=current_app.config,
                   publisher=outbox_publisher(celery_init_app(current_app)),
@@ -88,7 +83,7 @@ def cron_run(name: str, wait: float | None) -> None:
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def cron_history(name: str, limit: int) -> None:
-    runs = _last_runs(name, limit)
+    runs = recent_runs(db.session, name, limit)
     for run in runs:
         click.echo(_describe(run))
     if not runs:

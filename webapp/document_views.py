@@ -7,15 +7,15 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
 from werkzeug.wsgi import wrap_file
 
 from documents.ingest import create_document
-from documents.models import CLEAN, DOCUMENT_STATUSES, Document, DocumentTag, tags_of
+from documents.models import CLEAN, DOCUMENT_STATUSES, Document, tags_of
+from documents.operations import DocumentFilter, find_documents, owned_document
 from documents.sniffing import Rejected, allowlist_from
 from store import audit, tracing
 from tasks.app_state import storage
-from webapp.auth import ApiClient, owned_or_404, require_scopes
+from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, text_arg
@@ -85,16 +85,9 @@ def list_documents():
     status = choice_arg("status", DOCUMENT_STATUSES)
     page = int_arg("page", 1, 1, 100000)
     tag, external_ref = text_arg("tag", 64), text_arg("external_ref", 255)
-    query = select(Document).where(Document.owner_id == g.client.id)
-    if status:
-        query = query.where(Document.status == status)
-    if tag:
-        query = query.where(Document.id.in_(
-            select(DocumentTag.document_id).where(DocumentTag.tag == tag)))
-    if external_ref:
-        query = query.where(Document.external_ref == external_ref)
-    rows = db.session.scalars(query.order_by(Document.id.desc())
-                              .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
+    which = DocumentFilter(owner_id=g.client.id, status=status, tag=tag,
+                           external_ref=external_ref)
+    rows = find_documents(db.session, which, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     return jsonify(documents=documents_json(rows), page=page)
 
 
@@ -130,10 +123,9 @@ def download(token: str):
     except BadSignature:
         raise APIError(403, "invalid_link", "This download link is not valid.") from None
     # A link is its client's: revoking the client ends its links at once, not at the TTL.
-    document = db.session.scalar(select(Document).join(
-        ApiClient, ApiClient.id == Document.owner_id).where(
-        Document.id == claims.get("d"), Document.owner_id == claims.get("o"),
-        ApiClient.revoked_at.is_(None)))
+    document_id, owner_id = claims.get("d"), claims.get("o")
+    document = (owned_document(db.session, document_id, owner_id, active_owner=True)
+                if isinstance(document_id, int) and isinstance(owner_id, int) else None)
     if document is None or document.status != CLEAN:  # e.g. found infected by a rescan
         raise APIError(404, "not_found", "No such document.")
     # RFC 5987 filename* for any name; nosniff and a no-content CSP against rendering.

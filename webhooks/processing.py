@@ -1,26 +1,21 @@
-"""Run the handler for a stored event, record failures, replay dead events."""
+"""Run the handler for a stored event, and record its failures (what operators do with
+events, replay among it, is webhooks/operations.py's)."""
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 from typing import Mapping
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from payments.ledger import Payment, apply_update
+from payments.ledger import apply_update
 from payments.providers import PROVIDERS
-from store import audit
-from store.db import DATABASE_UNAVAILABLE, newest_first, utcnow
-from store.outbox import enqueue
+from store.db import DATABASE_UNAVAILABLE, utcnow
 from store.payloads import PayloadError, describe_error
-from store.task_names import PROCESS_EVENT
 from webhooks.ingest import parse_json
-from webhooks.models import DEAD, FAILED, PROCESSED, RECEIVED, WebhookEvent
+from webhooks.models import DEAD, FAILED, PROCESSED, WebhookEvent
 from webhooks.sources import Source
-from webhooks.whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
-from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage, apply_notification
+from webhooks.whatsapp import apply_notification
 
 
 class EventNotFound(LookupError):
@@ -71,34 +66,6 @@ def process(session: Session, event_id: int,
     return PROCESSED
 
 
-def effects(session: Session, event: WebhookEvent) -> dict[str, list]:
-    """What the event's payload names that the handler changes: the payment it moves,
-    or the WhatsApp messages (and their media) it stores or updates. Read again from
-    the stored body; an unreadable or purged one names nothing."""
-    found: dict[str, list] = {"payments": [], "messages": [], "media": []}
-    if event.body is None:
-        return found
-    try:
-        if event.kind == "whatsapp":
-            reader = WHATSAPP_PROVIDERS.get(event.provider)
-            notification = reader.read(reader.parse(event.body)) if reader else None
-            wamids = [m.wamid for m in notification.messages] + \
-                [s.wamid for s in notification.statuses] if notification else []
-            found["messages"] = list(session.scalars(select(WhatsAppMessage).where(
-                WhatsAppMessage.wamid.in_(wamids)))) if wamids else []
-            found["media"] = list(session.scalars(select(WhatsAppMedia).where(
-                WhatsAppMedia.wamid.in_(wamids)).order_by(WhatsAppMedia.id))) if wamids else []
-        elif (provider := PROVIDERS.get(event.provider)) is not None:
-            change = provider.read_event(parse_json(event.body), event.provider,
-                                         event.received_at)
-            if change is not None:
-                found["payments"] = list(session.scalars(select(Payment).where(
-                    Payment.provider == change.provider, Payment.reference == change.reference)))
-    except PayloadError:
-        pass
-    return found
-
-
 class WorkerLost(Exception):
     """The worker handling the event died on every delivery."""
 
@@ -140,68 +107,3 @@ def record_failure(session: Session, event_id: int, error: BaseException, *, dea
     event.status = DEAD if dead else FAILED
     event.attempts += 1
     event.last_error = describe_error(error)
-
-
-def replay(session: Session, event_id: int, actor: str) -> WebhookEvent:
-    """Deliberately run the handler again (it is idempotent), with an audit entry."""
-    event = session.get(WebhookEvent, event_id)
-    if event is None:
-        raise EventNotFound(event_id)
-    previous = event.status
-    event.status, event.enqueued_at = RECEIVED, utcnow()
-    enqueue(session, PROCESS_EVENT, {"event_id": event.id})
-    audit.record(session, actor, "webhook_event.replay", "webhook_event", event.id,
-                 {"previous_status": previous, "source": event.source})
-    return event
-
-
-def list_events(session: Session, *, status: str | None = None, source: str | None = None,
-                limit: int = 50, before_id: int | None = None) -> list[WebhookEvent]:
-    return newest_first(session, WebhookEvent, limit=limit, before_id=before_id,
-                        status=status, source=source)
-
-
-@dataclasses.dataclass(frozen=True)
-class EventFilter:
-    """Which events an operator means: any field left None matches everything."""
-    source: str | None = None
-    status: str | None = None
-    event_type: str | None = None
-    received_from: dt.datetime | None = None
-    received_to: dt.datetime | None = None
-
-    def where(self, query):
-        for column, value in ((WebhookEvent.source, self.source),
-                              (WebhookEvent.status, self.status),
-                              (WebhookEvent.event_type, self.event_type)):
-            if value:
-                query = query.where(column == value)
-        if self.received_from:
-            query = query.where(WebhookEvent.received_at >= self.received_from)
-        if self.received_to:
-            query = query.where(WebhookEvent.received_at < self.received_to)
-        return query
-
-
-def find_events(session: Session, which: EventFilter, *, limit: int = 50,
-                before_id: int | None = None) -> list[WebhookEvent]:
-    query = which.where(select(WebhookEvent)).order_by(WebhookEvent.id.desc()).limit(limit)
-    if before_id:
-        query = query.where(WebhookEvent.id < before_id)
-    return list(session.scalars(query))
-
-
-def count_events(session: Session, which: EventFilter) -> int:
-    return session.scalar(which.where(select(func.count()).select_from(WebhookEvent)))
-
-
-def replay_matching(session: Session, which: EventFilter, cap: int, actor: str) -> int:
-    """Replay up to `cap` matching events, oldest first, each audited; how many."""
-    ids = list(session.scalars(which.where(select(WebhookEvent.id))
-                               .order_by(WebhookEvent.id).limit(cap)))
-    for event_id in ids:
-        replay(session, event_id, actor)
-    filters = {name: str(value) for name, value in dataclasses.asdict(which).items() if value}
-    audit.record(session, actor, "webhook_event.replay_matching", "webhook_event", "*",
-                 {"count": len(ids), "cap": cap, **filters})
-    return len(ids)

@@ -80,12 +80,6 @@ def stored(session: Session, now: dt.datetime) -> dict[str, dict[str, dict[str, 
     return totals
 
 
-def oldest_unprocessed(session: Session) -> dt.datetime | None:
-    """When the oldest event still waiting for its handler came in."""
-    return session.scalar(select(func.min(WebhookEvent.received_at)).where(
-        WebhookEvent.status.in_((RECEIVED, FAILED))))
-
-
 def backlog_by_source(session: Session) -> dict[str, dict[str, Any]]:
     """{source: {"oldest_unprocessed": when or None, "dead": n}} over every stored event."""
     waiting = dict(session.execute(

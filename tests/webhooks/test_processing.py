@@ -13,7 +13,8 @@ from tests.helpers.outbox import relay
 from webapp.extensions import db
 from webhooks import ingest
 from webhooks.models import WebhookEvent
-from webhooks.processing import process, record_failure, replay
+from webhooks.operations import replay
+from webhooks.processing import process, record_failure
 from webhooks.schemes import verify
 from webhooks.sources import Source
 from webhooks.whatsapp import WhatsAppMessage

@@ -12,22 +12,17 @@ from typing import Any
 
 from flask import current_app
 
-from cron.jobs import registry
-from cron.lock import held_for
 from cron.models import FAILED as RUN_FAILED
-from cron.models import TIMED_OUT, recent_runs
-from documents.imports import progress
-from documents.models import SCAN_ERROR, imports_in_progress, oldest_pending_scan, status_counts
-from store.db import utcnow
-from store.outbox import backlog
+from cron.models import TIMED_OUT
+from documents.models import SCAN_ERROR
 from tasks.app_state import redis_client
 from tasks.app_state import sources as configured_sources
-from tasks.queue_depths import recorded
+from webapp import snapshot
 from webapp.extensions import db
 from webapp.health import components
 from webhooks import stats
 from webhooks.models import DEAD
-from webhooks.whatsapp.media import list_media
+from webhooks.operations import list_media
 from webhooks.whatsapp.models import MEDIA_FAILED
 
 _cache: dict[int, tuple[float, dict]] = {}
@@ -63,45 +58,29 @@ def forget() -> None:
         _cache.pop(id(current_app._get_current_object()), None)
 
 
-def _age(now, then) -> float | None:
-    return (now - then).total_seconds() if then else None
-
-
 def _gather() -> dict[str, Any]:
-    session, now = db.session, utcnow()
+    session, client = db.session, redis_client()
     sources = configured_sources()
-    stored = stats.stored(session, now)
-    unstored = stats.unstored(redis_client(), current_app.config["REDIS_KEY_PREFIX"],
-                              sources)
+    now = snapshot.take(session, client, current_app.config, sources)
+    stored = stats.stored(session, now.now)
+    unstored = stats.unstored(client, current_app.config["REDIS_KEY_PREFIX"], sources)
     deliveries = {name: {window: {**stored.get(name, {}).get(window, {}),
                                   **unstored[name][window]} for window in stats.WINDOWS}
                   for name in sources}
-    outbox_count, outbox_oldest = backlog(session)
-    documents = status_counts(session)
-    jobs = [_job(job, now) for job in registry(current_app.config).values()]
     overview = {
-        "now": now, "deliveries": deliveries, "components": components(),
+        "now": now.now, "deliveries": deliveries, "components": components(),
         "pending_scan_after": current_app.config["REDRIVE_AFTER"],
-        "outbox": {"count": outbox_count, "oldest_age": _age(now, outbox_oldest)},
-        "oldest_unprocessed_age": _age(now, stats.oldest_unprocessed(session)),
-        "queues": recorded(redis_client(), current_app.config["REDIS_KEY_PREFIX"]),
-        "documents": documents,
-        "oldest_pending_scan_age": _age(now, oldest_pending_scan(session)),
-        "imports": [progress(session, job, now) for job in imports_in_progress(session)],
-        "jobs": jobs,
+        "outbox": {"count": now.outbox_unpublished, "oldest_age": now.age(now.outbox_oldest)},
+        "oldest_unprocessed_age": now.age(now.oldest_unprocessed),
+        "queues": now.queues,
+        "documents": now.documents,
+        "oldest_pending_scan_age": now.age(now.oldest_pending_scan),
+        "imports": now.imports,
+        "jobs": now.jobs,
         "failed_media": len(list_media(session, status=MEDIA_FAILED, limit=100)),
     }
     overview["flags"] = _flags(overview)
     return overview
-
-
-def _job(job, now) -> dict[str, Any]:
-    runs = recent_runs(db.session, job.name, limit=1)
-    last = runs[0] if runs else None
-    return {"name": job.name, "interval": job.interval, "last": last,
-            "next_due": (last.started_at.timestamp() + job.interval) if last else None,
-            "held_for": held_for(redis_client(), job.name,
-                                 current_app.config["REDIS_KEY_PREFIX"])}
 
 
 def _flags(o: dict[str, Any]) -> list[Flag]:
@@ -132,9 +111,9 @@ def _flags(o: dict[str, Any]) -> list[Flag]:
                           "minutes for a scan: Rescan all pending", "ops.documents",
                           {"status": "pending_scan"}))
     for job in o["jobs"]:
-        if job["last"] is not None and job["last"].outcome in (RUN_FAILED, TIMED_OUT):
-            flags.append(Flag(f"job {job['name']}'s last run {job['last'].outcome}",
-                              "ops.job", {"name": job["name"]}))
+        if job.last is not None and job.last.outcome in (RUN_FAILED, TIMED_OUT):
+            flags.append(Flag(f"job {job.name}'s last run {job.last.outcome}",
+                              "ops.job", {"name": job.name}))
     if o["failed_media"]:
         flags.append(Flag(f"{o['failed_media']} WhatsApp media item(s) did not arrive",
                           "ops.media", {"status": MEDIA_FAILED}))

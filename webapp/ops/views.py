@@ -18,18 +18,21 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select
 
-from cron.jobs import registry
 from cron.lock import held_for
-from cron.models import recent_runs
-from cron.runner import request_run
+from cron.operations import JobNotFound, find_job, recent_runs, request_run
 from documents.imports import error_rows, import_origins, progress
 from documents.models import DOCUMENT_STATUSES, Document, Import, tags_of
+from documents.operations import (
+    DocumentFilter,
+    find_documents,
+    recent_imports,
+    request_rescan,
+    rescan_pending,
+)
 from documents.reports import csv_lines
-from documents.scanning import request_rescan, rescan_pending
 from store import audit
-from store.clients import ApiClient, end_ops_session, open_ops_session
+from store.clients import ApiClient, client_names, end_ops_session, open_ops_session
 from tasks.app_state import redis_client
 from tasks.app_state import sources as configured_sources
 from webapp import readable
@@ -42,18 +45,20 @@ from webapp.rate_limits import OverBudget
 from webapp.redaction import redact_value
 from webapp.webhook_views import send_test_delivery
 from webhooks.models import EVENT_STATUSES, WebhookEvent
-from webhooks.processing import (
+from webhooks.operations import (
     EventFilter,
+    EventNotFound,
+    MediaNotFound,
     count_events,
     effects,
     find_events,
+    list_media,
     replay,
     replay_matching,
+    retry_media,
 )
-from webhooks.whatsapp import document_origins
-from webhooks.whatsapp.media import MediaNotFound, list_media
-from webhooks.whatsapp.media import retry as retry_media
-from webhooks.whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
+from webhooks.whatsapp import document_origins, documents_from
+from webhooks.whatsapp.models import MEDIA_STATUSES
 
 PAGE = 50
 MAX_TEXT = 200
@@ -181,9 +186,10 @@ def event(event_id: int):
 @bp.post("/events/<id:event_id>/replay")
 @operator_required
 def replay_event(event_id: int):
-    if db.session.get(WebhookEvent, event_id) is None:
+    try:
+        replay(db.session, event_id, actor())
+    except EventNotFound:
         abort(404)
-    replay(db.session, event_id, actor())
     db.session.commit()
     forget()
     flash(f"Event {event_id} queued for its handler again.")
@@ -213,22 +219,11 @@ def replay_all():
 @bp.get("/documents")
 @operator_required
 def documents():
-    query = select(Document).order_by(Document.id.desc()).limit(PAGE)
-    owner, status, source = _text("owner"), _choice("status", DOCUMENT_STATUSES), _text("source")
-    if owner:
-        query = query.join(ApiClient, ApiClient.id == Document.owner_id).where(
-            ApiClient.name == owner)
-    if status:
-        query = query.where(Document.status == status)
-    before = _number("before_id")
-    if before:
-        query = query.where(Document.id < before)
-    if source:
-        query = query.where(Document.id.in_(select(WhatsAppMedia.document_id).where(
-            WhatsAppMedia.source == source)))
-    rows = list(db.session.scalars(query))
-    owners = dict(db.session.execute(select(ApiClient.id, ApiClient.name).where(
-        ApiClient.id.in_({d.owner_id for d in rows}))).all()) if rows else {}
+    source = _text("source")
+    which = DocumentFilter(owner_name=_text("owner"), status=_choice("status", DOCUMENT_STATUSES),
+                           among=documents_from(source) if source else None)
+    rows = find_documents(db.session, which, limit=PAGE, before_id=_number("before_id"))
+    owners = client_names(db.session, {d.owner_id for d in rows})
     return render_template(
         "ops/documents.html", title="Documents", documents=rows, owners=owners,
         origins=document_origins(db.session, [d.id for d in rows]),
@@ -280,7 +275,7 @@ def rescan_all_pending():
 @bp.get("/imports")
 @operator_required
 def imports():
-    rows = list(db.session.scalars(select(Import).order_by(Import.id.desc()).limit(PAGE)))
+    rows = recent_imports(db.session, PAGE)
     return render_template("ops/imports.html", title="Imports",
                            imports=[progress(db.session, job) for job in rows], refresh=5)
 
@@ -311,10 +306,17 @@ def jobs():
     return render_template("ops/jobs.html", title="Jobs", jobs=gather()["jobs"], refresh=10)
 
 
+def _job_or_404(name: str):
+    try:
+        return find_job(current_app.config, name)
+    except JobNotFound:
+        abort(404)
+
+
 @bp.get("/jobs/<name>")
 @operator_required
 def job(name: str):
-    found = registry(current_app.config).get(name) or abort(404)
+    found = _job_or_404(name)
     return render_template(
         "ops/job.html", title=f"Job {name}", job=found,
         runs=recent_runs(db.session, name, limit=50),
@@ -326,7 +328,7 @@ def job(name: str):
 @operator_required
 def run_job(name: str):
     """Queued on the worker under the same lock and history as beat."""
-    found = registry(current_app.config).get(name) or abort(404)
+    found = _job_or_404(name)
     request_run(db.session, found, "ops", actor())
     db.session.commit()
     forget()

@@ -118,3 +118,8 @@ def document_origins(session: Session, document_ids: list[int]) -> dict[int, dic
                            .order_by(WhatsAppMedia.id.desc())).all()
     return {document_id: {"source": source, "wamid": wamid}
             for document_id, source, wamid in rows}
+
+
+def documents_from(source: str):
+    """The ids of documents a WhatsApp source brought, as a subquery for a filter."""
+    return select(WhatsAppMedia.document_id).where(WhatsAppMedia.source == source)
