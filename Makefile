@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test test-e2e lint bench stop clean
+.PHONY: run test test-e2e lint docs bench stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,17 @@ run: $(VENV)/.embedded
 test: $(VENV)/.test
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
+	$(BIN)/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks payments documents cron store migrations tests bench
+
+# The reference (docs/, mkdocs.yml) on http://127.0.0.1:8000/, rebuilt as pages change.
+docs: $(VENV)/.test
+	$(BIN)/mkdocs serve
 
 bench: $(VENV)/.test
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

@@ -402,7 +402,7 @@ FRONT_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "slu
 
 class Front:
     """nginx from the system package, running the shipped template exactly as the
-    README renders it (only the three ${SLUICE_*} addresses filled in)."""
+    docs/deployment.md renders it (only the three ${SLUICE_*} addresses filled in)."""
 
     def __init__(self, web: str, hooks: str):
         self.port = free_port()

@@ -61,7 +61,7 @@ class BacklogCollector:
         yield from _gauges(now, successes)
         # Only when clamd answered with its database's date: a family without a sample
         # reads as a bug. A database of local .ndb files alone, as in the tests, has
-        # none, and a web host without clamd cannot tell (see the README).
+        # none, and a web host without clamd cannot tell (docs/observability.md).
         age = self._clamd_age(now.now)
         if age is not None:
             yield GaugeMetricFamily("sluice_clamd_signatures_age_seconds",

@@ -1,4 +1,4 @@
-"""Slow and hostile clients against the production setup the README describes: the
+"""Slow and hostile clients against the production setup docs/deployment.md describes: the
 nginx front (deploy/nginx/sluice.conf.template), the `web` and `hooks` gunicorns,
 the worker, PostgreSQL and Redis. And the same attack against bare gunicorn, to
 show why the front is there.

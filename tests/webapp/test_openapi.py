@@ -29,7 +29,7 @@ FLASK_ARGUMENT = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
 
 def routed_operations(app) -> set[tuple[str, str]]:
     """The JSON API's routes: the ops console's pages (and / that leads there) are HTML,
-    listed in the README instead."""
+    listed in docs/operations.md instead."""
     return {(method.lower(), FLASK_ARGUMENT.sub(r"{\1}", rule.rule))
             for rule in app.url_map.iter_rules()
             if not (rule.rule == "/" or rule.rule.startswith("/ops"))
@@ -150,7 +150,7 @@ def test_the_scheme_lists_of_openapi_and_the_readme_are_the_registry():
 
     repo = Path(__file__).resolve().parents[2]
     spec = (repo / "webapp" / "openapi.yaml").read_text()
-    readme = (repo / "README.md").read_text()
+    readme = (repo / "docs" / "webhooks.md").read_text()
     in_spec = re.search(r"with the source's scheme\s+\(([^)]+)\)", spec).group(1)
     in_readme = re.search(r'scheme = "stripe" +# ([a-z0-9 |-]+)', readme).group(1)
     assert sorted(re.split(r",\s*", in_spec)) == sorted(SCHEMES)
