@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_DIR": None,              # None: instance/storage (file:// shorthand)
     "STORAGE_URL": None,              # file:///abs/path or s3://bucket/prefix; None: STORAGE_DIR
     "S3_ENDPOINT_URL": None,          # a non-AWS S3 endpoint (MinIO, R2, B2, Ceph RGW)
+    "STORAGE_REQUEST_TIMEOUT": 20.0,  # seconds each store call may take, retries included
     "SPOOL_DIR": None,                # local temp files; None: STORAGE_DIR/tmp or instance/spool
     "DOWNLOAD_MODE": "proxy",         # proxy: the web streams; redirect: 302 to a presigned GET
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
@@ -221,6 +222,9 @@ def _finalize_storage(config: dict[str, Any], instance: Path) -> None:
     if not config.get("SPOOL_DIR"):
         config["SPOOL_DIR"] = (str(Path(unquote(urlsplit(url).path)) / "tmp")
                                if scheme == "file" else str(instance / "spool"))
+    if not 0 < config["STORAGE_REQUEST_TIMEOUT"] <= 300:
+        raise ConfigError("STORAGE_REQUEST_TIMEOUT must be between 0 and 300 seconds (keep it "
+                          "below the front's proxy_read_timeout)")
     if config["DOWNLOAD_MODE"] not in ("proxy", "redirect"):
         raise ConfigError("DOWNLOAD_MODE must be proxy or redirect")
     if config["DOWNLOAD_MODE"] == "redirect" and not BACKENDS[scheme].presigns:

@@ -1,12 +1,26 @@
-"""Probes: /livez (process up), /startupz (config + schema), /readyz (dependencies)."""
+"""Probes: /livez (process up), /startupz (config + schema), /readyz (dependencies).
+
+/livez touches nothing. /readyz checks what a web process needs (the database, Redis,
+the blob store; scanning is the workers'), concurrently, in a few threads of its own,
+under one deadline, HEALTH_CHECK_TIMEOUT: a check still running at the deadline reads
+as down ("Timeout"). A check that hangs keeps its one thread, and later probes wait on
+that same check rather than start another, so a store that stops answering cannot
+pile probes up on the web's request threads. The result is kept for
+READINESS_CACHE_SECONDS, so a probe storm costs one round of checks per second.
+"""
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from concurrent.futures import Future, wait
+from typing import Callable
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import text
 
 from documents.scanner import client_from_url
+from store.db import reads_done, reads_only
 from tasks.app_state import redis_client, storage
 from webapp.extensions import db
 from webapp.migrate import database_heads, script_heads
@@ -35,21 +49,92 @@ def startupz():
                                                            "current": sorted(current)}})
 
 
+READINESS_CACHE_SECONDS = 1.0
+PROBE_KEY = "sluice.readiness"
+
+
+class Probe:
+    """One app's checks: each runs in the probe's own threads, one at a time at most."""
+
+    def __init__(self, app: Flask, checks: dict[str, Callable[[], dict]]):
+        self.app, self.checks = app, checks
+        self._lock = threading.Lock()
+        self._running: dict[str, Future] = {}
+        self._cached: tuple[float, dict] | None = None
+
+    def results(self, timeout: float) -> dict[str, dict]:
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < READINESS_CACHE_SECONDS:
+                return self._cached[1]
+            futures = {}
+            for name, check in self.checks.items():
+                running = self._running.get(name)
+                if running is None or running.done():
+                    running = self._running[name] = self._start(name, check)
+                futures[name] = running
+        done, _ = wait(futures.values(), timeout=timeout)
+        results = {name: future.result() if future in done else _timed_out(name)
+                   for name, future in futures.items()}
+        with self._lock:
+            self._cached = (time.monotonic(), results)
+        return results
+
+    def _start(self, name: str, check: Callable[[], dict]) -> Future:
+        # A daemon thread, not an executor's: a check hung on a dead peer must not hold
+        # up the process's exit (an executor's threads are joined at exit).
+        future: Future = Future()
+        threading.Thread(target=lambda: future.set_result(self._run(name, check)),
+                         name=f"readiness-{name}", daemon=True).start()
+        return future
+
+    def _run(self, name: str, check: Callable[[], dict]) -> dict:
+        with self.app.app_context():
+            token = reads_only()  # a probe never takes SQLite's write lock
+            try:
+                return check()
+            except Exception as exc:  # a check reports its own failures; this is a bug
+                return _down(name, exc)
+            finally:
+                reads_done(token)
+
+
+def _timed_out(name: str) -> dict:
+    log.warning("readiness check timed out", extra={"component": name})
+    return {"status": "down", "error": "Timeout"}
+
+
+def _probe(name: str, checks: dict[str, Callable[[], dict]]) -> Probe:
+    app = current_app._get_current_object()
+    probes = app.extensions.setdefault(PROBE_KEY, {})
+    if name not in probes:
+        probes[name] = Probe(app, checks)
+    return probes[name]
+
+
+def readiness() -> dict[str, dict]:
+    """What this web process needs, each with its state."""
+    return _probe("readyz", {"database": _check_database, "redis": _check_redis,
+                             "storage": _check_storage}).results(
+        current_app.config["HEALTH_CHECK_TIMEOUT"])
+
+
 def components() -> dict[str, dict]:
-    """Each dependency's state, as /readyz and the console's overview show it."""
-    return {"database": _check_database(), "redis": _check_redis(),
-            "storage": _check_storage(), "clamd": _check_clamd()}
+    """Every dependency's state, the scanner's among them, as the console's overview
+    shows it (each under the same deadline as /readyz)."""
+    return _probe("overview", {"database": _check_database, "redis": _check_redis,
+                               "storage": _check_storage, "clamd": _check_clamd}).results(
+        current_app.config["HEALTH_CHECK_TIMEOUT"])
 
 
 @bp.get("/readyz")
 def readyz():
-    components_ = components()
+    components_ = readiness()
     if components_["database"]["status"] != "ok":
         status, code = "down", 503
     elif all(c["status"] == "ok" for c in components_.values()):
         status, code = "ok", 200
     else:
-        status, code = "degraded", 200  # webhooks are still accepted without these
+        status, code = "degraded", 200  # webhooks are still accepted without Redis or a store
     return jsonify(status=status, components=components_), code
 
 

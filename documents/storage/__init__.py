@@ -149,6 +149,8 @@ def open_storage(url: str, spool_dir: str | Path, **options) -> BlobStorage:
 
 
 def from_config(config) -> BlobStorage:
-    """The backend a Sluice configuration names (STORAGE_URL, SPOOL_DIR, S3_ENDPOINT_URL)."""
+    """The backend a Sluice configuration names (STORAGE_URL, SPOOL_DIR, S3_ENDPOINT_URL,
+    STORAGE_REQUEST_TIMEOUT)."""
     return open_storage(config["STORAGE_URL"], config["SPOOL_DIR"],
-                        endpoint_url=config.get("S3_ENDPOINT_URL"))
+                        endpoint_url=config.get("S3_ENDPOINT_URL"),
+                        timeout=config.get("STORAGE_REQUEST_TIMEOUT", 20.0))

@@ -13,6 +13,7 @@ from typing import BinaryIO, Iterator
 from urllib.parse import urlsplit
 
 import boto3
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -38,6 +39,23 @@ def _unavailable_on_error(what: str) -> Iterator[None]:
         raise StorageUnavailable(f"object store: {code or 'error'} on {what}") from None
     except BotoCoreError as exc:
         raise StorageUnavailable(f"object store unreachable ({type(exc).__name__})") from None
+    except Boto3Error as exc:  # upload_file wraps a ClientError in S3UploadFailedError
+        raise StorageUnavailable(f"object store: {type(exc).__name__} on {what}") from None
+
+
+def client_config(timeout: float) -> Config:
+    """Every call, retries included, ends within about `timeout` seconds: two attempts,
+    each a connect and a read wait, so that a hung store gives the web a 503 well
+    before the front gives up on it (STORAGE_REQUEST_TIMEOUT, below proxy_read_timeout).
+    The read wait is between two reads of a response, so a large transfer that keeps
+    moving is never cut short."""
+    connect = min(3.0, timeout / 4)
+    return Config(
+        # SigV4 everywhere: presigned URLs from boto3's SigV2 default for custom
+        # endpoints are refused by R2 and newer stores.
+        signature_version="s3v4", connect_timeout=connect,
+        read_timeout=max(timeout / 2 - connect, 0.1),
+        retries={"total_max_attempts": 2, "mode": "standard"})
 
 
 class S3Storage(BlobStorage):
@@ -49,17 +67,13 @@ class S3Storage(BlobStorage):
 
     @classmethod
     def from_url(cls, url: str, spool_dir: str | Path, endpoint_url: str | None = None,
-                 **_options) -> "S3Storage":
+                 timeout: float = 20.0, **_options) -> "S3Storage":
         parts = urlsplit(url)
         if not parts.netloc:
             raise ValueError("an s3 STORAGE_URL is s3://bucket or s3://bucket/prefix")
         prefix = parts.path.strip("/")
         client = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url or None, config=Config(
-                # SigV4 everywhere: presigned URLs from boto3's SigV2 default for
-                # custom endpoints are refused by R2 and newer stores.
-                signature_version="s3v4", connect_timeout=3, read_timeout=30,
-                retries={"max_attempts": 3, "mode": "standard"}))
+            "s3", endpoint_url=endpoint_url or None, config=client_config(timeout))
         return cls(parts.netloc, f"{prefix}/" if prefix else "", spool_dir, client)
 
     def _key(self, sha256: str) -> str:
@@ -125,8 +139,11 @@ class S3Storage(BlobStorage):
             "ResponseContentType": content_type})
 
     def check(self) -> None:
-        with _unavailable_on_error(self.bucket):
-            self.client.head_bucket(Bucket=self.bucket)
+        try:
+            with _unavailable_on_error(self.bucket):
+                self.client.head_bucket(Bucket=self.bucket)
+        except FileNotFoundError:  # no bucket: nothing can be stored or served
+            raise StorageUnavailable(f"object store: no bucket {self.bucket}") from None
 
     def _upload_key(self, name: str) -> str:
         return f"{self.prefix}{UPLOADS}{name}"

@@ -150,3 +150,28 @@ def test_an_idle_half_sent_body_is_cut_off_by_the_front(behind_front):
         except (ConnectionResetError, socket.timeout) as exc:
             answer = type(exc).__name__.encode()
     assert answer in (b"", b"ConnectionResetError") or answer.startswith(b"HTTP/1.1 408"), answer
+
+
+def test_a_download_link_through_the_front_on_its_own_port_works(behind_front):
+    # Reported: with the front on 8091, `Host $host` dropped the port, and the link came
+    # back as http://127.0.0.1/v1/files/..., which reaches nothing.
+    from documents.models import CLEAN, Document
+    from tests.documents import files
+    from webapp.extensions import db
+
+    _stack, front, app = behind_front
+    headers = bearer(app, "front-links", ["documents:read", "documents:write"])
+    content = files.pdf("behind the front")
+    uploaded = requests.post(front.url("/v1/documents"), headers=headers, timeout=10,
+                             files={"file": ("doc.pdf", content, "application/pdf")})
+    assert uploaded.status_code == 201, uploaded.text
+    document_id = uploaded.json()["id"]
+    with app.app_context():  # no worker in this stack: the verdict is set by hand
+        db.session.get(Document, document_id).status = CLEAN
+        db.session.commit()
+    link = requests.post(front.url(f"/v1/documents/{document_id}/download-url"),
+                         headers=headers, timeout=10)
+    assert link.status_code == 200, link.text
+    assert link.json()["url"].startswith(front.url("/v1/files/"))
+    fetched = requests.get(link.json()["url"], timeout=10)
+    assert fetched.status_code == 200 and fetched.content == content
