@@ -12,6 +12,7 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from documents.blob_audit import mark_missing
 from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
@@ -55,8 +56,14 @@ def scan_document(session: Session, storage: BlobStorage, scanner, document_id: 
     sha256 = document.sha256
     session.commit()
     version = scanner.version()
-    with storage.open(sha256) as blob:
-        verdict = scanner.scan_stream(blob)
+    try:
+        with storage.open(sha256) as blob:
+            verdict = scanner.scan_stream(blob)
+    except FileNotFoundError:  # the store lost the bytes: no scan can ever say clean
+        session.rollback()
+        mark_missing(session, sha256, "scanner", "the blob was not found for a scan")
+        document = session.get(Document, document_id)
+        return document.status if document is not None else None
     document = session.get(Document, document_id)
     if document is None:  # deleted while it was scanned
         return None

@@ -86,6 +86,14 @@ def register_errorhandlers(app: Flask) -> None:
 READS_ONLY_TOKEN = "sluice.reads_only"
 
 
+def writes_from_here() -> None:
+    """A GET that must record something after all (a download finding its bytes gone):
+    its next transaction may write, taking the write lock as any write does."""
+    token = request.environ.pop(READS_ONLY_TOKEN, None)
+    if token is not None:
+        reads_done(token)
+
+
 def register_request_hooks(app: Flask) -> None:
     from webapp.logging import REQUEST_ID_HEADER, incoming_request_id
     from webapp.metrics import register_metrics

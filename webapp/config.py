@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_URL": None,              # file:///abs/path or s3://bucket/prefix; None: STORAGE_DIR
     "S3_ENDPOINT_URL": None,          # a non-AWS S3 endpoint (MinIO, R2, B2, Ceph RGW)
     "STORAGE_REQUEST_TIMEOUT": 20.0,  # seconds each store call may take, retries included
+    "STORAGE_VERIFY_INTERVAL": 3600,  # seconds between verify_storage runs (beat)
+    "STORAGE_VERIFY_SAMPLE": 200,     # blobs each run checks, chosen at random, size and hash
     "SPOOL_DIR": None,                # local temp files; None: STORAGE_DIR/tmp or instance/spool
     "DOWNLOAD_MODE": "proxy",         # proxy: the web streams; redirect: 302 to a presigned GET
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,

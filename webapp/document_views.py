@@ -9,12 +9,14 @@ from flask import Blueprint, Response, current_app, g, jsonify, redirect, reques
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.wsgi import wrap_file
 
+from documents.blob_audit import mark_missing
 from documents.ingest import create_document
-from documents.models import CLEAN, DOCUMENT_STATUSES, Document, tags_of
+from documents.models import CLEAN, DOCUMENT_STATUSES, MISSING_BLOB, Document, tags_of
 from documents.operations import DocumentFilter, find_documents, owned_document
 from documents.sniffing import Rejected, allowlist_from
 from store import audit, tracing
 from tasks.app_state import storage
+from webapp import writes_from_here
 from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
@@ -101,9 +103,14 @@ def get_document(document_id: int):
 @require_scopes("documents:read")
 def download_url(document_id: int):
     document = owned_or_404(Document, document_id, "document")
+    if document.status == MISSING_BLOB:
+        raise _gone()
     if document.status != CLEAN:
         raise APIError(409, "not_clean", f"The document is {document.status}; only clean "
                        "documents can be downloaded.")
+    db.session.commit()  # the store is asked outside any transaction
+    if not storage().exists(document.sha256):  # a HEAD on S3: never a link that 404s
+        _blob_lost(document)
     ttl = current_app.config["DOWNLOAD_LINK_TTL"]
     token = _links().dumps({"d": document.id, "o": g.client.id})
     audit.record(db.session, f"client:{g.client.name}", "document.link", "document",
@@ -112,6 +119,21 @@ def download_url(document_id: int):
     expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)
     return jsonify(url=url_for("documents.download", token=token, _external=True),
                    expires_at=expires.isoformat())
+
+
+def _gone() -> APIError:
+    return APIError(410, "blob_missing", "The document's bytes are missing from the store; "
+                    "an operator has been told (it is marked missing_blob).")
+
+
+def _blob_lost(document: Document) -> None:
+    """A clean row whose bytes are gone: mark every document of those bytes, say so."""
+    log.error("a document's blob is missing", extra={"document_id": document.id})
+    db.session.commit()
+    writes_from_here()
+    mark_missing(db.session, document.sha256, "web", "not found for a download")
+    db.session.commit()
+    raise _gone()
 
 
 @bp.get("/v1/files/<token>")
@@ -126,21 +148,25 @@ def download(token: str):
     document_id, owner_id = claims.get("d"), claims.get("o")
     document = (owned_document(db.session, document_id, owner_id, active_owner=True)
                 if isinstance(document_id, int) and isinstance(owner_id, int) else None)
+    if document is not None and document.status == MISSING_BLOB:
+        raise _gone()
     if document is None or document.status != CLEAN:  # e.g. found infected by a rescan
         raise APIError(404, "not_found", "No such document.")
+    db.session.commit()  # ends the read before the store is asked
     # RFC 5987 filename* for any name; nosniff and a no-content CSP against rendering.
     disposition = f"attachment; filename*=UTF-8''{quote(document.filename, safe='')}"
     blobs = storage()
     if current_app.config["DOWNLOAD_MODE"] == "redirect":
+        if not blobs.exists(document.sha256):
+            _blob_lost(document)
         # The store serves the same headers; the URL lives far shorter than the link.
         url = blobs.presign_get(document.sha256, disposition, document.mime_type,
                                 expires_in=PRESIGNED_TTL)
         return redirect(url, code=302)
     try:
         blob = blobs.open(document.sha256)
-    except FileNotFoundError:  # a clean row whose bytes are gone: an operator must look
-        log.error("a clean document's blob is missing", extra={"document_id": document.id})
-        raise APIError(404, "not_found", "No such document.") from None
+    except FileNotFoundError:
+        _blob_lost(document)
     # The server's file wrapper streams it (sendfile for a local file) and closes it.
     response = Response(wrap_file(request.environ, blob, buffer_size=256 * 1024),
                         mimetype=document.mime_type, direct_passthrough=True)

@@ -1,6 +1,8 @@
-"""`flask storage migrate --to URL`: copy every blob to another backend."""
+"""`flask storage migrate --to URL`: copy every blob to another backend; `flask storage
+verify`: check that the store still holds every blob a document needs."""
 from __future__ import annotations
 
+import getpass
 import hashlib
 import sys
 
@@ -8,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from documents.blob_audit import Verified, blobs_to_verify, verify
 from documents.models import referenced_blobs
 from documents.storage import BlobStorage, StorageUnavailable, open_storage
 from tasks.app_state import storage
@@ -66,3 +69,38 @@ def _copy(source: BlobStorage, target: BlobStorage, sha256: str) -> str:
     except (StorageUnavailable, OSError) as exc:
         click.echo(f"{sha256}: {type(exc).__name__}", err=True)
         return "failed"
+
+
+@storage_cli.command("verify")
+@click.option("--sample", type=click.IntRange(1, 1_000_000),
+              help="Check this many blobs chosen at random, not all of them.")
+@click.option("--quick", is_flag=True,
+              help="Check existence and size only, not each blob's SHA-256.")
+def verify_command(sample: int | None, quick: bool) -> None:
+    """Check that each blob a document needs exists, with its size and SHA-256. Missing
+    or corrupt blobs mark their documents missing_blob (audited; never served); blobs
+    found again put theirs back to pending_scan, with a scan queued. Exits 1 when any
+    blob is missing or corrupt, or the store cannot be read."""
+    actor = f"cli:{getpass.getuser()}"
+    session, blobs, result = db.session, storage(), Verified()
+    try:
+        if sample is not None:
+            verify(session, blobs, blobs_to_verify(session, sample=sample), quick=quick,
+                   actor=actor, result=result)
+        else:
+            after = ""
+            while batch := blobs_to_verify(session, after=after):
+                verify(session, blobs, batch, quick=quick, actor=actor, result=result)
+                after = batch[-1][0]
+                click.echo(_counts(result))
+    except StorageUnavailable as exc:
+        click.echo(f"the store cannot be read ({exc}); nothing more was checked", err=True)
+        click.echo(_counts(result))
+        sys.exit(1)
+    click.echo("done: " + _counts(result))
+    if result.missing or result.corrupt:
+        sys.exit(1)
+
+
+def _counts(result: Verified) -> str:
+    return " ".join(f"{name}={value}" for name, value in result.as_dict().items())

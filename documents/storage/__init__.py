@@ -89,6 +89,10 @@ class BlobStorage:
     def exists(self, sha256: str) -> bool:
         raise NotImplementedError
 
+    def size(self, sha256: str) -> int:
+        """The stored blob's size in bytes (FileNotFoundError if there is none)."""
+        raise NotImplementedError
+
     def is_quarantined(self, sha256: str) -> bool:
         raise NotImplementedError
 

@@ -58,6 +58,9 @@ class LocalStorage(BlobStorage):
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
+    def size(self, sha256: str) -> int:
+        return self.path(sha256).stat().st_size
+
     def is_quarantined(self, sha256: str) -> bool:
         return self._quarantined(sha256).exists()
 

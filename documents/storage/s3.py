@@ -106,6 +106,11 @@ class S3Storage(BlobStorage):
     def exists(self, sha256: str) -> bool:
         return self._head(self._key(sha256))
 
+    def size(self, sha256: str) -> int:
+        with _unavailable_on_error(self._key(sha256)):
+            return self.client.head_object(Bucket=self.bucket,
+                                           Key=self._key(sha256))["ContentLength"]
+
     def is_quarantined(self, sha256: str) -> bool:
         return self._head(self._quarantine_key(sha256))
 

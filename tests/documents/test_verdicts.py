@@ -69,18 +69,3 @@ def test_a_rescan_that_finds_shared_bytes_infected_marks_every_owners_copy(
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.task_name == SCAN_DOCUMENT)) == scans_before
         assert not LocalStorage(app.config["STORAGE_DIR"]).path(sha256).exists()
-
-
-def test_a_clean_document_whose_blob_is_missing_is_404_not_500(app, client, clamd_url):
-    owners = make_owners(app)
-    content = files.pdf("soon gone")
-    document_id = upload(client, owners["alice"], content).get_json()["id"]
-    assert scan(app, document_id, clamd_url) == "clean"
-    link = client.post(f"/v1/documents/{document_id}/download-url",
-                       headers={"Authorization": owners["alice"]["Authorization"]})
-    with app.app_context():
-        sha256 = db.session.get(Document, document_id).sha256
-    LocalStorage(app.config["STORAGE_DIR"]).path(sha256).unlink()
-    response = client.get(link.get_json()["url"])
-    assert response.status_code == 404
-    assert response.get_json()["error"]["code"] == "not_found"

@@ -53,7 +53,7 @@ def test_jobs_are_listed_with_their_last_run(app, client, tokens):
     body = client.get("/v1/admin/jobs", headers=tokens["admin"]).get_json()
     jobs = {job["name"]: job for job in body["jobs"]}
     assert set(jobs) == {"relay_outbox", "redrive_stuck_events", "reconcile_payments",
-                         "rescan_documents", "purge_retention"}
+                         "rescan_documents", "purge_retention", "verify_storage"}
     assert jobs["redrive_stuck_events"]["last_run"]["outcome"] == "succeeded"
     assert jobs["relay_outbox"]["last_run"] is None
     runs = client.get("/v1/admin/jobs/redrive_stuck_events/runs",

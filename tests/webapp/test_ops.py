@@ -441,3 +441,15 @@ def test_a_test_delivery_that_cannot_be_sent_says_why_as_an_error(ops_app, opera
     assert sent.status_code == 303
     page = operator.get(sent.headers["Location"]).get_data(as_text=True)
     assert '<p class="flash error">unconfigured has no secret: set T_NOT_SET' in page
+
+
+def test_the_overview_flags_documents_whose_bytes_the_store_lost(ops_app, operator):
+    with ops_app.app_context():
+        db.session.add(Document(owner_id=1, sha256="8" * 64, size=1, mime_type="text/plain",
+                                filename="gone.txt", status="missing_blob", scan_attempts=1))
+        db.session.commit()
+    html = operator.get("/ops/").get_data(as_text=True)
+    assert "1 document(s) lost their bytes in the store" in html
+    assert 'href="/ops/documents?status=missing_blob"' in html
+    listed = operator.get("/ops/documents?status=missing_blob").get_data(as_text=True)
+    assert "gone.txt" in listed

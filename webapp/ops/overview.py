@@ -14,7 +14,7 @@ from flask import current_app
 
 from cron.models import FAILED as RUN_FAILED
 from cron.models import TIMED_OUT
-from documents.models import SCAN_ERROR
+from documents.models import MISSING_BLOB, SCAN_ERROR
 from tasks.app_state import redis_client
 from tasks.app_state import sources as configured_sources
 from webapp import snapshot
@@ -95,6 +95,10 @@ def _flags(o: dict[str, Any]) -> list[Flag]:
     if (o["oldest_unprocessed_age"] or 0) > UNPROCESSED_STUCK_SECONDS:
         flags.append(Flag("an event has waited more than 10 minutes for its handler",
                           "ops.events", {"status": "received"}))
+    if o["documents"][MISSING_BLOB]:
+        flags.append(Flag(f"{o['documents'][MISSING_BLOB]} document(s) lost their bytes in the "
+                          "store: restore them, then run flask storage verify",
+                          "ops.documents", {"status": MISSING_BLOB}))
     if o["documents"][SCAN_ERROR]:
         flags.append(Flag(f"{o['documents'][SCAN_ERROR]} document(s) could not be scanned",
                           "ops.documents", {"status": SCAN_ERROR}))
