@@ -17,7 +17,7 @@ def registry(config: Mapping[str, Any]) -> dict[str, Job]:
     jobs = [
         Job("relay_outbox", "cron.relay:relay_outbox", interval=relay_every,
             soft_time_limit=max(relay_every * 3, 30), time_limit=max(relay_every * 3, 30) + 15),
-        Job("redrive_stuck_events", "cron.redrive:redrive_stuck_events",
+        Job("redrive_stuck_work", "cron.redrive:redrive_stuck_work",
             interval=config["REDRIVE_INTERVAL"], soft_time_limit=120, time_limit=150),
         Job("reconcile_payments", "cron.reconcile:reconcile",
             interval=config["RECONCILE_INTERVAL"], soft_time_limit=240, time_limit=280),

@@ -1,27 +1,22 @@
-"""rescan_documents: rescan what an older signature database called clean, what could
-not be scanned, and what has waited too long for its first scan."""
+"""rescan_documents: rescan what an older signature database called clean, and what
+could not be scanned. (Documents still waiting for a first scan are the redrive job's:
+cron/redrive.py.)"""
 from __future__ import annotations
-
-import datetime as dt
 
 from sqlalchemy import or_, select
 
 from cron.runner import JobContext
 from documents.models import CLEAN, SCAN_ERROR, Document
-from documents.operations import rescan_pending
 from documents.scanner import client_from_url
 from documents.scanning import signatures_fingerprint
 from store.outbox import enqueue
 from store.task_names import SCAN_DOCUMENT
 
 BATCH = 500
-PENDING_CAP = 10_000  # stuck pending documents queued per run; the next run takes more
 
 
 def rescan_documents(ctx: JobContext) -> dict:
-    """Queue a scan for clean documents from an older database, for scan errors, and
-    for documents pending past REDRIVE_AFTER (uploaded while no scanner existed, or
-    whose scan message a dead worker or a flushed broker lost).
+    """Queue a scan for clean documents from an older database, and for scan errors.
 
     The scan task itself records the new verdict: a file the new signatures
     detect becomes `infected` and its blob is quarantined.
@@ -30,10 +25,7 @@ def rescan_documents(ctx: JobContext) -> dict:
     if not url:
         return {"queued": 0, "skipped": "no CLAMD_URL"}
     current = signatures_fingerprint(client_from_url(url, timeout=10).version())
-    pending = rescan_pending(ctx.session, dt.timedelta(seconds=ctx.config["REDRIVE_AFTER"]),
-                             PENDING_CAP, "job:rescan_documents")
-    ctx.session.commit()
-    queued, after_id = pending, 0
+    queued, after_id = 0, 0
     while True:
         ctx.check()
         ids = list(ctx.session.scalars(
@@ -43,7 +35,7 @@ def rescan_documents(ctx: JobContext) -> dict:
                 (Document.status == CLEAN) & (Document.signatures_fingerprint != current)))
             .order_by(Document.id).limit(BATCH)))
         if not ids:
-            return {"queued": queued, "pending": pending, "fingerprint": current}
+            return {"queued": queued, "fingerprint": current}
         for document_id in ids:
             enqueue(ctx.session, SCAN_DOCUMENT, {"document_id": document_id})
         ctx.session.commit()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from documents.models import INFECTED, MISSING_BLOB, PENDING_SCAN, Document
 from documents.storage import BlobStorage
 from store import audit
+from store.db import utcnow
 from store.outbox import enqueue
 from store.task_names import SCAN_DOCUMENT
 
@@ -55,7 +56,7 @@ def _restore(session: Session, sha256: str, actor: str) -> int:
     documents = session.scalars(select(Document).where(
         Document.sha256 == sha256, Document.status == MISSING_BLOB).with_for_update()).all()
     for document in documents:
-        document.status = PENDING_SCAN
+        document.status, document.enqueued_at = PENDING_SCAN, utcnow()
         enqueue(session, SCAN_DOCUMENT, {"document_id": document.id})
         audit.record(session, actor, "document.blob_restored", "document", document.id)
     return len(documents)

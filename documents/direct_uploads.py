@@ -93,7 +93,7 @@ def complete(session: Session, storage: BlobStorage, upload: Upload,
         raise NotUploaded(upload.id) from None
     claimed = session.execute(update(Upload).where(
         Upload.id == upload.id, Upload.status == AWAITING_UPLOAD).values(
-        status=UPLOAD_PROCESSING)).rowcount
+        status=UPLOAD_PROCESSING, enqueued_at=utcnow())).rowcount
     session.refresh(upload)
     if not claimed:
         return False

@@ -152,6 +152,7 @@ def run_import(session: Session, storage: BlobStorage, import_id: int,
         job.started_at = utcnow()
         audit.record(session, "system", "import.start", "import", job.id, {})
     job.status, job.attempts = RUNNING, job.attempts + 1
+    job.enqueued_at = utcnow()  # running: the redrive waits REDRIVE_IMPORT_AFTER from here
     session.commit()
     try:
         # zipfile seeks (central directory first, then each member), so the archive is
@@ -264,6 +265,7 @@ def _commit_batch(session: Session, job: Import, batch: list[dict], expanded: in
     """The rows, their documents and scan messages, and the progress, together."""
     insert_all_unless_exist(session, ImportRow, batch, ["import_id", "row_no"])
     job.uncompressed_bytes = expanded
+    job.enqueued_at = utcnow()  # progress: alive, not to be redriven
     session.commit()
 
 

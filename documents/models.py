@@ -34,9 +34,13 @@ class Document(Base):
     # What an import's manifest said of it (the first import that said anything)
     title: Mapped[str | None] = mapped_column(String(255))
     external_ref: Mapped[str | None] = mapped_column(String(255))
+    # when its work was last handed to a worker (an import: or last made progress);
+    # the redrive job hands it out again past its REDRIVE_*AFTER
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("owner_id", "sha256"),
+        Index("ix_documents_status_enqueued_at", "status", "enqueued_at"),
         Index("ix_documents_owner_id_status", "owner_id", "status"),
         Index("ix_documents_owner_id_external_ref", "owner_id", "external_ref"),
     )
@@ -102,8 +106,12 @@ class Import(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # when its work was last handed to a worker (an import: or last made progress);
+    # the redrive job hands it out again past its REDRIVE_*AFTER
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (UniqueConstraint("owner_id", "archive_sha256"),)
+    __table_args__ = (UniqueConstraint("owner_id", "archive_sha256"),
+                      Index("ix_imports_status_enqueued_at", "status", "enqueued_at"))
 
 
 class ImportRow(Base):
@@ -163,8 +171,12 @@ class Upload(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     url_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # when its work was last handed to a worker (an import: or last made progress);
+    # the redrive job hands it out again past its REDRIVE_*AFTER
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (Index("ix_uploads_status_created_at", "status", "created_at"),)
+    __table_args__ = (Index("ix_uploads_status_created_at", "status", "created_at"),
+                      Index("ix_uploads_status_enqueued_at", "status", "enqueued_at"))
 
 
 def status_counts(session: Session) -> dict[str, int]:

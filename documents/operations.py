@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from documents.models import PENDING_SCAN, Document, DocumentTag, Import
@@ -89,6 +89,7 @@ def rescan_pending(session: Session, older_than: dt.timedelta, cap: int, actor: 
     """Queue a scan for up to `cap` stuck pending documents (an operator's action, or
     the rescan job's); audited once, with the count. The caller commits."""
     ids = stuck_pending(session, older_than, cap)
+    session.execute(update(Document).where(Document.id.in_(ids)).values(enqueued_at=utcnow()))
     for document_id in ids:
         enqueue(session, SCAN_DOCUMENT, {"document_id": document_id})
     if ids:
@@ -100,6 +101,7 @@ def rescan_pending(session: Session, older_than: dt.timedelta, cap: int, actor: 
 def request_rescan(session: Session, document: Document, actor: str) -> None:
     """Scan again (an operator's decision): queued, audited; the verdict replaces the
     old one, and an infected one still marks every copy of the bytes."""
+    document.enqueued_at = utcnow()
     enqueue(session, SCAN_DOCUMENT, {"document_id": document.id})
     audit.record(session, actor, "document.rescan", "document", document.id,
                  {"previous_status": document.status})

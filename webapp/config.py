@@ -59,8 +59,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RETRY_BACKOFF_MAX": 600,
     "WEBHOOK_INVALID_SIGNATURE_LIMIT": "60/minute",  # per client IP, failed verifications
     "AUTH_FAILURE_LIMIT": "30/minute",  # per client IP, failed bearer-token authentications
-    "REDRIVE_INTERVAL": 60,           # seconds between redrive_stuck_events runs
-    "REDRIVE_AFTER": 300,             # seconds an accepted event may wait unprocessed
+    "REDRIVE_INTERVAL": 60,           # seconds between redrive_stuck_work runs
+    "REDRIVE_AFTER": 300,             # seconds a handed-out event, scan or upload may wait
+    "REDRIVE_MEDIA_AFTER": 1800,      # a media fetch: its own retries honour Retry-After
+    "REDRIVE_IMPORT_AFTER": 2400,     # an import without progress; above the task time limit
     "CRON_DISABLED": "",              # comma-separated job names beat should not run
     "CRON_SCHEDULES": "",             # "job=m h dom mon dow; ..." crontabs instead of intervals
     "RESCAN_INTERVAL": 3600,          # seconds between rescan_documents runs
@@ -206,6 +208,9 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
         raise ConfigError("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT")
     if config["CELERY_TASK_SOFT_TIME_LIMIT"] >= config["CELERY_TASK_TIME_LIMIT"]:
         raise ConfigError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+    if config["REDRIVE_IMPORT_AFTER"] <= config["CELERY_TASK_TIME_LIMIT"]:
+        raise ConfigError("REDRIVE_IMPORT_AFTER must exceed CELERY_TASK_TIME_LIMIT: a running "
+                          "import is only known lost once no task can still hold it")
     if config["TRUSTED_PROXY_COUNT"] < 0:
         raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
     clamd_url = config.get("CLAMD_URL")

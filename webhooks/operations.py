@@ -133,7 +133,7 @@ def retry_media(session: Session, media_id: int, actor: str) -> WhatsAppMedia:
         raise MediaNotFound(media_id)
     previous = media.status
     media.status, media.error_code, media.error_message = MEDIA_PENDING, None, None
-    media.document_id, media.finished_at = None, None
+    media.document_id, media.finished_at, media.enqueued_at = None, None, utcnow()
     enqueue(session, FETCH_MEDIA, {"media_id": media.id})
     audit.record(session, actor, "whatsapp_media.retry", "whatsapp_media", media.id,
                  {"previous_status": previous, "source": media.source})

@@ -44,13 +44,15 @@ def test_redrive_requeues_only_events_stuck_past_the_cutoff(app, redis_db):
         event(session, "done", "processed", 3600)
         event(session, "dead", "dead", 3600)
         session.commit()
-        result = run(app, "redrive_stuck_events")
-        assert (result.outcome, result.detail) == ("succeeded", {"redriven": 1})
+        result = run(app, "redrive_stuck_work")
+        assert result.outcome == "succeeded"
+        assert result.detail["webhook_events_redriven"] == 1
         relay(app)
         assert [m["kwargs"] for m in queued(redis_db, "webhooks")] == [{"event_id": stuck.id}]
         session.refresh(stuck)
         assert utcnow() - stuck.enqueued_at < dt.timedelta(minutes=1)
-        assert run(app, "redrive_stuck_events").detail == {"redriven": 0}  # not twice
+        again = run(app, "redrive_stuck_work").detail
+        assert again["webhook_events_redriven"] == 0  # not twice
 
 
 def test_relay_job_publishes_the_whole_backlog_in_batches(make_app, redis_db):

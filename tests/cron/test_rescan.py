@@ -1,12 +1,8 @@
-import datetime as dt
 
-from sqlalchemy import select
 
 from cron.jobs import registry
 from cron.runner import run_job
 from documents.models import Document
-from store.audit import AuditLog
-from store.db import utcnow
 from tests.helpers.outbox import queued, relay
 from tests.helpers.workers import as_worker
 from webapp.extensions import db
@@ -37,7 +33,7 @@ def test_rescan_queues_clean_documents_from_older_signatures_and_scan_errors(
         run = run_job(session, app.extensions["sluice.redis"],
                       registry(app.config)["rescan_documents"], trigger="manual",
                       config=app.config)
-    assert run.detail == {"queued": 2, "pending": 0, "fingerprint": current}
+    assert run.detail == {"queued": 2, "fingerprint": current}
     relay(app)
     assert sorted(m["kwargs"]["document_id"] for m in queued(redis_db, "documents")) == \
         sorted([stale, failed])
@@ -49,25 +45,3 @@ def test_without_clamd_the_rescan_says_so(app):
                       registry(app.config)["rescan_documents"], trigger="manual",
                       config=app.config)
     assert (run.outcome, run.detail) == ("succeeded", {"queued": 0, "skipped": "no CLAMD_URL"})
-
-
-def test_documents_pending_past_redrive_after_are_queued_once_a_scanner_exists(
-        make_app, clamd_url, redis_db):
-    # Uploaded while no scanner was configured (or their scan message was lost): the
-    # rescan job picks them up; a fresh upload is left to its own queued scan.
-    app = as_worker(make_app(CLAMD_URL=clamd_url, REDRIVE_AFTER=300))
-    with app.app_context():
-        session = db.session
-        stuck = doc(session, "e" * 64, "pending_scan", None)
-        fresh = doc(session, "f" * 64, "pending_scan", None)
-        session.get(Document, stuck).created_at = utcnow() - dt.timedelta(minutes=6)
-        session.commit()
-        run = run_job(session, app.extensions["sluice.redis"],
-                      registry(app.config)["rescan_documents"], trigger="manual",
-                      config=app.config)
-        assert run.detail["pending"] == 1 and run.detail["queued"] == 1
-        actors = session.scalars(select(AuditLog.actor).where(
-            AuditLog.action == "document.rescan_pending")).all()
-    relay(app)
-    assert [m["kwargs"]["document_id"] for m in queued(redis_db, "documents")] == [stuck]
-    assert fresh != stuck and actors == ["job:rescan_documents"]

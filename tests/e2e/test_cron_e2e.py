@@ -63,7 +63,7 @@ def test_no_job_ever_has_two_overlapping_successful_runs(crowded_stack):
     with app.app_context():
         runs = db.session.scalars(select(JobRun).order_by(JobRun.started_at)).all()
     print({(r.job, r.outcome) for r in runs})
-    for job in ("relay_outbox", "redrive_stuck_events"):
+    for job in ("relay_outbox", "redrive_stuck_work"):
         done = [r for r in runs if r.job == job and r.outcome == "succeeded"]
         for earlier, later in zip(done, done[1:]):
             assert later.started_at >= earlier.finished_at, f"{job} ran twice at once"

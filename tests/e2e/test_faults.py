@@ -203,21 +203,33 @@ def test_worker_sigkilled_mid_handler(tmp_path, worker_index, broker, record_pro
         app.extensions["sluice.db"].engine.dispose()
 
 
+def scan_load(big: int) -> list[tuple[str, bytes]]:
+    """`big` distinct 8 MB files, slow enough to scan that a kill finds some in flight,
+    and EICAR."""
+    files = [(f"big-{i}.txt", f"{i:04d} ".encode() + b"x" * (8 << 20)) for i in range(big)]
+    return files + [("eicar.txt", EICAR)]
+
+
+def upload_all(stack: Stack, auth: dict, files: list[tuple[str, bytes]]) -> list[int]:
+    ids = []
+    for name, content in files:
+        response = requests.post(stack.url("/v1/documents"), headers=auth, timeout=60,
+                                 files={"file": (name, content, "text/plain")})
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
 def test_worker_sigkilled_mid_scan(tmp_path, worker_index, clamd_url, record_property):
     env = fresh_stack_environment(tmp_path, worker_index, "fault_scan")
     env.update(WORKER_CONCURRENCY="2", CLAMD_URL=clamd_url,
                STORAGE_DIR=str(tmp_path / "storage"))
     stack = start_stack(tmp_path, env, "web")
     app = reader(env)
-    files = [(f"big-{i}.txt", f"{i:04d} ".encode() + b"x" * (8 << 20)) for i in range(24)]
-    files.append(("eicar.txt", EICAR))
+    files = scan_load(24)
     try:
         stack.wait_ready()
-        auth = bearer(app, "fault-uploader", ["documents:write", "documents:read"])
-        for name, content in files:
-            response = requests.post(stack.url("/v1/documents"), headers=auth, timeout=60,
-                                     files={"file": (name, content, "text/plain")})
-            assert response.status_code == 201, response.text
+        upload_all(stack, bearer(app, "fault-uploader", ["documents:write"]), files)
         stack.start("worker")
 
         def statuses() -> dict[str, int]:
@@ -245,10 +257,65 @@ def test_worker_sigkilled_mid_scan(tmp_path, worker_index, clamd_url, record_pro
         app.extensions["sluice.db"].engine.dispose()
 
 
+def test_worker_group_sigkilled_mid_scan_then_redis_restarted_empty(
+        tmp_path, worker_index, clamd_url, record_property):
+    # Reported: a worker's whole process group SIGKILLed mid-scan on the Redis broker
+    # left its scan messages in `unacked` for the visibility timeout (2 h); a Redis
+    # restart then dropped them, and the documents stayed pending_scan for good.
+    redis_server = ThrowawayRedis(tmp_path / "redis").start()
+    env = stack_environment(tmp_path, redis_server.url, services.fresh_database(
+        f"sluice_fault_group_{worker_index}", tmp_path))
+    env.update(WORKER_CONCURRENCY="2", CLAMD_URL=clamd_url,
+               STORAGE_DIR=str(tmp_path / "storage"), **RECOVERY)
+    stack = start_stack(tmp_path, env, "web")
+    app = reader(env)
+    files = scan_load(16)
+    try:
+        stack.wait_ready()
+        ids = upload_all(stack, bearer(app, "fault-group", ["documents:write"]), files)
+        stack.start("worker")
+        wait_for(lambda: CLEAN in document_statuses(app, ids).values(), timeout=60,
+                 interval=0.05, what="scanning to begin")
+        os.killpg(stack.processes.pop("worker").pid, signal.SIGKILL)  # the whole group
+        pending_at_kill = sum(v != CLEAN and v != INFECTED
+                              for v in document_statuses(app, ids).values())
+        redis_server.stop()   # SIGKILL: unacked and queued messages go with it
+        redis_server.start()  # back on the same port, empty
+        stack.start("worker", "beat")
+        final = every_verdict(app, ids, 150, "every document to reach a verdict with no "
+                                             "hand on it")
+        figures = {**verdict_figures(app, len(files), ids, final),
+                   "pending_when_killed": pending_at_kill}
+        report(record_property, "worker group SIGKILLed mid-scan, Redis restarted empty",
+               figures)
+        assert sorted(final.values()).count(INFECTED) == 1
+        assert figures["lost"] == 0 and figures["duplicated"] == 0
+        assert pending_at_kill > 0, "every scan finished before the kill: nothing was tested"
+    finally:
+        stack.stop()
+        redis_server.stop()
+        app.extensions["sluice.db"].engine.dispose()
+
+
 def document_statuses(app, ids: list[int]) -> dict[int, str]:
     with app.app_context():
         return dict(db.session.execute(select(Document.id, Document.status)
                                        .where(Document.id.in_(ids))).all())
+
+
+def every_verdict(app, ids: list[int], timeout: float, what: str) -> dict[int, str]:
+    """Wait until each document is clean or infected; their statuses."""
+    return wait_for(lambda: (lambda now: now if all(
+        v in (CLEAN, INFECTED) for v in now.values()) else None)(
+        document_statuses(app, ids)), timeout=timeout, interval=0.3, what=what)
+
+
+def verdict_figures(app, sent: int, ids: list[int], final: dict[int, str]) -> dict:
+    with app.app_context():
+        stored = db.session.scalar(select(func.count()).select_from(Document))
+    return {"sent": sent, "acknowledged": len(ids),
+            "processed": sum(v in (CLEAN, INFECTED) for v in final.values()),
+            "lost": len(ids) - len(final), "duplicated": stored - len(ids)}
 
 
 def test_clamd_stopped_under_uploads(tmp_path, worker_index, record_property):
@@ -288,15 +355,8 @@ def test_clamd_stopped_under_uploads(tmp_path, worker_index, record_property):
                                 cwd=REPO, env=stack.env, capture_output=True, text=True,
                                 timeout=60)
         assert rescan.returncode == 0, rescan.stderr[-2000:]
-        final = wait_for(lambda: (lambda now: now if all(
-            v in (CLEAN, INFECTED) for v in now.values()) else None)(
-            document_statuses(app, ids)), timeout=90, interval=0.3,
-            what="the rescan to give every upload its verdict")
-        with app.app_context():
-            stored = db.session.scalar(select(func.count()).select_from(Document))
-        figures = {"sent": len(answers), "acknowledged": len(ids),
-                   "processed": sum(v in (CLEAN, INFECTED) for v in final.values()),
-                   "lost": len(ids) - len(final), "duplicated": stored - len(ids),
+        final = every_verdict(app, ids, 90, "the rescan to give every upload its verdict")
+        figures = {**verdict_figures(app, len(answers), ids, final),
                    "clean_while_down": len(seen_clean)}
         report(record_property, "clamd stopped", figures)
         assert_nothing_lost_or_doubled(figures)

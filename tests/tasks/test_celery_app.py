@@ -38,7 +38,7 @@ def test_beat_relays_the_outbox_at_the_configured_interval(app_config):
     assert entry["schedule"].total_seconds() == 4
     assert entry["options"]["expires"] == 3
     assert entry["options"]["soft_time_limit"] < entry["options"]["time_limit"]
-    assert schedule["redrive-stuck-events"]["schedule"].total_seconds() == 60
+    assert schedule["redrive-stuck-work"]["schedule"].total_seconds() == 60
 
 
 def test_crontab_schedules_replace_intervals(app_config):
@@ -66,10 +66,10 @@ def test_bad_crontabs_stop_worker_and_beat_from_starting(redis_url, tmp_path, sp
 
 def test_disabled_jobs_are_not_scheduled(app_config):
     app = create_app({**app_config,
-                      "CRON_DISABLED": "redrive_stuck_events, reconcile_payments"})
+                      "CRON_DISABLED": "redrive_stuck_work, reconcile_payments"})
     schedule = set(celery_of(app).conf.beat_schedule)
     assert {"relay-outbox", "purge-retention"} <= schedule
-    assert not {"redrive-stuck-events", "reconcile-payments"} & schedule
+    assert not {"redrive-stuck-work", "reconcile-payments"} & schedule
 
 
 def test_embedded_unix_socket_urls_are_spelled_for_kombu(app_config):

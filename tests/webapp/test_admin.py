@@ -48,15 +48,15 @@ def test_every_admin_route_needs_the_admin_scope(client, tokens, method, path):
 def test_jobs_are_listed_with_their_last_run(app, client, tokens):
     with app.app_context():
         run_job(db.session, app.extensions["sluice.redis"],
-                registry(app.config)["redrive_stuck_events"], trigger="manual",
+                registry(app.config)["redrive_stuck_work"], trigger="manual",
                 config=app.config)
     body = client.get("/v1/admin/jobs", headers=tokens["admin"]).get_json()
     jobs = {job["name"]: job for job in body["jobs"]}
-    assert set(jobs) == {"relay_outbox", "redrive_stuck_events", "reconcile_payments",
+    assert set(jobs) == {"relay_outbox", "redrive_stuck_work", "reconcile_payments",
                          "rescan_documents", "purge_retention", "verify_storage"}
-    assert jobs["redrive_stuck_events"]["last_run"]["outcome"] == "succeeded"
+    assert jobs["redrive_stuck_work"]["last_run"]["outcome"] == "succeeded"
     assert jobs["relay_outbox"]["last_run"] is None
-    runs = client.get("/v1/admin/jobs/redrive_stuck_events/runs",
+    runs = client.get("/v1/admin/jobs/redrive_stuck_work/runs",
                       headers=tokens["admin"]).get_json()["runs"]
     assert [r["trigger"] for r in runs] == ["manual"]
     assert client.get("/v1/admin/jobs/nope/runs", headers=tokens["admin"]).status_code == 404

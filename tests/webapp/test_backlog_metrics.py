@@ -60,7 +60,7 @@ def test_each_backlog_gauge_follows_what_is_waiting(make_app, clamd_url):
                      status="pending_scan", created_at=ago(1000), scan_attempts=0)])
         session.commit()
         run_job(session, app.extensions["sluice.redis"],
-                registry(app.config)["redrive_stuck_events"], trigger="manual", config=app.config)
+                registry(app.config)["redrive_stuck_work"], trigger="manual", config=app.config)
     after = gauges(app)
     assert after['sluice_events_oldest_unprocessed_age_seconds{source="stripe"}'] >= 120
     assert after['sluice_events_oldest_unprocessed_age_seconds{source="paystack"}'] == 0
@@ -69,9 +69,9 @@ def test_each_backlog_gauge_follows_what_is_waiting(make_app, clamd_url):
     assert after["sluice_outbox_oldest_unpublished_age_seconds"] >= 400
     assert after['sluice_documents{status="pending_scan"}'] == 1
     assert after["sluice_documents_oldest_pending_scan_age_seconds"] >= 1000
-    assert after['sluice_job_last_success_timestamp_seconds{job="redrive_stuck_events"}'] > \
+    assert after['sluice_job_last_success_timestamp_seconds{job="redrive_stuck_work"}'] > \
         utcnow().timestamp() - 60
-    assert after['sluice_job_last_outcome{job="redrive_stuck_events",outcome="succeeded"}'] == 1
+    assert after['sluice_job_last_outcome{job="redrive_stuck_work",outcome="succeeded"}'] == 1
     assert after['sluice_job_interval_seconds{job="purge_retention"}'] == 86400
     # The tests' clamd has only our EICAR .ndb, whose VERSION reply carries no database
     # date: the family is left out, not declared empty (the parser is tested below).

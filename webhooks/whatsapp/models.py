@@ -56,9 +56,13 @@ class WhatsAppMedia(Base):
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # when its work was last handed to a worker (an import: or last made progress);
+    # the redrive job hands it out again past its REDRIVE_*AFTER
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("message_id", "position"),
+        Index("ix_whatsapp_media_status_enqueued_at", "status", "enqueued_at"),
         Index("ix_whatsapp_media_status", "status"),
         Index("ix_whatsapp_media_document_id", "document_id"),
     )
