@@ -1,6 +1,8 @@
-"""A worker step: a thread that measures the broker's queue depths for the web.
+"""A worker step: a thread that measures, for the web, the broker's queue depths and
+the state of the worker's scanner.
 
-See `tasks.queue_depths` for why the workers measure and the web reads. A thread,
+See `tasks.queue_depths` and `tasks.scanner_state` for why the workers measure and
+the web reads. A thread,
 not the consumer's timer: a passive declare blocks while the broker is away, and
 the consumer's event loop must not.
 """
@@ -11,6 +13,7 @@ import threading
 
 from celery import bootsteps
 
+from tasks import scanner_state
 from tasks.app_state import redis_client
 from tasks.queue_depths import measure, record
 
@@ -42,9 +45,13 @@ class QueueDepthGauge(bootsteps.StartStopStep):
         flask_app = celery.flask_app
         client = redis_client(flask_app)
         prefix = flask_app.config["REDIS_KEY_PREFIX"]
+        clamd_url = flask_app.config.get("CLAMD_URL")
+        timeout = flask_app.config["HEALTH_CHECK_TIMEOUT"]
         failing = False
         while True:
             try:
+                scanner_state.record(client, prefix, scanner_state.measure(clamd_url, timeout),
+                                     interval)
                 record(client, prefix, measure(celery), interval)
                 failing = False
             except Exception as exc:  # the broker or Redis away, or a bug: the figures

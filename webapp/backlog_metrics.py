@@ -16,6 +16,7 @@ from flask import Flask
 from prometheus_client.core import GaugeMetricFamily
 
 from cron.operations import last_success
+from tasks import scanner_state
 from tasks.app_state import db_session, redis_client, sources
 from webapp import snapshot
 
@@ -59,24 +60,19 @@ class BacklogCollector:
             finally:
                 session.close()
         yield from _gauges(now, successes)
-        # Only when clamd answered with its database's date: a family without a sample
-        # reads as a bug. A database of local .ndb files alone, as in the tests, has
-        # none, and a web host without clamd cannot tell (docs/observability.md).
+        # Only when a worker's clamd answered with its database's date: a family without
+        # a sample reads as a bug. A database of local .ndb files alone, as in the tests,
+        # has none. The workers report it (tasks/scanner_state.py): web hosts need no clamd.
         age = self._clamd_age(now.now)
         if age is not None:
             yield GaugeMetricFamily("sluice_clamd_signatures_age_seconds",
                                     "Age of clamd's signature database", value=age)
 
     def _clamd_age(self, now: dt.datetime) -> float | None:
-        url = self.app.config.get("CLAMD_URL")
-        if not url:
-            return None
-        from documents.scanner import client_from_url
-
-        try:
-            return clamd_signatures_age(client_from_url(url, timeout=2).version(), now)
-        except Exception:  # clamd away: /readyz says so; the gauge just goes stale
-            return None
+        reported = scanner_state.recorded(redis_client(self.app),
+                                          self.app.config["REDIS_KEY_PREFIX"])
+        version = reported.get("version")
+        return clamd_signatures_age(version, now) if version else None
 
 
 def _gauges(now: snapshot.Snapshot, successes: dict) -> Iterator[GaugeMetricFamily]:

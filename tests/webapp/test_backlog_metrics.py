@@ -154,3 +154,37 @@ def test_clamds_version_reply_gives_the_age_of_its_signatures():
     assert clamd_signatures_age("ClamAV 1.0.7/27500/Tue Dec  1 08:00:00 2026", now) == 2 * 86400
     assert clamd_signatures_age("ClamAV 1.0.7", now) is None
     assert clamd_signatures_age("ClamAV 1.0.7/27500/not a date", now) is None
+
+
+def test_the_scanner_is_reported_by_the_workers_not_asked_by_the_web(make_app, clamd_url):
+    # Reported: web hosts without clamd showed it "missing" forever, and the signature-age
+    # alert could never fire there. The web now shows what the workers' scanner said.
+    from tasks import scanner_state
+    from tasks.app_state import redis_client
+    from webapp.health import components
+
+    web = make_app(CLAMD_URL=None, METRICS_CACHE_SECONDS=0, QUEUE_DEPTH_INTERVAL=0.2)
+    with web.test_request_context():
+        assert components()["clamd"]["status"] == "unknown"  # no worker has said
+    celery = celery_of(web)
+    web.config["CLAMD_URL"] = clamd_url  # the worker's setting, read as its step starts
+    step = QueueDepthGauge(SimpleNamespace(app=celery))
+    step.start(SimpleNamespace(app=celery))
+    web.config["CLAMD_URL"] = None       # and the web host's: none
+    try:
+        with web.test_request_context():
+            wait_for(lambda: components()["clamd"] == {"status": "ok"}, timeout=10,
+                     what="the worker's report of its scanner")
+    finally:
+        step.stop(None)
+    # The tests' clamd has no database date; one that has gives the gauge, on the web.
+    with web.app_context():
+        scanner_state.record(redis_client(), web.config["REDIS_KEY_PREFIX"], {
+            "status": "ok", "version": "ClamAV 1.0.7/27500/Tue Dec  1 08:00:00 2026"}, 60)
+    expected = clamd_signatures_age("ClamAV 1.0.7/27500/Tue Dec  1 08:00:00 2026", utcnow())
+    assert abs(gauges(web)["sluice_clamd_signatures_age_seconds"] - expected) < 60
+    with web.app_context():
+        scanner_state.record(redis_client(), web.config["REDIS_KEY_PREFIX"],
+                             scanner_state.measure(None, 1), 60)
+    with web.test_request_context():
+        assert components()["clamd"]["status"] == "missing"

@@ -34,11 +34,16 @@ def test_readyz_of_a_web_process_without_clamd_is_ok_scanning_is_the_workers(cli
         "storage": {"status": "ok", "backend": "file"}}}
 
 
-def test_the_overview_still_shows_the_scanner_as_a_state_never_a_version(make_app, clamd_url):
+def test_the_overview_shows_the_workers_scanner_as_a_state_never_a_version(
+        make_app, clamd_url):
+    from tasks import scanner_state
+    from tasks.app_state import redis_client
     from webapp.health import components
 
-    app = make_app(CLAMD_URL=clamd_url)
+    app = make_app()
     with app.test_request_context():
+        scanner_state.record(redis_client(), app.config["REDIS_KEY_PREFIX"],
+                             scanner_state.measure(clamd_url, 2), 60)
         assert components()["clamd"] == {"status": "ok"}
 
 

@@ -384,8 +384,13 @@ def test_rescan_all_pending_queues_every_waiting_document_and_is_audited(ops_app
 def test_the_overview_names_a_missing_scanner_and_documents_waiting_with_their_fix(
         ops_app, operator):
     # Reported: "Nothing needs attention" while clamd was missing and documents waited.
+    from tasks import scanner_state
+    from tasks.app_state import redis_client
+
     ops_app.config["REDRIVE_AFTER"] = 60
-    with ops_app.app_context():
+    with ops_app.app_context():  # what a worker without CLAMD_URL reports
+        scanner_state.record(redis_client(), ops_app.config["REDIS_KEY_PREFIX"],
+                             scanner_state.measure(None, 1), 60)
         db.session.add(Document(owner_id=1, sha256="9" * 64, size=1, mime_type="text/plain",
                                 filename="w.txt", status="pending_scan", scan_attempts=0,
                                 created_at=utcnow() - dt.timedelta(minutes=3)))

@@ -108,8 +108,8 @@ def _flags(o: dict[str, Any]) -> list[Flag]:
                               "pending_scan until one is configured", "ops.documents",
                               {"status": "pending_scan"}))
         elif state["status"] != "ok":
-            flags.append(Flag(f"{name} is {state['status']} ({state.get('error', '?')})",
-                              "ops.overview", {}))
+            why = state.get("error") or state.get("detail") or "?"
+            flags.append(Flag(f"{name} is {state['status']} ({why})", "ops.overview", {}))
     if (o["oldest_pending_scan_age"] or 0) > o["pending_scan_after"]:
         flags.append(Flag(f"documents have waited more than {o['pending_scan_after'] // 60} "
                           "minutes for a scan: Rescan all pending", "ops.documents",
