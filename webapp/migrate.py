@@ -58,7 +58,7 @@ def downgrade(database_url: str, revision: str = "-1") -> None:
 def script_heads() -> frozenset[str]:
     """Revisions in migrations/versions that no other revision builds on."""
     revisions, parents = set(), set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+    for path in (MIGRATIONS_DIR / "versions").glob("[!_]*.py"):  # not __init__.py
         names = _constants(path, {"revision", "down_revision"})
         revisions.add(names["revision"])
         down = names.get("down_revision")

@@ -13,7 +13,10 @@
 3. file:// against s3:// (moto's server on loopback as the S3 endpoint): the same
    upload through gunicorn and the same scan (blob streamed from the store into
    clamd), BENCH_ROUNDS alternating rounds, the stored blob removed before each so
-   every round writes it; the s3/file ratio of each, and each web's peak RSS.
+   every round writes it; the s3/file ratio of each, and each web's peak RSS. The
+   s3 web's extra memory is set against its ceiling measured in the same run: what
+   importing boto3 and building its S3 client costs a bare Python process, before
+   any byte moves (botocore's loaded service model and endpoint rules).
 """
 from __future__ import annotations
 
@@ -82,6 +85,23 @@ def peak_rss_mb(master_pid: int) -> float:
             if line.startswith("VmHWM:"):
                 peaks.append(int(line.split()[1]) / 1024)
     return max(peaks)
+
+
+BOTO3_CLIENT_RSS = """
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2 ** 20
+before = rss()
+import boto3
+boto3.session.Session().client("s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                               aws_access_key_id="x", aws_secret_access_key="x")
+print(rss() - before)
+"""
+
+
+def boto3_client_rss_mb() -> float:
+    """What boto3 and an S3 client add to a process that has moved no bytes."""
+    return float(subprocess.run([sys.executable, "-c", BOTO3_CLIENT_RSS], capture_output=True,
+                                text=True, check=True).stdout)
 
 
 def post_file(url: str, path: Path, token: str) -> tuple[float, str]:
@@ -236,6 +256,10 @@ def main() -> None:
         print(f"{kind:>4}: upload {spread([SIZE_MB / s for s in b['upload']])} MiB/s, scan "
               f"{spread([SIZE_MB / s for s in b['scan']])} MiB/s, web peak RSS "
               f"{b['rss']:.1f} MB")
+    client_rss = boto3_client_rss_mb()
+    extra = backends["s3"]["rss"] - backends["file"]["rss"]
+    print(f"s3 web's extra peak RSS  {extra:7.1f} MB; boto3 + an S3 client alone add "
+          f"{client_rss:.1f} MB to a bare process (the ceiling: what any boto3 user pays)")
     upload_ratio = [f / s for f, s in zip(backends["file"]["upload"], backends["s3"]["upload"])]
     scan_ratio = [f / s for f, s in zip(backends["file"]["scan"], backends["s3"]["scan"])]
     print(f"s3 / file: upload {spread(upload_ratio, '{:.2f}')}, scan "
@@ -248,7 +272,9 @@ def main() -> None:
           f"web_peak_rss_mb={rss:.1f} scan_ratio={raw_s / ours_s:.2f} "
           f"s3_upload_ratio={statistics.median(upload_ratio):.2f} "
           f"s3_scan_ratio={statistics.median(scan_ratio):.2f} "
-          f"s3_web_peak_rss_mb={backends['s3']['rss']:.1f}")
+          f"s3_web_peak_rss_mb={backends['s3']['rss']:.1f} "
+          f"file_web_peak_rss_mb={backends['file']['rss']:.1f} "
+          f"boto3_client_rss_mb={client_rss:.1f}")
 
 
 def compare_backends(workdir: Path, env: dict, path: Path, token: str, scanner) -> dict:

@@ -1,5 +1,6 @@
 """Every process's command (the Procfile's, and the flask CLI) reports a configuration
 error as one line and exits 1; migrations run without the webhook sources at all."""
+import os
 import shlex
 import subprocess
 
@@ -62,3 +63,33 @@ def test_the_readme_links_only_to_files_inside_the_repository():
     for target in re.findall(r"\]\(([^)#]+)\)", readme):
         if not target.startswith(("http://", "https://")):
             assert (repo / target).exists(), target
+
+
+def test_an_installed_wheel_migrates_with_no_checkout(tmp_path):
+    # Reported: the only install path was `make run`'s editable install; a wheel left
+    # the migrations behind, so `flask db upgrade` could not run on a server.
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                            str(tmp_path / "dist"), str(repo)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("sluice-*.whl"))
+    target = tmp_path / "site"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
+                                "--target", str(target), str(wheel)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    assert (target / "migrations" / "versions" / "0012_enqueued_at.py").exists()
+    env = {**os.environ, "PYTHONPATH": str(target), "SLUICE_INSTANCE_PATH": str(tmp_path / "i"),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'wheel.db'}", "SECRET_KEY": "x"}
+    env.pop("TEST_DATABASE_URL", None)
+    upgraded = subprocess.run(
+        [sys.executable, "-c", "import webapp, sys; assert webapp.__file__.startswith(sys.argv[1]);"
+         "from webapp.migrate import upgrade, script_heads; import os;"
+         "upgrade(os.environ['DATABASE_URL']); print(sorted(script_heads()))", str(target)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    assert upgraded.stdout.strip() == "['0012']"
