@@ -367,3 +367,127 @@ def test_clamd_stopped_under_uploads(tmp_path, worker_index, record_property):
         stack.stop()
         clamd.stop()
         app.extensions["sluice.db"].engine.dispose()
+
+
+def test_a_sigstopped_store_under_readiness_probes_stalls_neither_livez_nor_webhooks(
+        tmp_path, worker_index, record_property):
+    # Reported: with the store SIGSTOPped for 20 s and /readyz probed every second,
+    # /livez and the API through the front waited up to 9.5 s.
+    import json
+    import threading
+
+    from tests.webhooks import signing
+
+    (tmp_path / "moto").mkdir()
+    moto = services.MotoS3(tmp_path / "moto").start()
+    moto.bucket("probed")
+    env = fresh_stack_environment(tmp_path, worker_index, "fault_hung_store")
+    env.update(**services.MotoS3.ENV, STORAGE_URL="s3://probed/x",
+               S3_ENDPOINT_URL=moto.endpoint, SPOOL_DIR=str(tmp_path / "spool"))
+    stack = start_stack(tmp_path, env, "web")
+    figures: dict = {}
+    try:
+        stack.wait_ready()
+
+        def measure(seconds: float, probe_readiness: bool) -> dict[str, list[float]]:
+            found = {"webhook": [], "livez": [], "readyz": [], "webhook_status": []}
+            stop = time.monotonic() + seconds
+
+            def timed(kind: str, call) -> None:
+                started = time.monotonic()
+                response = call()
+                found[kind].append((time.monotonic() - started) * 1000)
+                if kind == "webhook":
+                    found["webhook_status"].append(response.status_code)
+
+            def every(interval: float, kind: str, call) -> None:
+                while time.monotonic() < stop:
+                    timed(kind, call)
+                    time.sleep(interval)
+
+            def webhook():
+                body = json.dumps({"id": f"evt_hung_{time.monotonic_ns()}",
+                                   "type": "payment_intent.created",
+                                   "data": {"object": {}}}).encode()
+                return requests.post(stack.url("/webhooks/stripe"), data=body, timeout=30,
+                                     headers=signing.stripe_headers(body, STRIPE_SECRET))
+            threads = [
+                threading.Thread(target=every, args=(0.05, "webhook", webhook)),
+                threading.Thread(target=every, args=(0.1, "livez", lambda: requests.get(
+                    stack.url("/livez"), timeout=30)))]
+            if probe_readiness:  # five probers, each once a second: one probe per 200 ms
+                threads += [threading.Thread(target=every, args=(1.0, "readyz", lambda: (
+                    requests.get(stack.url("/readyz"), timeout=30)))) for _ in range(5)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return found
+
+        def p99(values: list[float]) -> float:
+            return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+
+        before = measure(5, probe_readiness=False)
+        os.kill(moto.process.pid, signal.SIGSTOP)
+        try:
+            during = measure(15, probe_readiness=True)
+        finally:
+            os.kill(moto.process.pid, signal.SIGCONT)
+        figures = {
+            "webhooks_sent": len(during["webhook"]),
+            "webhooks_not_202": sum(s != 202 for s in during["webhook_status"]),
+            "webhook_p99_ms_before": round(p99(before["webhook"]), 1),
+            "webhook_p99_ms_during": round(p99(during["webhook"]), 1),
+            "livez_p99_ms": round(p99(during["livez"]), 1),
+            "readyz_probes": len(during["readyz"]),
+            "readyz_max_ms": round(max(during["readyz"]), 1)}
+        report(record_property, "store SIGSTOPped for 15 s, /readyz probed every 200 ms",
+               figures)
+        assert figures["webhooks_not_202"] == 0
+        assert figures["livez_p99_ms"] < 50
+        assert figures["readyz_max_ms"] < 2500  # HEALTH_CHECK_TIMEOUT (1 s), and a little
+        assert figures["webhook_p99_ms_during"] < max(2 * figures["webhook_p99_ms_before"],
+                                                      figures["webhook_p99_ms_before"] + 50)
+    finally:
+        stack.stop()
+        moto.stop()
+
+
+def test_the_store_comes_back_empty_and_every_lost_document_is_found(
+        tmp_path, worker_index, clamd_url, record_property):
+    # Reported: after the object store came back empty, 289 documents (260 clean)
+    # pointed at nothing; download-url answered 200 and each link then gave 404.
+    import shutil
+
+    env = fresh_stack_environment(tmp_path, worker_index, "fault_lost_blobs")
+    env.update(CLAMD_URL=clamd_url, STORAGE_DIR=str(tmp_path / "storage"))
+    stack = start_stack(tmp_path, env, "web", "worker")
+    app = reader(env)
+    try:
+        stack.wait_ready()
+        auth = bearer(app, "fault-lost", ["documents:write", "documents:read"])
+        files = [(f"kept-{i}.txt", f"a document the store will lose, {i}".encode())
+                 for i in range(12)]
+        ids = upload_all(stack, auth, files)
+        every_verdict(app, ids, 60, "every upload to be scanned")
+        blobs = tmp_path / "storage" / "sha256"
+        shutil.rmtree(blobs)  # the store is back, and holds nothing
+        answers = [requests.post(stack.url(f"/v1/documents/{i}/download-url"), headers=auth,
+                                 timeout=30) for i in ids[:4]]
+        verify = subprocess.run(["flask", "--app", "webapp", "storage", "verify", "--quick"],
+                                cwd=REPO, env=stack.env, capture_output=True, text=True,
+                                timeout=120)
+        final = document_statuses(app, ids)
+        figures = {"documents": len(ids),
+                   "links_refused_410": sum(a.status_code == 410 for a in answers),
+                   "links_minted": sum(a.status_code == 200 for a in answers),
+                   "marked_missing_blob": sum(v == "missing_blob" for v in final.values()),
+                   "verify_exit": verify.returncode}
+        report(record_property, "the store came back empty", figures)
+        assert figures["links_refused_410"] == 4 and figures["links_minted"] == 0
+        assert figures["marked_missing_blob"] == len(ids)
+        assert verify.returncode == 1, verify.stdout
+        assert "missing=12 corrupt=0 restored=0 documents_marked=8" in verify.stdout
+    finally:
+        stack.stop()
+        app.extensions["sluice.db"].engine.dispose()
