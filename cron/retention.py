@@ -14,6 +14,7 @@ from documents import direct_uploads
 from documents.models import referenced_blobs
 from documents.storage import BlobStorage, from_config
 from store.db import utcnow
+from store.events import Event
 from store.outbox import OutboxMessage
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
 
@@ -35,8 +36,12 @@ def purge_retention(ctx: JobContext) -> dict:
     outbox = _in_batches(ctx, lambda: select(OutboxMessage.id).where(
         OutboxMessage.published_at < now - config["RETENTION_OUTBOX_DAYS"] * days),
         lambda ids: delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    logged = _in_batches(ctx, lambda: select(Event.id).where(
+        Event.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
+        lambda ids: delete(Event).where(Event.id.in_(ids)))
     return {"webhook_bodies_dropped": bodies, "job_runs_deleted": runs,
-            "outbox_rows_deleted": outbox, "temp_files_removed": _old_temp_files(config),
+            "outbox_rows_deleted": outbox, "events_deleted": logged,
+            "temp_files_removed": _old_temp_files(config),
             "orphan_blobs_removed": _orphan_blobs(ctx, storage),
             **_abandoned_uploads(ctx, storage)}
 

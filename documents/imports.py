@@ -56,7 +56,7 @@ from documents.models import (
 )
 from documents.sniffing import XLSX, Rejected, allowlist_from, sniff
 from documents.storage import BlobStorage
-from store import audit
+from store import audit, events
 from store.db import insert_all_unless_exist, insert_or_existing, utcnow
 from store.outbox import enqueue
 from store.task_names import RUN_IMPORT
@@ -320,6 +320,10 @@ def _finish(session: Session, job: Import, status: str, code: str | None = None,
     audit.record(session, "system", "import.fail" if status == FAILED else "import.finish",
                  "import", job.id, {"status": status, "total": job.total, **counts,
                                     **({"error": code} if code else {})})
+    events.record(session, events.IMPORT_FINISHED, {
+        "id": job.id, "owner_id": job.owner_id, "status": status, "total": job.total,
+        "counts": counts, "error": {"code": code, "message": job.error_message} if code else None,
+        "finished_at": job.finished_at.isoformat()}, owner_id=job.owner_id)
     session.commit()
     return status
 

@@ -17,7 +17,7 @@ from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
 from documents.storage import BlobStorage
-from store import audit
+from store import audit, events
 from store.db import utcnow
 
 
@@ -48,7 +48,7 @@ def scan_document(session: Session, storage: BlobStorage, scanner, document_id: 
         return None
     document.scan_attempts += 1
     if document.size > max_bytes:
-        document.status = UNSCANNABLE
+        _verdict(session, document, UNSCANNABLE)
         return document.status
     if storage.is_quarantined(document.sha256):  # the same bytes were found infected
         mark_infected(session, document.sha256, "quarantined")
@@ -75,8 +75,8 @@ def scan_document(session: Session, storage: BlobStorage, scanner, document_id: 
         return document.status
     if verdict.status != VERDICT_CLEAN:
         raise ScanFailed(verdict.detail)
-    document.status = CLEAN
     _record_scanner(document, version)
+    _verdict(session, document, CLEAN)
     audit.record(session, "scanner", "document.scanned", "document", document.id,
                  {"status": document.status})
     return document.status
@@ -88,9 +88,10 @@ def mark_infected(session: Session, sha256: str, signature: str,
     documents = session.scalars(select(Document).where(
         Document.sha256 == sha256, Document.status != INFECTED).with_for_update()).all()
     for document in documents:
-        document.status, document.signature = INFECTED, signature[:255]
+        document.signature = signature[:255]
         if version is not None:
             _record_scanner(document, version)
+        _verdict(session, document, INFECTED)
         audit.record(session, "scanner", "document.infected", "document", document.id,
                      {"signature": document.signature, "owner_id": document.owner_id})
     return documents
@@ -105,4 +106,23 @@ def _record_scanner(document: Document, version: str) -> None:
 def give_up(session: Session, document_id: int) -> None:
     document = session.get(Document, document_id)
     if document is not None and document.status not in (CLEAN, INFECTED):
-        document.status = SCAN_ERROR
+        _verdict(session, document, SCAN_ERROR)
+
+
+def _verdict(session: Session, document: Document, status: str) -> None:
+    """Set the verdict; a `document.scanned` event when it changed (a first verdict, or
+    a rescan that says otherwise), in the same transaction."""
+    previous, document.status = document.status, status
+    if previous != status:
+        events.record(session, events.DOCUMENT_SCANNED,
+                      {**document_event_json(document), "previous_status": previous},
+                      owner_id=document.owner_id)
+
+
+def document_event_json(document: Document) -> dict:
+    return {"id": document.id, "owner_id": document.owner_id, "filename": document.filename,
+            "sha256": document.sha256, "size": document.size,
+            "content_type": document.mime_type, "status": document.status,
+            "signature": document.signature if document.status == INFECTED else None,
+            "scanned_at": document.scanned_at.isoformat() if document.scanned_at else None,
+            "title": document.title, "external_ref": document.external_ref}

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from store import events
 from store.db import Base, BigIntId, UTCDateTime, insert_unless_exists, utcnow
 
 PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
@@ -56,28 +57,48 @@ def may_move(current: str, new: str) -> bool:
     return new in FORWARD[current]
 
 
-def apply_update(session: Session, update: PaymentUpdate) -> bool:
-    """Apply an update if it moves the payment forward and is not older; True if applied."""
+def apply_update(session: Session, update: PaymentUpdate, source: str | None = None) -> bool:
+    """Apply an update if it moves the payment forward and is not older; True if applied,
+    and then a `payment.updated` event is in the same transaction (never for a duplicate
+    or a stale update). `source`: the webhook source it came through, if any."""
     now = utcnow()
     created = insert_unless_exists(session, Payment, dict(
         provider=update.provider, reference=update.reference, status=update.status,
         amount=update.amount, currency=update.currency, last_event_at=update.occurred_at,
         last_event_id=update.event_id, transitions=1, created_at=now, updated_at=now),
-        ["provider", "reference"])
+        ["provider", "reference"], key=None)
     if created is not None:  # the first word about this payment
+        _changed(session, created, None, source)
         return True
     payment = _locked(session, update)
     if payment.last_event_at and update.occurred_at < payment.last_event_at:
         return False
     if not may_move(payment.status, update.status):
         return False
+    previous = payment.status
     payment.status = update.status
     payment.amount = payment.amount if update.amount is None else update.amount
     payment.currency = payment.currency or update.currency
     payment.last_event_at, payment.last_event_id = update.occurred_at, update.event_id
     payment.transitions += 1
     payment.updated_at = utcnow()
+    _changed(session, payment, previous, source)
     return True
+
+
+def payment_json(payment: Payment) -> dict:
+    """A payment as the API and the event log show it. `version` counts the changes
+    applied to it, so a receiver can drop an older state that arrives late."""
+    return {"provider": payment.provider, "reference": payment.reference,
+            "status": payment.status, "amount": payment.amount, "currency": payment.currency,
+            "version": payment.transitions, "created_at": payment.created_at.isoformat(),
+            "updated_at": payment.updated_at.isoformat()}
+
+
+def _changed(session: Session, payment: Payment, previous: str | None,
+             source: str | None) -> None:
+    events.record(session, events.PAYMENT_UPDATED, {
+        **payment_json(payment), "previous_status": previous, "source": source})
 
 
 def _locked(session: Session, update: PaymentUpdate) -> Payment | None:

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from store.db import Base, UTCDateTime, utcnow
 
 TOKEN_PREFIX = "slc_"
-KNOWN_SCOPES = ("documents:read", "documents:write", "imports:write", "admin")
+KNOWN_SCOPES = ("documents:read", "documents:write", "imports:write", "payments:read",
+                "messages:read", "admin")
 
 
 class ApiClient(Base):

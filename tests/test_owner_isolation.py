@@ -48,6 +48,15 @@ def test_no_id_route_reveals_another_owners_object(app):
     missing = {"document_id": 10**9, "import_id": 10**9, "upload_id": 10**9}
     routes = list(owner_routes(app))
     assert len(routes) >= 4
+    # Payments and WhatsApp messages have no owner: their scope is the wall, and a
+    # client without it is refused, whatever the name it asks for.
+    unowned = {"provider": "stripe", "reference": "pi_1", "wamid": "wamid.A"}
+    for method, rule in [(m, r) for m, r in routes if set(r.arguments) <= set(unowned)]:
+        path = rule.build({k: unowned[k] for k in rule.arguments})[1]
+        refused = client.open(path, method=method, headers=bob)
+        assert refused.status_code == 403, (method, path)
+        assert refused.get_json()["error"]["code"] == "insufficient_scope"
+        routes.remove((method, rule))
     for method, rule in routes:
         assert set(rule.arguments) <= set(ids), f"give {rule.rule} an object to probe"
         path = rule.build({k: ids[k] for k in rule.arguments})[1]

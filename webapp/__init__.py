@@ -59,7 +59,15 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import admin, direct_upload_views, document_views, health, import_views, metrics
+    from webapp import (
+        admin,
+        direct_upload_views,
+        document_views,
+        health,
+        import_views,
+        metrics,
+        outcome_views,
+    )
     from webapp.contract import init_contract
     from webapp.ops import init_ops
     from webapp.uploads import init_uploads
@@ -73,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(document_views.bp)
     app.register_blueprint(import_views.bp)
     app.register_blueprint(direct_upload_views.bp)
+    app.register_blueprint(outcome_views.bp)
     init_webhooks(app)
     init_ops(app)
 

@@ -101,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
     "RETENTION_JOB_RUNS_DAYS": 30,
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
+    "RETENTION_EVENTS_DAYS": 30,      # the event log (/v1/events): older events are gone
     "ORPHAN_BLOB_GRACE_HOURS": 24,    # then a stored blob no row refers to is removed
 }
 # Each payment provider's status API: its base URL, and its key (a secret: from the

@@ -25,8 +25,8 @@ from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage
 from webhooks.whatsapp.models import MEDIA_PENDING
 
 __all__ = ["EventFilter", "EventNotFound", "MediaNotFound", "count_events", "effects",
-           "find_events", "get_event", "list_media", "replay", "replay_matching",
-           "retry_media"]
+           "find_events", "find_messages", "get_event", "get_message", "list_media",
+           "media_of", "replay", "replay_matching", "retry_media"]
 
 
 class MediaNotFound(LookupError):
@@ -144,3 +144,26 @@ def list_media(session: Session, *, status: str | None = None, source: str | Non
                limit: int = 50, before_id: int | None = None) -> list[WhatsAppMedia]:
     return newest_first(session, WhatsAppMedia, limit=limit, before_id=before_id,
                         status=status, source=source)
+
+
+def find_messages(session: Session, *, source: str | None = None, after_id: int = 0,
+                  limit: int = 100) -> list[WhatsAppMessage]:
+    """Stored WhatsApp messages, in the order they were stored, after the cursor."""
+    query = select(WhatsAppMessage).where(WhatsAppMessage.id > after_id)
+    if source:
+        query = query.where(WhatsAppMessage.source == source)
+    return list(session.scalars(query.order_by(WhatsAppMessage.id).limit(limit)))
+
+
+def get_message(session: Session, wamid: str) -> WhatsAppMessage | None:
+    return session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == wamid))
+
+
+def media_of(session: Session, message_ids: list[int]) -> dict[int, list[WhatsAppMedia]]:
+    """Each message's media items, in their order."""
+    found: dict[int, list[WhatsAppMedia]] = {}
+    if message_ids:
+        for item in session.scalars(select(WhatsAppMedia).where(
+                WhatsAppMedia.message_id.in_(message_ids)).order_by(WhatsAppMedia.position)):
+            found.setdefault(item.message_id, []).append(item)
+    return found

@@ -62,7 +62,7 @@ def process(session: Session, event_id: int,
             raise PayloadError(f"no handler for provider {event.provider!r}")
         change = provider.read_event(payload, event.provider, event.received_at)
         if change is not None:
-            apply_update(session, change)
+            apply_update(session, change, source=event.source)
     return PROCESSED
 
 

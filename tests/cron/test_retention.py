@@ -44,7 +44,8 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
                       registry(app.config)["purge_retention"], trigger="manual",
                       config=app.config)
         assert run.detail == {"webhook_bodies_dropped": 2, "job_runs_deleted": 1,
-                              "outbox_rows_deleted": 1, "temp_files_removed": 1,
+                              "outbox_rows_deleted": 1, "events_deleted": 0,
+                              "temp_files_removed": 1,
                               "orphan_blobs_removed": 0, "uploads_expired": 0,
                               "upload_objects_removed": 0}
         bodies = dict(session.execute(select(WebhookEvent.event_key, WebhookEvent.body)).all())

@@ -68,10 +68,9 @@ def test_the_readme_links_only_to_files_inside_the_repository():
 def test_an_installed_wheel_migrates_with_no_checkout(tmp_path):
     # Reported: the only install path was `make run`'s editable install; a wheel left
     # the migrations behind, so `flask db upgrade` could not run on a server.
+    import shutil
     import sys
     from pathlib import Path
-
-    import shutil
 
     repo = Path(__file__).resolve().parents[2]
     source = tmp_path / "source"  # pip builds in the tree it is given: not in ours

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from store import events
 from store.db import insert_unless_exists, utcnow
 from store.outbox import enqueue
 from store.payloads import PayloadError
@@ -56,14 +57,19 @@ def apply_notification(session: Session, payload: Any, provider: str, source: st
         stored = _store_inbound(session, message, source)
         if stored is not None:
             counts["messages"] += 1
-            if fetch_media:
-                counts["media"] += _queue_media(session, stored, message, source, provider)
+            media = _queue_media(session, stored.id, message, source, provider) \
+                if fetch_media else []
+            counts["media"] += len(media)
+            events.record(session, events.MESSAGE_RECEIVED, {
+                **message_json(stored), "provider": provider,
+                "media": [media_json(item) for item in media]})
     for status in notification.statuses:
         counts["statuses"] += _apply_status(session, status, source)
     return counts
 
 
-def _store_inbound(session: Session, message: Inbound, source: str | None) -> int | None:
+def _store_inbound(session: Session, message: Inbound,
+                   source: str | None) -> WhatsAppMessage | None:
     first = message.media[0] if message.media else None
     values = dict(
         wamid=message.wamid, source=source, direction=INBOUND, phone=message.phone,
@@ -72,11 +78,12 @@ def _store_inbound(session: Session, message: Inbound, source: str | None) -> in
         media_mime_type=first.mime_type if first else None, sent_at=message.sent_at,
         status="received", created_at=utcnow())
     # None when the provider delivered it before: each message id is stored once.
-    return insert_unless_exists(session, WhatsAppMessage, values, ["wamid"])
+    return insert_unless_exists(session, WhatsAppMessage, values, ["wamid"], key=None)
 
 
 def _queue_media(session: Session, message_id: int, message: Inbound, source: str,
-                 provider: str) -> int:
+                 provider: str) -> list[WhatsAppMedia]:
+    queued = []
     for position, item in enumerate(message.media):
         media = WhatsAppMedia(
             message_id=message_id, position=position, source=source, provider=provider,
@@ -85,7 +92,8 @@ def _queue_media(session: Session, message_id: int, message: Inbound, source: st
         session.add(media)
         session.flush()
         enqueue(session, FETCH_MEDIA, {"media_id": media.id})
-    return len(message.media)
+        queued.append(media)
+    return queued
 
 
 def _apply_status(session: Session, status: StatusUpdate, source: str | None) -> bool:
@@ -94,17 +102,46 @@ def _apply_status(session: Session, status: StatusUpdate, source: str | None) ->
     created = insert_unless_exists(session, WhatsAppMessage, dict(
         wamid=status.wamid, source=source, direction=OUTBOUND, phone=status.phone,
         status=status.status, status_at=status.at, errors=status.errors,
-        created_at=utcnow()), ["wamid"])
+        created_at=utcnow()), ["wamid"], key=None)
     if created is not None:  # the first we hear of this outbound message
+        _status_changed(session, created, None)
         return True
     row = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == status.wamid)
                          .with_for_update())
     if STATUS_RANK[status.status] <= STATUS_RANK.get(row.status, 0) or row.status in FINAL:
         return False
+    previous = row.status
     row.status, row.status_at = status.status, status.at
     if status.errors:
         row.errors = status.errors
+    _status_changed(session, row, previous)
     return True
+
+
+def _status_changed(session: Session, row: WhatsAppMessage, previous: str | None) -> None:
+    """Statuses only move forward (sent, delivered, read; failed is final): each move
+    is one `whatsapp.message.status` event."""
+    events.record(session, events.MESSAGE_STATUS, {
+        "source": row.source, "wamid": row.wamid, "status": row.status,
+        "previous_status": previous,
+        "status_at": row.status_at.isoformat() if row.status_at else None,
+        "errors": row.errors})
+
+
+def message_json(row: WhatsAppMessage) -> dict:
+    """A message as the API and the event log show it (`from`: personal data)."""
+    return {"source": row.source, "wamid": row.wamid, "direction": row.direction,
+            "from": row.phone if row.direction == INBOUND else None,
+            "to": row.phone if row.direction != INBOUND else None,
+            "type": row.message_type, "text": row.text, "status": row.status,
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+            "status_at": row.status_at.isoformat() if row.status_at else None,
+            "created_at": row.created_at.isoformat()}
+
+
+def media_json(media: WhatsAppMedia) -> dict:
+    return {"position": media.position, "kind": media.kind, "mime_type": media.mime_type,
+            "status": media.status, "document_id": media.document_id}
 
 
 def document_origins(session: Session, document_ids: list[int]) -> dict[int, dict]:

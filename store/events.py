@@ -1,0 +1,142 @@
+"""The event log: what Sluice learned (a payment moved, a message arrived, a document
+got its verdict, an import finished), for the team's own systems to read.
+
+An event is written by the domain that makes the change, in the same transaction as
+the change: no change without its event, no event without its change (a rolled-back
+transaction leaves neither). Its `data` is the object's state after the change; the
+envelope the API serves is Standard Webhooks' `{"id", "type", "timestamp", "data"}`.
+
+Reading without gaps. Ids are handed out at INSERT but transactions commit in any
+order, so a reader returning `id > cursor` can see event 12 before event 11 commits,
+move its cursor past 11 and never see it. On PostgreSQL each row also records the id
+of the transaction that wrote it (`txid`, the column's server default
+`pg_current_xact_id()`), and a reader returns only rows whose transaction is older
+than every transaction still running (`pg_snapshot_xmin` of its snapshot): no row
+with a smaller (txid, id) can appear after that. Rows come in (txid, id) order and
+the cursor is that pair. A long transaction anywhere in the cluster (snapshots span
+its databases) holds the feed back while it runs; it never makes it skip. (A
+transaction also sees the events it wrote itself, as it sees its other writes.)
+SQLite has one writer at a time (every
+transaction that writes begins IMMEDIATE), so its ids commit in order: txid is 0
+there and the order is the id's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import secrets
+from typing import Any, Iterable
+
+from sqlalchemy import (
+    BigInteger,
+    FetchedValue,
+    Index,
+    Integer,
+    String,
+    and_,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy import text as sql_text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
+
+PAYMENT_UPDATED = "payment.updated"
+MESSAGE_RECEIVED = "whatsapp.message.received"
+MESSAGE_STATUS = "whatsapp.message.status"
+DOCUMENT_SCANNED = "document.scanned"
+IMPORT_FINISHED = "import.finished"
+EVENT_TYPES = (PAYMENT_UPDATED, MESSAGE_RECEIVED, MESSAGE_STATUS, DOCUMENT_SCANNED,
+               IMPORT_FINISHED)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    # the writing transaction's id on PostgreSQL (0 on SQLite): migration 0013's default
+    txid: Mapped[int] = mapped_column(BigInteger(), server_default=FetchedValue())
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[int | None] = mapped_column(Integer())
+    data: Mapped[dict] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_events_txid_id", "txid", "id"),
+                      Index("ix_events_created_at", "created_at"))
+
+    def envelope(self) -> dict[str, Any]:
+        return {"id": self.public_id, "type": self.type,
+                "timestamp": self.created_at.isoformat(), "data": self.data}
+
+
+def record(session: Session, event_type: str, data: dict[str, Any],
+           owner_id: int | None = None) -> None:
+    """Add an event to the caller's transaction; it exists once that commits."""
+    session.add(Event(public_id="evt_" + secrets.token_hex(12), type=event_type, data=data,
+                      owner_id=owner_id, created_at=utcnow()))
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+CURSOR = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})")
+
+
+def parse_cursor(value: str) -> tuple[int, int]:
+    match = CURSOR.fullmatch(value)
+    if match is None:
+        raise InvalidCursor(value)
+    return int(match.group(1)), int(match.group(2))
+
+
+def cursor_of(event: Event) -> str:
+    return f"{event.txid}.{event.id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Visibility:
+    """Whose events a reader sees: everything (`all_events`), or its own objects' and
+    the unowned events of the types its scopes cover (`unowned` prefixes, e.g.
+    "payment.")."""
+    all_events: bool = False
+    owner_id: int | None = None
+    unowned: tuple[str, ...] = ()
+
+    def where(self, query):
+        if self.all_events:
+            return query
+        seen = [Event.owner_id == self.owner_id] if self.owner_id is not None else []
+        if self.unowned:
+            seen.append(and_(Event.owner_id.is_(None),
+                             or_(*[Event.type.startswith(prefix) for prefix in self.unowned])))
+        return query.where(or_(*seen)) if seen else query.where(False)
+
+
+def type_filter(patterns: Iterable[str]):
+    """`payment.*` matches a family, anything else one type exactly."""
+    clauses = [Event.type.startswith(p[:-1]) if p.endswith(".*") else Event.type == p
+               for p in patterns]
+    return or_(*clauses) if clauses else None
+
+
+def read_events(session: Session, visibility: Visibility, *, after: tuple[int, int] | None,
+                types: list[str] | None = None, limit: int = 100) -> list[Event]:
+    """Up to `limit` events after the cursor, in cursor order, only from transactions
+    that can no longer be joined by an earlier one (see the module's docstring)."""
+    query = visibility.where(select(Event))
+    if after is not None:
+        query = query.where(tuple_(Event.txid, Event.id) > tuple_(*after))
+    if types:
+        query = query.where(type_filter(types))
+    if session.get_bind().dialect.name == "postgresql":
+        # Finished transactions only; and the reader's own, which is final to itself
+        # (a request that only reads has no transaction id, so this adds nothing).
+        query = query.where(or_(
+            Event.txid < sql_text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"),
+            Event.txid == sql_text("pg_current_xact_id_if_assigned()::text::bigint")))
+    return list(session.scalars(query.order_by(Event.txid, Event.id).limit(limit)))
