@@ -62,13 +62,14 @@ def apply_update(session: Session, update: PaymentUpdate, source: str | None = N
     and then a `payment.updated` event is in the same transaction (never for a duplicate
     or a stale update). `source`: the webhook source it came through, if any."""
     now = utcnow()
-    created = insert_unless_exists(session, Payment, dict(
+    values = dict(
         provider=update.provider, reference=update.reference, status=update.status,
         amount=update.amount, currency=update.currency, last_event_at=update.occurred_at,
-        last_event_id=update.event_id, transitions=1, created_at=now, updated_at=now),
-        ["provider", "reference"], key=None)
-    if created is not None:  # the first word about this payment
-        _changed(session, created, None, source)
+        last_event_id=update.event_id, transitions=1, created_at=now, updated_at=now)
+    # The key, not the row: the Core statement is cached, where returning the mapped
+    # row takes the ORM's bulk path on every delivery (measured: the drain's CPU).
+    if insert_unless_exists(session, Payment, values, ["provider", "reference"]) is not None:
+        _changed(session, Payment(**values), None, source)  # the first word about it
         return True
     payment = _locked(session, update)
     if payment.last_event_at and update.occurred_at < payment.last_event_at:

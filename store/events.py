@@ -35,6 +35,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    insert,
     or_,
     select,
     tuple_,
@@ -75,9 +76,15 @@ class Event(Base):
 
 def record(session: Session, event_type: str, data: dict[str, Any],
            owner_id: int | None = None) -> None:
-    """Add an event to the caller's transaction; it exists once that commits."""
-    session.add(Event(public_id="evt_" + secrets.token_hex(12), type=event_type, data=data,
-                      owner_id=owner_id, created_at=utcnow()))
+    """Write an event in the caller's transaction; it exists once that commits.
+
+    A Core INSERT, executed at once: every payment change and message takes this path,
+    and the ORM's unit of work for it cost the drain measurable CPU per event."""
+    session.execute(_INSERT, {"public_id": "evt_" + secrets.token_hex(12), "type": event_type,
+                              "data": data, "owner_id": owner_id, "created_at": utcnow()})
+
+
+_INSERT = insert(Event.__table__)
 
 
 class InvalidCursor(ValueError):
