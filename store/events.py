@@ -50,8 +50,6 @@ MESSAGE_RECEIVED = "whatsapp.message.received"
 MESSAGE_STATUS = "whatsapp.message.status"
 DOCUMENT_SCANNED = "document.scanned"
 IMPORT_FINISHED = "import.finished"
-EVENT_TYPES = (PAYMENT_UPDATED, MESSAGE_RECEIVED, MESSAGE_STATUS, DOCUMENT_SCANNED,
-               IMPORT_FINISHED)
 
 
 class Event(Base):

@@ -15,7 +15,7 @@ from store import events
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
-from webapp.query_args import choice_arg, int_arg, text_arg
+from webapp.query_args import choice_arg, int_arg, printable, text_arg
 from webhooks.operations import find_messages, get_message, media_of
 from webhooks.whatsapp import media_json, message_json
 
@@ -25,7 +25,6 @@ MAX_PAGE = 500
 UNOWNED_BY_SCOPE = {"payments:read": "payment.", "messages:read": "whatsapp."}
 TYPES_MAX = 500
 _TYPES = re.compile(r"[A-Za-z0-9_.*, ]*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _visibility() -> events.Visibility:
@@ -113,7 +112,7 @@ def payment(provider: str, reference: str):
 def _name_or_404(value: str, max_length: int, noun: str) -> str:
     """A path segment that no stored name can match (too long, control characters:
     PostgreSQL refuses NUL in text) is simply not found."""
-    if len(value) > max_length or _CONTROL.search(value):
+    if not printable(value, max_length):
         raise APIError(404, "not_found", f"No such {noun}.")
     return value
 

@@ -22,9 +22,14 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def printable(value: str, max_length: int) -> bool:
+    """At most `max_length` characters, none of them a control character."""
+    return len(value) <= max_length and not _CONTROL.search(value)
+
+
 def text_arg(name: str, max_length: int) -> str | None:
     value = request.args.get(name)
-    if value is not None and (len(value) > max_length or _CONTROL.search(value)):
+    if value is not None and not printable(value, max_length):
         raise APIError(400, "invalid_parameter",
                        f"{name} must be at most {max_length} printable characters.")
     return value

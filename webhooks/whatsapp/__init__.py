@@ -77,8 +77,11 @@ def _store_inbound(session: Session, message: Inbound,
         media_id=first.ref[:255] if first and len(first.ref) <= 255 else None,
         media_mime_type=first.mime_type if first else None, sent_at=message.sent_at,
         status="received", created_at=utcnow())
-    # None when the provider delivered it before: each message id is stored once.
-    return insert_unless_exists(session, WhatsAppMessage, values, ["wamid"], key=None)
+    # None when the provider delivered it before: each message id is stored once. The
+    # key, not the mapped row, comes back (the cached Core statement; see apply_update),
+    # and the row for the event is built from what was written.
+    new_id = insert_unless_exists(session, WhatsAppMessage, values, ["wamid"])
+    return WhatsAppMessage(id=new_id, **values) if new_id is not None else None
 
 
 def _queue_media(session: Session, message_id: int, message: Inbound, source: str,
@@ -99,12 +102,11 @@ def _queue_media(session: Session, message_id: int, message: Inbound, source: st
 def _apply_status(session: Session, status: StatusUpdate, source: str | None) -> bool:
     if status.status not in STATUS_RANK:
         return False
-    created = insert_unless_exists(session, WhatsAppMessage, dict(
-        wamid=status.wamid, source=source, direction=OUTBOUND, phone=status.phone,
-        status=status.status, status_at=status.at, errors=status.errors,
-        created_at=utcnow()), ["wamid"], key=None)
-    if created is not None:  # the first we hear of this outbound message
-        _status_changed(session, created, None)
+    values = dict(wamid=status.wamid, source=source, direction=OUTBOUND, phone=status.phone,
+                  status=status.status, status_at=status.at, errors=status.errors,
+                  created_at=utcnow())
+    if insert_unless_exists(session, WhatsAppMessage, values, ["wamid"]) is not None:
+        _status_changed(session, WhatsAppMessage(**values), None)  # the first we hear of it
         return True
     row = session.scalar(select(WhatsAppMessage).where(WhatsAppMessage.wamid == status.wamid)
                          .with_for_update())
