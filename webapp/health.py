@@ -3,9 +3,13 @@
 /livez touches nothing. /readyz checks what a web process needs (the database, Redis,
 the blob store; scanning is the workers'), concurrently, in a few threads of its own,
 under one deadline, HEALTH_CHECK_TIMEOUT: a check still running at the deadline reads
-as down ("Timeout"). A check that hangs keeps its one thread, and later probes wait on
-that same check rather than start another, so a store that stops answering cannot
-pile probes up on the web's request threads. The result is kept for
+as down ("Timeout"). A check that hangs keeps its one thread, and later probes read
+that same check rather than start another. Once a component has timed out, probes
+stop waiting for it: they answer "Timeout" at once while its next check runs in the
+background, and the first probe after that check ends reads its result. So a store
+that stops answering costs one probe the deadline, once, and no request thread after
+(probes that each waited out the deadline again held all four of a web worker's
+threads, and /livez queued behind them for 0.9 s). The result is kept for
 READINESS_CACHE_SECONDS, so a probe storm costs one round of checks per second.
 """
 from __future__ import annotations
@@ -59,24 +63,29 @@ class Probe:
     def __init__(self, app: Flask, checks: dict[str, Callable[[], dict]]):
         self.app, self.checks = app, checks
         self._lock = threading.Lock()
-        self._running: dict[str, Future] = {}
+        self._running: dict[str, tuple[float, Future]] = {}  # name -> (started, check)
         self._cached: tuple[float, dict] | None = None
+        self._last: dict[str, dict] = {}  # what each component last reported
 
     def results(self, timeout: float) -> dict[str, dict]:
         with self._lock:
             if self._cached and time.monotonic() - self._cached[0] < READINESS_CACHE_SECONDS:
                 return self._cached[1]
-            futures = {}
+            futures, deadline = {}, time.monotonic()
             for name, check in self.checks.items():
                 running = self._running.get(name)
-                if running is None or running.done():
-                    running = self._running[name] = self._start(name, check)
-                futures[name] = running
-        done, _ = wait(futures.values(), timeout=timeout)
-        results = {name: future.result() if future in done else _timed_out(name)
+                if running is None or running[1].done():
+                    running = self._running[name] = (time.monotonic(), self._start(name, check))
+                futures[name] = running[1]
+                if self._last.get(name) != TIMED_OUT:  # a timed-out one is not waited for
+                    deadline = max(deadline, running[0] + timeout)
+        wait([f for name, f in futures.items() if self._last.get(name) != TIMED_OUT],
+             timeout=max(0.0, deadline - time.monotonic()))
+        results = {name: future.result() if future.done() else _timed_out(name)
                    for name, future in futures.items()}
         with self._lock:
             self._cached = (time.monotonic(), results)
+            self._last.update(results)
         return results
 
     def _start(self, name: str, check: Callable[[], dict]) -> Future:
@@ -98,9 +107,12 @@ class Probe:
                 reads_done(token)
 
 
+TIMED_OUT = {"status": "down", "error": "Timeout"}
+
+
 def _timed_out(name: str) -> dict:
     log.warning("readiness check timed out", extra={"component": name})
-    return {"status": "down", "error": "Timeout"}
+    return dict(TIMED_OUT)
 
 
 def _probe(name: str, checks: dict[str, Callable[[], dict]]) -> Probe:

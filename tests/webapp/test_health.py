@@ -100,6 +100,10 @@ def test_a_hung_store_cannot_stall_readyz_or_pile_probes_onto_the_web(
                 rounds.extend(pool.map(probe, range(20)))
             time.sleep(0.6)
         assert max(took for took, _, _ in rounds) < 1.5
+        # Only the first round waits out the deadline: a component that timed out is
+        # not waited for again, so later probes answer at once and hold no request
+        # thread (CI saw /livez queue 0.9 s behind probes that each waited it again).
+        assert max(took for took, _, _ in rounds[20:]) < 0.4  # the deadline is 0.5
         assert {code for _, code, _ in rounds} == {200}  # degraded: webhooks still land
         assert all(body["components"]["storage"] == {"status": "down", "error": "Timeout"}
                    for _, _, body in rounds)
