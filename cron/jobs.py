@@ -17,6 +17,8 @@ def registry(config: Mapping[str, Any]) -> dict[str, Job]:
     jobs = [
         Job("relay_outbox", "cron.relay:relay_outbox", interval=relay_every,
             soft_time_limit=max(relay_every * 3, 30), time_limit=max(relay_every * 3, 30) + 15),
+        Job("dispatch_deliveries", "cron.dispatch:dispatch_deliveries", interval=60,
+            soft_time_limit=120, time_limit=150),
         Job("redrive_stuck_work", "cron.redrive:redrive_stuck_work",
             interval=config["REDRIVE_INTERVAL"], soft_time_limit=120, time_limit=150),
         Job("reconcile_payments", "cron.reconcile:reconcile",

@@ -10,6 +10,9 @@ from sqlalchemy import delete, select, update
 
 from cron.models import JobRun
 from cron.runner import JobContext
+from deliveries.models import FAILED as DELIVERY_FAILED
+from deliveries.models import SUCCEEDED as DELIVERED
+from deliveries.models import Delivery, DeliveryAttempt
 from documents import direct_uploads
 from documents.models import referenced_blobs
 from documents.storage import BlobStorage, from_config
@@ -36,11 +39,21 @@ def purge_retention(ctx: JobContext) -> dict:
     outbox = _in_batches(ctx, lambda: select(OutboxMessage.id).where(
         OutboxMessage.published_at < now - config["RETENTION_OUTBOX_DAYS"] * days),
         lambda ids: delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    # a delivery's history goes with its event (finished ones; one still due fails
+    # as event_expired when it is next tried)
+    attempts = _in_batches(ctx, lambda: select(DeliveryAttempt.id).where(
+        DeliveryAttempt.attempted_at < now - config["RETENTION_EVENTS_DAYS"] * days),
+        lambda ids: delete(DeliveryAttempt).where(DeliveryAttempt.id.in_(ids)))
+    deliveries = _in_batches(ctx, lambda: select(Delivery.id).where(
+        Delivery.status.in_((DELIVERED, DELIVERY_FAILED)),
+        Delivery.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
+        lambda ids: delete(Delivery).where(Delivery.id.in_(ids)))
     logged = _in_batches(ctx, lambda: select(Event.id).where(
         Event.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
         lambda ids: delete(Event).where(Event.id.in_(ids)))
     return {"webhook_bodies_dropped": bodies, "job_runs_deleted": runs,
             "outbox_rows_deleted": outbox, "events_deleted": logged,
+            "deliveries_deleted": deliveries, "delivery_attempts_deleted": attempts,
             "temp_files_removed": _old_temp_files(config),
             "orphan_blobs_removed": _orphan_blobs(ctx, storage),
             **_abandoned_uploads(ctx, storage)}

@@ -19,118 +19,33 @@ are treated exactly like an upload's, with more checks on the way in:
 - connect and read timeouts, and a byte cap counted while reading, whatever size the
   provider reported.
 
-requests and urllib3 do the HTTP; the one hook is the connection class, which checks
+The rules themselves are in documents/fetch_policy.py. requests and urllib3 do the
+HTTP; the one hook is the connection class, which checks
 the peer address before a byte is sent (urllib3 has no option for it).
 """
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import re
 from typing import Iterator, Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
+
+# the rules, apart so that checking a URL loads no HTTP client; imported from here too
+from documents.fetch_policy import (  # noqa: F401
+    FetchFailed,
+    FetchPolicy,
+    FetchRefused,
+    Origin,
+    origin_of,
+)
 
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 3
 CHUNK = 64 * 1024
-DEFAULT_PORTS = {"http": 80, "https": 443}
-# Characters on which URL parsers disagree, or that no URL from a provider carries.
-_AMBIGUOUS = re.compile(r"[\x00-\x20\x7f\\]")
-# A DNS name as it goes on the wire: letters, digits and hyphens in dot-separated labels.
-_DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
-                       r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
-
-class FetchRefused(Exception):
-    """We will not fetch this (a policy said no); `code` says which rule."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-class FetchFailed(Exception):
-    """The other side failed (unreachable, timed out, an HTTP error); maybe retry.
-    `status` is the HTTP status when there was one, `retry_after` its Retry-After."""
-
-    def __init__(self, message: str, status: int | None = None,
-                 retry_after: float | None = None):
-        super().__init__(message)
-        self.status, self.retry_after = status, retry_after
-
-
-@dataclasses.dataclass(frozen=True)
-class Origin:
-    scheme: str
-    host: str           # lower case, without a trailing dot; an IPv6 literal in brackets
-    port: int | None
-
-
-def origin_of(url: str) -> Origin:
-    """Where urllib3 will connect for `url`, or FetchRefused if that is in any doubt."""
-    if not url.isascii() or _AMBIGUOUS.search(url) or "%" in urlsplit(url).netloc:
-        # urllib3 decodes percent-escapes in a host; no provider sends one
-        raise FetchRefused("url_refused", "the URL has characters that are not allowed")
-    try:
-        parsed = parse_url(url)
-    except (LocationParseError, ValueError):
-        raise FetchRefused("url_refused", "the URL cannot be parsed") from None
-    if parsed.auth is not None:
-        raise FetchRefused("url_refused", "URLs with credentials are not fetched")
-    scheme, host = (parsed.scheme or "").lower(), (parsed.host or "").lower()
-    if not _is_ip_literal(host):
-        host = host.removesuffix(".")
-        if len(host) > 253 or not _DNS_NAME.fullmatch(host):
-            raise FetchRefused("url_refused", "the URL's host is not a DNS name or an address")
-    return Origin(scheme, host, parsed.port or DEFAULT_PORTS.get(scheme))
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
-                             else host)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchPolicy:
-    allowed_hosts: tuple[str, ...]           # host suffixes: "fbsbx.com" allows "a.fbsbx.com"
-    allow_http: bool = False
-    allowed_networks: tuple[str, ...] = ()   # CIDRs reachable although not global
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-
-    def check_url(self, url: str) -> Origin:
-        """The URL's origin, if the policy allows it; FetchRefused otherwise."""
-        origin = origin_of(url)
-        if origin.scheme not in (("https", "http") if self.allow_http else ("https",)):
-            raise FetchRefused("scheme_refused", f"{origin.scheme or 'no'} scheme is not allowed")
-        host = origin.host
-        if not host or not any(host == suffix or (host.endswith("." + suffix)
-                                                  and not _is_ip_literal(host)
-                                                  and not _is_ip_literal(suffix))
-                               for suffix in self.allowed_hosts):
-            raise FetchRefused("host_refused", "the URL's host is not in the allowlist")
-        return origin
-
-    def check_address(self, address: str) -> None:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if any(ip in ipaddress.ip_network(net, strict=False) for net in self.allowed_networks):
-            return
-        if not ip.is_global or ip.is_multicast:
-            raise FetchRefused("address_refused",
-                               "the host resolves to an address that is not public")
 
 
 def _guarded(connection_class, policy: FetchPolicy):
@@ -216,21 +131,9 @@ def get(session: requests.Session, policy: FetchPolicy, url: str,
         here = policy.check_url(url)
         first = first or here
         same_origin = here == first
-        prepared = session.prepare_request(requests.Request(
+        answer = _send(session, policy, here, requests.Request(
             "GET", url, headers=dict(headers or {}) if same_origin else {},
             auth=auth if same_origin else None))
-        if policy.check_url(prepared.url) != here:  # what is sent is what was checked
-            raise FetchRefused("url_refused", "the URL changes when prepared")
-        try:
-            answer = session.send(prepared, stream=True, allow_redirects=False,
-                                  timeout=(policy.connect_timeout, policy.read_timeout))
-        except requests.ConnectionError as exc:
-            refused = _refusal(exc)
-            if refused is not None:
-                raise refused from None
-            raise FetchFailed(f"could not connect ({type(exc).__name__})") from None
-        except requests.RequestException as exc:
-            raise FetchFailed(f"the request failed ({type(exc).__name__})") from None
         if answer.status_code not in REDIRECTS:
             return Response(answer.status_code, answer.headers, url, answer)
         location = answer.headers.get("Location")
@@ -239,6 +142,48 @@ def get(session: requests.Session, policy: FetchPolicy, url: str,
             raise FetchFailed("a redirect without a Location", answer.status_code)
         url = urljoin(url, location)
     raise FetchRefused("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
+
+
+def post(session: requests.Session, policy: FetchPolicy, url: str, body: bytes,
+         headers: Mapping[str, str], cap: int) -> tuple[int, bytes]:
+    """POST `body` to `url` under `policy`: (status, at most `cap` bytes of the answer).
+
+    A redirect is not followed (its status is returned: the caller's failure to judge),
+    so a URL that passed the checks cannot send the body anywhere else. FetchRefused
+    for a policy breach, FetchFailed when the other side fails."""
+    answer = _send(session, policy, policy.check_url(url),
+                   requests.Request("POST", url, data=body, headers=dict(headers)))
+    kept, seen = [], 0
+    try:
+        for chunk in answer.iter_content(CHUNK):
+            kept.append(chunk[:cap - seen])
+            seen += len(chunk)
+            if seen >= cap:
+                break  # the rest is never read: the connection is dropped, not reused
+    except requests.RequestException as exc:
+        raise FetchFailed(f"reading the answer failed ({type(exc).__name__})",
+                          answer.status_code) from None
+    finally:
+        answer.close()
+    return answer.status_code, b"".join(kept)
+
+
+def _send(session: requests.Session, policy: FetchPolicy, checked: Origin,
+          request: requests.Request) -> requests.Response:
+    """Send one request, never following a redirect; the body is not read yet."""
+    prepared = session.prepare_request(request)
+    if policy.check_url(prepared.url) != checked:  # what is sent is what was checked
+        raise FetchRefused("url_refused", "the URL changes when prepared")
+    try:
+        return session.send(prepared, stream=True, allow_redirects=False,
+                            timeout=(policy.connect_timeout, policy.read_timeout))
+    except requests.ConnectionError as exc:
+        refused = _refusal(exc)
+        if refused is not None:
+            raise refused from None
+        raise FetchFailed(f"could not connect ({type(exc).__name__})") from None
+    except requests.RequestException as exc:
+        raise FetchFailed(f"the request failed ({type(exc).__name__})") from None
 
 
 def _refusal(exc: BaseException) -> FetchRefused | None:

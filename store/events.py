@@ -73,13 +73,16 @@ class Event(Base):
 
 
 def record(session: Session, event_type: str, data: dict[str, Any],
-           owner_id: int | None = None) -> None:
-    """Write an event in the caller's transaction; it exists once that commits.
+           owner_id: int | None = None) -> str:
+    """Write an event in the caller's transaction (it exists once that commits), and
+    return its public id.
 
     A Core INSERT, executed at once: every payment change and message takes this path,
     and the ORM's unit of work for it cost the drain measurable CPU per event."""
-    session.execute(_INSERT, {"public_id": "evt_" + secrets.token_hex(12), "type": event_type,
+    public_id = "evt_" + secrets.token_hex(12)
+    session.execute(_INSERT, {"public_id": public_id, "type": event_type,
                               "data": data, "owner_id": owner_id, "created_at": utcnow()})
+    return public_id
 
 
 _INSERT = insert(Event.__table__)
@@ -130,10 +133,12 @@ def type_filter(patterns: Iterable[str]):
 
 
 def read_events(session: Session, visibility: Visibility, *, after: tuple[int, int] | None,
-                types: list[str] | None = None, limit: int = 100) -> list[Event]:
+                types: list[str] | None = None, limit: int = 100,
+                columns: tuple | None = None) -> list:
     """Up to `limit` events after the cursor, in cursor order, only from transactions
-    that can no longer be joined by an earlier one (see the module's docstring)."""
-    query = visibility.where(select(Event))
+    that can no longer be joined by an earlier one (see the module's docstring).
+    Events, or rows of `columns` (Event attributes) when given."""
+    query = visibility.where(select(*columns) if columns else select(Event))
     if after is not None:
         query = query.where(tuple_(Event.txid, Event.id) > tuple_(*after))
     if types:
@@ -144,4 +149,5 @@ def read_events(session: Session, visibility: Visibility, *, after: tuple[int, i
         query = query.where(or_(
             Event.txid < sql_text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"),
             Event.txid == sql_text("pg_current_xact_id_if_assigned()::text::bigint")))
-    return list(session.scalars(query.order_by(Event.txid, Event.id).limit(limit)))
+    query = query.order_by(Event.txid, Event.id).limit(limit)
+    return list(session.execute(query).all() if columns else session.scalars(query))

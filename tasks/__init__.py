@@ -26,9 +26,9 @@ from store.task_names import (
 )
 from tasks.app_state import db_session
 
-QUEUES = ("webhooks", "documents", "imports", "cron")
+QUEUES = ("webhooks", "documents", "imports", "cron", "deliveries")
 TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents",
-                "tasks.imports", "tasks.media")
+                "tasks.imports", "tasks.media", "tasks.deliveries")
 
 # task name -> what giving up means for it, called as fn(session, *args, **kwargs)
 GIVE_UP: dict[str, Callable[..., None]] = {}

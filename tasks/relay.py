@@ -15,6 +15,11 @@ turns this one off).
 
 Work that tasks enqueue goes the same way: this relay is the workers' one publisher,
 so each row is sent once.
+
+The same thread runs the deliveries dispatcher (deliveries/dispatch.py) every
+DELIVERY_POLL_INTERVAL: it fans the event log out into deliveries and queues the due
+ones through the outbox, which this loop then publishes. One thread, so a fork waits
+for one pass, not two.
 """
 from __future__ import annotations
 
@@ -22,11 +27,13 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 
 from celery import bootsteps
 from celery.signals import worker_process_init
 from flask import Flask
 
+from deliveries.dispatch import DispatchSettings, dispatch
 from store.db import DATABASE_UNAVAILABLE
 from store.publishing import Publisher, PublishResult, publish_pending
 from tasks.app_state import database, db_session
@@ -61,7 +68,8 @@ class OutboxRelay(bootsteps.StartStopStep):
             engine.dispose(close=False)
         worker_process_init.connect(forget_parent_connections, weak=False)
         self.relay = Relay(flask_app, outbox_publisher(worker.app), interval,
-                           flask_app.config["OUTBOX_RELAY_BATCH"])
+                           flask_app.config["OUTBOX_RELAY_BATCH"],
+                           dispatch_interval=flask_app.config["DELIVERY_POLL_INTERVAL"])
         self.relay.start()
 
     def stop(self, worker) -> None:
@@ -72,11 +80,14 @@ class OutboxRelay(bootsteps.StartStopStep):
 class Relay:
     """The loop: publish a batch; at once again after a full one, else after `interval`."""
 
-    def __init__(self, flask_app: Flask, publisher: Publisher, interval: float, batch: int):
+    def __init__(self, flask_app: Flask, publisher: Publisher, interval: float, batch: int,
+                 dispatch_interval: float = 0.0):
         self.flask_app = flask_app
         self.publisher = publisher
         self.interval = interval
         self.batch = batch
+        self.dispatch_interval = dispatch_interval  # 0: no dispatcher in this worker
+        self._dispatched_at = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         # The pool forks a new process whenever one dies (SIGKILL, OOM, max tasks). A
@@ -100,6 +111,7 @@ class Relay:
         wait, failing = self.interval, False
         while not self._stopping.is_set():
             try:
+                self._dispatch_when_due()
                 result = self.relay_once()
             except DATABASE_UNAVAILABLE as exc:
                 result = PublishResult(failed=1)
@@ -117,6 +129,15 @@ class Relay:
                 if result.published == self.batch:
                     continue  # a full batch: there is likely more
             self._stopping.wait(wait)
+
+    def _dispatch_when_due(self) -> None:
+        if self.dispatch_interval <= 0 \
+                or time.monotonic() - self._dispatched_at < self.dispatch_interval:
+            return
+        self._dispatched_at = time.monotonic()
+        with self._in_database, self.flask_app.app_context():
+            dispatch(db_session(self.flask_app), DispatchSettings.from_config(
+                self.flask_app.config))
 
     def relay_once(self) -> PublishResult:
         # a session of its own, closed as the app context ends; no fork meanwhile

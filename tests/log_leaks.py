@@ -3,7 +3,7 @@
 The whole suite's logs go through this at the end of `make test` (tests/conftest.py):
 every record the test processes log, through the production handler chain, and
 every log that the e2e stacks' gunicorn, worker and beat wrote. It is written
-apart from webapp/redaction.py, so a pattern the redaction misses is not missed
+apart from store/redaction.py, so a pattern the redaction misses is not missed
 here for the same reason. Two kinds of finding:
 
 - shapes: signature headers, API tokens, webhook secrets, bearer credentials,

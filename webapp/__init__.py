@@ -61,6 +61,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from webapp import (
         admin,
+        destination_views,
         direct_upload_views,
         document_views,
         health,
@@ -77,6 +78,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(destination_views.bp)
     init_uploads(app)
     app.register_blueprint(document_views.bp)
     app.register_blueprint(import_views.bp)

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import click
 from sqlalchemy.engine import make_url
 
+from deliveries.models import parse_schedule
 from documents.storage import BACKENDS
 from payments.providers import PROVIDERS
 from webhooks.sources import Source, SourceConfigError, load_sources, load_sources_file
@@ -103,6 +104,17 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
     "RETENTION_EVENTS_DAYS": 30,      # the event log (/v1/events): older events are gone
     "ORPHAN_BLOB_GRACE_HOURS": 24,    # then a stored blob no row refers to is removed
+    # Deliveries to the team's own endpoints (deliveries/): seconds between attempts,
+    # each +-10 % jitter; the default reaches about 3 days, as Stripe's retries do.
+    "DELIVERY_RETRY_SCHEDULE": "5,300,1800,7200,18000,36000,36000,86400,86400",
+    "DELIVERY_TIMEOUT": 15.0,         # seconds to connect, and for each read of the answer
+    "DELIVERY_POLL_INTERVAL": 0.5,    # seconds between each worker's dispatcher passes; 0: off
+    "DELIVERY_FANOUT_BATCH": 1000,    # events fanned out per transaction
+    "DELIVERY_REDRIVE_AFTER": 120,    # seconds a handed-out delivery may stay unfinished
+    "DESTINATION_MAX_IN_FLIGHT": 8,   # deliveries of one destination queued or sending at once
+    "DESTINATION_FAILURE_THRESHOLD": 10,  # failures in a row that open a destination's breaker
+    "DESTINATION_PROBE_INTERVAL": 60.0,   # seconds between probes while it is failing
+    "DESTINATION_DISABLE_AFTER": 5 * 86400,  # seconds of continuous failure, then disabled
 }
 # Each payment provider's status API: its base URL, and its key (a secret: from the
 # environment only), under the setting names its module declares.
@@ -212,6 +224,13 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
     if config["REDRIVE_IMPORT_AFTER"] <= config["CELERY_TASK_TIME_LIMIT"]:
         raise ConfigError("REDRIVE_IMPORT_AFTER must exceed CELERY_TASK_TIME_LIMIT: a running "
                           "import is only known lost once no task can still hold it")
+    try:
+        parse_schedule(config["DELIVERY_RETRY_SCHEDULE"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if config["DELIVERY_REDRIVE_AFTER"] <= 2 * config["DELIVERY_TIMEOUT"]:
+        raise ConfigError("DELIVERY_REDRIVE_AFTER must exceed twice DELIVERY_TIMEOUT: a "
+                          "delivery still being sent must not be handed out again")
     if config["TRUSTED_PROXY_COUNT"] < 0:
         raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
     clamd_url = config.get("CLAMD_URL")

@@ -12,7 +12,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from store import tracing
 from store.payloads import describe_error
-from webapp.redaction import redact, redact_value
+from store.redaction import redact, redact_value
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

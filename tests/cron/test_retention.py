@@ -7,6 +7,7 @@ from sqlalchemy import select
 from cron.jobs import registry
 from cron.models import JobRun
 from cron.runner import run_job
+from deliveries.models import Delivery, DeliveryAttempt, Destination
 from store.db import utcnow
 from store.outbox import OutboxMessage
 from webapp.extensions import db
@@ -39,12 +40,27 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
             session.add(OutboxMessage(task_name="t", kwargs={}, created_at=when,
                                       published_at=when, attempts=0))
         session.add(OutboxMessage(task_name="t", kwargs={}, created_at=old, attempts=0))
+        # a delivery's history goes after the event log's days; one still due stays
+        target = Destination(name="d", url="https://example.com/", event_types=["*"],
+                             allowed_networks=[], secret="whsec_x", state="active",
+                             paused=False, allow_http=False, consecutive_failures=0)
+        session.add(target)
+        session.flush()
+        for status, when in (("succeeded", old), ("failed", old), ("pending", old),
+                             ("succeeded", recent)):
+            delivery = Delivery(destination_id=target.id, event_id=hash((status, when)) % 10**9,
+                                status=status, attempts=1, created_at=when)
+            session.add(delivery)
+            session.flush()
+            session.add(DeliveryAttempt(delivery_id=delivery.id, destination_id=target.id,
+                                        attempted_at=when, latency=0.1, succeeded=True))
         session.commit()
         run = run_job(session, app.extensions["sluice.redis"],
                       registry(app.config)["purge_retention"], trigger="manual",
                       config=app.config)
         assert run.detail == {"webhook_bodies_dropped": 2, "job_runs_deleted": 1,
                               "outbox_rows_deleted": 1, "events_deleted": 0,
+                              "deliveries_deleted": 2, "delivery_attempts_deleted": 3,
                               "temp_files_removed": 1,
                               "orphan_blobs_removed": 0, "uploads_expired": 0,
                               "upload_objects_removed": 0}
@@ -53,6 +69,7 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
                           "new-done": b"{}"}
         assert session.scalar(select(WebhookEvent.status).where(
             WebhookEvent.event_key == "old-done")) == "processed"
+        assert sorted(session.scalars(select(Delivery.status))) == ["pending", "succeeded"]
         # The old unpublished row stays: the relay still owes it.
         assert len(session.scalars(select(OutboxMessage)).all()) == 2
     assert os.listdir(temp) == ["live.part"]

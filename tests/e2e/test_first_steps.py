@@ -1,6 +1,6 @@
 """The README's "First steps", word for word, on `make run`'s embedded default.
 
-`make run` (SQLite, the embedded Redis, web, worker and beat under honcho), then
+`make run` (SQLite, the embedded Redis, web, worker, deliver and beat under honcho), then
 `flask clients create oncall --scopes admin`, `cp sources.example.toml
 instance/sources.toml`, `make run` again with STRIPE_WEBHOOK_SECRET set, sign in to
 the console with the token, and press "Send test delivery" for `stripe`: the event
@@ -76,7 +76,7 @@ def test_the_readmes_first_steps_work_on_the_embedded_default(newcomer, tmp_path
         # `make stop` from another shell stops everything `make run` started.
         stopped = make("stop", env)
         assert stopped.returncode == 0 and "Error" not in stopped.stdout + stopped.stderr
-        assert "stopped web, worker and beat" in stopped.stdout
+        assert "stopped web, worker, deliver and beat" in stopped.stdout
         assert "stopped the embedded Redis" in stopped.stdout
         first.processes["make"].wait(timeout=30)
         with pytest.raises(requests.ConnectionError):

@@ -14,6 +14,13 @@ ADMIN_ROUTES = [
     ("post", "/v1/admin/webhook-events/1/replay"), ("get", "/v1/admin/jobs"),
     ("get", "/v1/admin/jobs/relay_outbox/runs"), ("post", "/v1/admin/jobs/relay_outbox/run"),
     ("get", "/v1/admin/whatsapp-media"), ("post", "/v1/admin/whatsapp-media/1/retry"),
+    # destinations: the admin's, or a destinations:write client's own
+    ("get", "/v1/admin/destinations"), ("post", "/v1/admin/destinations"),
+    ("get", "/v1/admin/destinations/1"), ("patch", "/v1/admin/destinations/1"),
+    ("delete", "/v1/admin/destinations/1"), ("post", "/v1/admin/destinations/1/rotate-secret"),
+    ("get", "/v1/admin/destinations/1/deliveries"),
+    ("post", "/v1/admin/destinations/1/deliveries/1/retry"),
+    ("post", "/v1/admin/destinations/1/recover"), ("post", "/v1/admin/destinations/1/send-test"),
 ]
 
 
@@ -53,7 +60,8 @@ def test_jobs_are_listed_with_their_last_run(app, client, tokens):
     body = client.get("/v1/admin/jobs", headers=tokens["admin"]).get_json()
     jobs = {job["name"]: job for job in body["jobs"]}
     assert set(jobs) == {"relay_outbox", "redrive_stuck_work", "reconcile_payments",
-                         "rescan_documents", "purge_retention", "verify_storage"}
+                         "rescan_documents", "purge_retention", "verify_storage",
+                         "dispatch_deliveries"}
     assert jobs["redrive_stuck_work"]["last_run"]["outcome"] == "succeeded"
     assert jobs["relay_outbox"]["last_run"] is None
     runs = client.get("/v1/admin/jobs/redrive_stuck_work/runs",

@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
+from store.redaction import redact
 from tests.helpers.workers import celery_of
-from webapp.redaction import redact
 
 
 @pytest.mark.parametrize("raw, leaked", [
@@ -86,7 +86,7 @@ def test_each_redaction_pattern_is_linear_on_adversarial_input(text):
     # pattern outright ('a-' * 16 KB once took 14 s).
     import time
 
-    from webapp.redaction import PATTERNS
+    from store.redaction import PATTERNS
 
     def best_of_two(pattern, replacement, subject: str) -> float:
         best = float("inf")
@@ -105,7 +105,7 @@ def test_each_redaction_pattern_is_linear_on_adversarial_input(text):
 
 
 def test_a_string_past_the_cap_is_cut_before_it_is_redacted():
-    from webapp.redaction import MAX_CHARS, TRUNCATED
+    from store.redaction import MAX_CHARS, TRUNCATED
 
     out = redact("x" * (MAX_CHARS * 4) + " bob@example.com")
     assert out.endswith(TRUNCATED) and len(out) == MAX_CHARS + len(TRUNCATED)
@@ -121,7 +121,7 @@ def test_a_string_past_the_cap_is_cut_before_it_is_redacted():
     ("customer_email", True), ("Set-Cookie", True), ("wa_id", True), ("msisdn", True),
 ])
 def test_sensitive_keys_are_whole_words(key, sensitive):
-    from webapp.redaction import REDACTED, redact_value
+    from store.redaction import REDACTED, redact_value
 
     assert (redact_value(key, "value") == REDACTED) is sensitive
 

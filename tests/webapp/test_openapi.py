@@ -85,6 +85,10 @@ def test_an_id_past_bigint_is_not_found_not_a_database_error(app):
         response = client.get(path, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 404, path
         assert response.get_json()["error"]["code"] == "not_found"
+    for method in ("patch", "delete"):  # a path with several methods: still 404, not 405
+        response = getattr(client, method)("/v1/admin/destinations/9223372036854775808",
+                                           headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 404, method
 
 
 # --- schemathesis -----------------------------------------------------------------
@@ -128,6 +132,12 @@ schema.config.checks.positive_data_acceptance.expected_statuses.append("415")
 # a "non-string" file part (the bytes `true`) is still a file, rightly accepted.
 CONTENT_JUDGED = {"/v1/documents", "/v1/imports"}
 CONTENT_CHECKS = [positive_data_acceptance, negative_data_rejection]
+# Whether a URL may receive deliveries depends on where its host resolves (public, or
+# in allowed_networks), and a valid `since` may still lie after `until`: neither is
+# JSON Schema's to state, so a 400 for such well-formed data is a fair answer.
+WORLD_JUDGED = {("POST", "/v1/admin/destinations"),
+                ("PATCH", "/v1/admin/destinations/{destination_id}"),
+                ("POST", "/v1/admin/destinations/{destination_id}/recover")}
 
 
 @schema.parametrize()
@@ -139,6 +149,8 @@ def test_app_honours_its_openapi_document(case, contract):
     app, headers = contract
     case.operation.schema.app = app  # also for checks that send requests of their own
     excluded = CONTENT_CHECKS if case.method == "POST" and case.path in CONTENT_JUDGED else []
+    if (case.method, case.path) in WORLD_JUDGED:
+        excluded = [positive_data_acceptance]
     case.call_and_validate(app=app, headers=headers, excluded_checks=excluded)
 
 

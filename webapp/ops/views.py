@@ -33,6 +33,7 @@ from documents.operations import (
 from documents.reports import csv_lines
 from store import audit
 from store.clients import ApiClient, client_names, end_ops_session, open_ops_session
+from store.redaction import redact_value
 from tasks.app_state import redis_client
 from tasks.app_state import sources as configured_sources
 from webapp import readable
@@ -42,7 +43,6 @@ from webapp.import_views import ERRORS_HEADER
 from webapp.ops import actor, bp, operator_required
 from webapp.ops.overview import forget, gather
 from webapp.rate_limits import OverBudget
-from webapp.redaction import redact_value
 from webapp.webhook_views import send_test_delivery
 from webhooks.models import EVENT_STATUSES, WebhookEvent
 from webhooks.operations import (
