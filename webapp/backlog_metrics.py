@@ -127,3 +127,22 @@ def _gauges(now: snapshot.Snapshot, successes: dict) -> Iterator[GaugeMetricFami
         if count is not None:
             depth.add_metric([queue], count)
     yield depth
+    # per destination, labelled by its id (a bounded set the operators create)
+    backlog = GaugeMetricFamily("sluice_destination_backlog",
+                                "Deliveries not yet done, per destination", labels=["destination"])
+    oldest = GaugeMetricFamily("sluice_destination_oldest_waiting_age_seconds",
+                               "Age of each destination's oldest delivery not yet done (0: none)",
+                               labels=["destination"])
+    state = GaugeMetricFamily("sluice_destination_state",
+                              "1 for each destination's breaker state (active, failing, "
+                              "disabled) and 1 for paused", labels=["destination", "state"])
+    for destination_id, breaker, paused, figures in now.destinations:
+        label = str(destination_id)
+        backlog.add_metric([label], figures.backlog)
+        oldest.add_metric([label], age(figures.oldest_waiting))
+        state.add_metric([label, breaker], 1)
+        if paused:
+            state.add_metric([label, "paused"], 1)
+    yield backlog
+    yield oldest
+    yield state

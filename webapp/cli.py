@@ -13,6 +13,7 @@ from store.clients import ClientNotFound, all_clients, revoke_client
 from webapp.auth import KNOWN_SCOPES, create_client
 from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
+from webapp.destinations_cli import destinations_cli
 from webapp.extensions import db
 from webapp.storage_cli import storage_cli
 from webhooks.models import EVENT_STATUSES
@@ -176,3 +177,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(webhooks_cli)
     app.cli.add_command(cron_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(destinations_cli)

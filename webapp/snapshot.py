@@ -12,6 +12,7 @@ import redis
 from sqlalchemy.orm import Session
 
 from cron.operations import JobState, job_states
+from deliveries import destinations
 from documents.imports import progress
 from documents.models import imports_in_progress, oldest_pending_scan, status_counts
 from store.db import utcnow
@@ -33,6 +34,8 @@ class Snapshot:
     imports: list[dict]                # progress of each queued or running import
     jobs: list[JobState]
     queues: dict[str, int | None]      # as the workers last recorded them
+    # each destination: (id, state, paused, its figures)
+    destinations: list[tuple[int, str, bool, destinations.Figures]]
 
     def age(self, then: dt.datetime | None) -> float | None:
         return max(0.0, (self.now - then).total_seconds()) if then else None
@@ -55,4 +58,11 @@ def take(session: Session, client: redis.Redis, config: Mapping[str, Any],
         documents=status_counts(session), oldest_pending_scan=oldest_pending_scan(session),
         imports=[progress(session, job, now) for job in imports_in_progress(session)],
         jobs=job_states(session, config, client),
-        queues=recorded(client, config["REDIS_KEY_PREFIX"]))
+        queues=recorded(client, config["REDIS_KEY_PREFIX"]),
+        destinations=_destinations(session))
+
+
+def _destinations(session: Session) -> list[tuple[int, str, bool, destinations.Figures]]:
+    found = destinations.find(session)
+    figures = destinations.figures(session, [d.id for d in found])
+    return [(d.id, d.state, d.paused, figures[d.id]) for d in found]

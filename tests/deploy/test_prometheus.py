@@ -28,7 +28,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
 def test_the_alert_rules_are_valid():
     result = promtool("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_the_alerts_fire_on_a_broken_sluice_and_stay_silent_on_a_healthy_one():
