@@ -7,13 +7,7 @@ from sqlalchemy import select
 
 from deliveries import destinations as ops
 from deliveries.models import Delivery
-from tests.webapp.test_ops import (  # noqa: F401 - fixtures
-    audit_actions,
-    operator,
-    ops_app,
-    post,
-    webhook_env,
-)
+from tests.webapp.test_ops import audit_actions, post
 from webapp.extensions import db
 
 HOSTILE = "<script>alert(1)</script>"
