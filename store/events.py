@@ -68,8 +68,14 @@ class Event(Base):
                       Index("ix_events_created_at", "created_at"))
 
     def envelope(self) -> dict[str, Any]:
-        return {"id": self.public_id, "type": self.type,
-                "timestamp": self.created_at.isoformat(), "data": self.data}
+        return envelope(self.public_id, self.type, self.created_at, self.data)
+
+
+def envelope(public_id: str, event_type: str, created_at: dt.datetime,
+             data: dict[str, Any]) -> dict[str, Any]:
+    """Standard Webhooks' envelope, as the feed serves an event and deliveries send it."""
+    return {"id": public_id, "type": event_type, "timestamp": created_at.isoformat(),
+            "data": data}
 
 
 def record(session: Session, event_type: str, data: dict[str, Any],

@@ -109,6 +109,7 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY_RETRY_SCHEDULE": "5,300,1800,7200,18000,36000,36000,86400,86400",
     "DELIVERY_TIMEOUT": 15.0,         # seconds to connect, and for each read of the answer
     "DELIVERY_POLL_INTERVAL": 0.5,    # seconds between each worker's dispatcher passes; 0: off
+    "DELIVERY_CHAIN_SECONDS": 5.0,    # after a success, a worker sends the next due one for so long
     "DELIVERY_FANOUT_BATCH": 1000,    # events fanned out per transaction
     "DELIVERY_REDRIVE_AFTER": 120,    # seconds a handed-out delivery may stay unfinished
     "DESTINATION_MAX_IN_FLIGHT": 8,   # deliveries of one destination queued or sending at once

@@ -375,3 +375,23 @@ def test_paused_destinations_keep_their_deliveries_and_delete_removes_them(
     bad = client.patch(f"/v1/admin/destinations/{created['id']}", json={"paused": "yes"},
                        headers=auth)
     assert bad.status_code == 404
+
+
+def test_after_a_success_the_worker_takes_the_destinations_next_due_delivery(
+        app, admin, receiver):
+    client = app.test_client()
+    target = receiver()
+    created = destination(client, admin, target.url)
+    target.secrets.append(created["secret"])
+    for n in range(5):
+        apply(app, stripe(f"evt_{n}", "payment_intent.succeeded", 100 + n, intent=f"pi_{n}"))
+    # one place in flight, one pass: the chain sends the whole backlog, oldest first
+    assert run_deliveries(app, in_flight=1) == 1
+    assert [r.payload["data"]["reference"] for r in target.received] == [
+        f"pi_{n}" for n in range(5)]
+    # a chain stops at a failure: the rest wait for their own turn
+    target.statuses.extend([500])
+    for n in range(5, 8):
+        apply(app, stripe(f"evt_{n}", "payment_intent.succeeded", 100 + n, intent=f"pi_{n}"))
+    run_deliveries(app, SendSettings(timeout=5, schedule=(3600,)), in_flight=1)
+    assert len(target.received) == 6
