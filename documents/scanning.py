@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from documents.blob_audit import mark_missing
 from documents.models import CLEAN, INFECTED, SCAN_ERROR, UNSCANNABLE, Document
+from documents.origins import origin_of
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
 from documents.storage import BlobStorage
@@ -115,7 +116,8 @@ def _verdict(session: Session, document: Document, status: str) -> None:
     previous, document.status = document.status, status
     if previous != status:
         events.record(session, events.DOCUMENT_SCANNED,
-                      {**document_event_json(document), "previous_status": previous},
+                      {**document_event_json(document), "previous_status": previous,
+                       "origin": origin_of(session, document.id)},
                       owner_id=document.owner_id)
 
 

@@ -97,6 +97,7 @@ def test_a_clean_upload_reaches_the_backend_as_document_scanned(delivering_stack
     assert got.verified and got.payload["type"] == "document.scanned"
     assert got.payload["data"]["id"] == response.json()["id"]
     assert got.payload["data"]["status"] == "clean"
+    assert got.payload["data"]["origin"] == {"kind": "upload"}
 
 
 def test_500_three_times_then_200_is_four_attempts_of_one_webhook_id(

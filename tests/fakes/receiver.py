@@ -26,6 +26,11 @@ class Received:
     at: float
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a sender that gave up (a timeout, a killed process) closed the connection
+
+
 class Receiver:
     def __init__(self, *secrets: str, statuses: list[int] | None = None, delay: float = 0.0,
                  redirect_to: str | None = None, port: int = 0, answer: bytes = b"ok"):
@@ -63,7 +68,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hooks"

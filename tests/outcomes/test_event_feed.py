@@ -209,3 +209,25 @@ def test_old_events_are_purged_by_retention(make_app):
         assert run.outcome == "succeeded", run.error
         assert run.detail["events_deleted"] == 1
         assert [e.data for e in db.session.scalars(select(Event))] == [{"old": False}]
+
+
+def test_a_verdict_says_how_the_document_came(app):
+    from documents.models import ImportRow
+    from webhooks.whatsapp.models import WhatsAppMedia
+
+    admin = token(app, "oncall", ["admin"])
+    uploaded, imported, sent = (document(app, 1, c) for c in "xyz")
+    with app.app_context():
+        db.session.add(ImportRow(import_id=42, row_no=1, outcome="ok", document_id=imported))
+        db.session.add(WhatsAppMedia(message_id=1, position=0, source="whatsapp",
+                                     provider="meta", wamid="wamid.M", kind="document",
+                                     media_ref="m1", status="fetched", document_id=sent,
+                                     attempts=1))
+        for document_id in (uploaded, imported, sent):
+            give_up(db.session, document_id)  # scan_error: a verdict, so an event
+        db.session.commit()
+    origins = {e["data"]["id"]: e["data"]["origin"]
+               for e in feed(app.test_client(), admin)["events"]}
+    assert origins == {uploaded: {"kind": "upload"},
+                       imported: {"kind": "import", "import_id": 42},
+                       sent: {"kind": "whatsapp", "source": "whatsapp", "wamid": "wamid.M"}}

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from documents import origins
 from store import events
 from store.db import insert_unless_exists, utcnow
 from store.outbox import enqueue
@@ -157,6 +158,11 @@ def document_origins(session: Session, document_ids: list[int]) -> dict[int, dic
                            .order_by(WhatsAppMedia.id.desc())).all()
     return {document_id: {"source": source, "wamid": wamid}
             for document_id, source, wamid in rows}
+
+
+origins.register(lambda session, ids: {
+    document_id: {"kind": "whatsapp", **origin}
+    for document_id, origin in document_origins(session, ids).items()})
 
 
 def documents_from(source: str):
