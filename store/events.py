@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import re
 import secrets
 from typing import Any, Iterable
@@ -35,15 +36,18 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    bindparam,
     insert,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from store.db import Base, BigIntId, JSONType, UTCDateTime, insert_unless_exists, utcnow
 
 PAYMENT_UPDATED = "payment.updated"
 MESSAGE_RECEIVED = "whatsapp.message.received"
@@ -92,6 +96,45 @@ def record(session: Session, event_type: str, data: dict[str, Any],
 
 
 _INSERT = insert(Event.__table__)
+
+
+def insert_with_event(session: Session, model, values: dict[str, Any], unique: list[str],
+                      event_type: str, data: dict[str, Any],
+                      owner_id: int | None = None) -> bool:
+    """INSERT a row unless its unique values exist and, only if it was written, its
+    event: True if both were. On PostgreSQL one statement does both (a data-modifying
+    CTE: the event is selected from the INSERT's RETURNING, so no row, no event), one
+    round trip on the path every new payment takes; elsewhere two, in the caller's
+    transaction either way. `data` is the row's state as written."""
+    dialect = session.get_bind().dialect.name
+    if dialect != "postgresql":
+        if insert_unless_exists(session, model, values, unique) is None:
+            return False
+        record(session, event_type, data, owner_id)
+        return True
+    statement = _insert_with_event(model.__table__, tuple(values), tuple(unique))
+    return session.connection().execute(statement, {
+        **values, "event_public_id": "evt_" + secrets.token_hex(12), "event_type": event_type,
+        "event_data": data, "event_owner_id": owner_id,
+        "event_created_at": utcnow()}).first() is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_with_event(table, columns: tuple[str, ...], unique: tuple[str, ...]):
+    """Built once per shape: a cached statement with the values as bound parameters."""
+    inserted = (postgresql_insert(table)
+                .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+                .on_conflict_do_nothing(index_elements=list(unique))
+                .returning(table.c.id).cte("inserted"))
+    event = (insert(Event.__table__).from_select(
+        ["public_id", "type", "data", "owner_id", "created_at"],
+        select(bindparam("event_public_id", type_=String()),
+               bindparam("event_type", type_=String()),
+               bindparam("event_data", type_=JSONType),
+               bindparam("event_owner_id", type_=Integer()),
+               bindparam("event_created_at", type_=UTCDateTime())).select_from(inserted))
+        .returning(Event.__table__.c.id).cte("event"))
+    return select(inserted.c.id).select_from(inserted).join(event, true())
 
 
 class InvalidCursor(ValueError):

@@ -94,3 +94,17 @@ def test_the_gauges_show_each_destinations_backlog_age_and_state(make_app):
     assert now[f"sluice_destination_backlog{label}"] == 1
     assert now[f"sluice_destination_oldest_waiting_age_seconds{label}"] >= 0
     assert now[f'sluice_destination_state{{destination="{destination_id}",state="failing"}}'] == 1
+
+
+def test_the_overview_flags_a_failing_destination_and_failed_deliveries(ops_app, operator):
+    failing_id, _ = make_destination(ops_app, name="down")
+    healthy_id, _ = make_destination(ops_app, name="up")
+    with ops_app.app_context():
+        ops.get(db.session, failing_id).state = "failing"
+        delivery = ops.send_test(db.session, ops.get(db.session, healthy_id), "test")
+        delivery.status = "failed"
+        db.session.commit()
+    html = operator.get("/ops/").get_data(as_text=True)
+    assert f"destination {failing_id} is failing: 0 deliveries wait" in html
+    assert f'href="/ops/destinations/{failing_id}"' in html
+    assert f"destination {healthy_id} has 1 failed deliveries: Recover" in html

@@ -78,6 +78,7 @@ def _gather() -> dict[str, Any]:
         "imports": now.imports,
         "jobs": now.jobs,
         "failed_media": len(list_media(session, status=MEDIA_FAILED, limit=100)),
+        "destinations": now.destinations,
     }
     overview["flags"] = _flags(overview)
     return overview
@@ -121,4 +122,13 @@ def _flags(o: dict[str, Any]) -> list[Flag]:
     if o["failed_media"]:
         flags.append(Flag(f"{o['failed_media']} WhatsApp media item(s) did not arrive",
                           "ops.media", {"status": MEDIA_FAILED}))
+    for destination_id, state, _paused, figures in o["destinations"]:
+        if state != "active":
+            flags.append(Flag(f"destination {destination_id} is {state}: {figures.backlog} "
+                              "deliveries wait", "ops.destination",
+                              {"destination_id": destination_id}))
+        elif figures.failed:
+            flags.append(Flag(f"destination {destination_id} has {figures.failed} failed "
+                              "deliveries: Recover", "ops.destination",
+                              {"destination_id": destination_id, "status": "failed"}))
     return flags
