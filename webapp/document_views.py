@@ -21,7 +21,14 @@ from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, text_arg
-from webapp.uploads import spooled_body, spooled_files
+from webapp.uploads import (
+    check_digest,
+    client_sha256,
+    content_digest,
+    part_sha256,
+    spooled_body,
+    spooled_files,
+)
 from webhooks.whatsapp import document_origins
 
 log = logging.getLogger(__name__)
@@ -66,8 +73,11 @@ def upload():
             raise APIError(400, "missing_file", MISSING_FILE)
         spooled, filename, declared = (upload_file.stream.finish(), upload_file.filename,
                                        upload_file.mimetype)
+        check_digest(part_sha256(upload_file), spooled)
     elif request.mimetype:
+        expected = client_sha256(request.headers)
         spooled, filename, declared = spooled_body(cap)
+        check_digest(expected, spooled)
     else:
         raise APIError(400, "missing_file", MISSING_FILE)
     try:
@@ -171,6 +181,7 @@ def download(token: str):
     response = Response(wrap_file(request.environ, blob, buffer_size=256 * 1024),
                         mimetype=document.mime_type, direct_passthrough=True)
     response.content_length = document.size
+    response.headers["Content-Digest"] = content_digest(document.sha256)
     response.headers["Content-Disposition"] = disposition
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'"

@@ -22,7 +22,7 @@ from tasks.app_state import storage
 from webapp.auth import owned_or_404, require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
-from webapp.uploads import spooled_files
+from webapp.uploads import check_digest, part_sha256, spooled_files
 
 bp = Blueprint("imports", __name__)
 ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")
@@ -36,6 +36,7 @@ def create():
     if archive_part is None:
         raise APIError(400, "missing_file", "Send the ZIP archive as multipart field 'archive'.")
     archive = archive_part.stream.finish()
+    check_digest(part_sha256(archive_part), archive)
     manifest = kind = None
     try:
         if manifest_part is not None:

@@ -7,9 +7,13 @@ way the bytes are hashed, capped and written in one pass with no second copy.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import hmac
 import io
-from typing import Iterator
+import re
+from typing import Iterator, Mapping
 
 from flask import Flask, Request, current_app, g, request
 from werkzeug.datastructures import FileStorage
@@ -102,6 +106,70 @@ def _body_chunks(size: int) -> Iterator[bytes]:
             raise ClientDisconnected()
         remaining -= len(chunk)
         yield chunk
+
+
+# RFC 9530's Content-Digest is a structured dictionary: `sha-256=:<base64>:`, maybe
+# beside other algorithms; S3-style clients send `x-amz-checksum-sha256: <base64>`.
+_CONTENT_DIGEST_SHA256 = re.compile(
+    r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]{1,100}):\s*(?:;[^,]*)?(?=,|$)")
+DIGEST_HEADERS = ("Content-Digest", "x-amz-checksum-sha256")
+
+
+def client_sha256(headers: Mapping[str, str]) -> bytes | None:
+    """The SHA-256 the client says the file has, from `Content-Digest` (RFC 9530) or
+    `x-amz-checksum-sha256` among `headers` (the request's, when the body is the file;
+    a multipart file part's own); None if it gave none; 400 `invalid_digest` if it is
+    unreadable."""
+    given = {}
+    content_digest = headers.get("Content-Digest")
+    if content_digest is not None:
+        match = _CONTENT_DIGEST_SHA256.search(content_digest) if len(content_digest) < 1000 \
+            else None
+        if match is None:
+            raise APIError(400, "invalid_digest",
+                           "Content-Digest must carry sha-256=:<base64 of 32 bytes>: .")
+        given["Content-Digest"] = match.group(1)
+    amz = headers.get("x-amz-checksum-sha256")
+    if amz is not None:
+        given["x-amz-checksum-sha256"] = amz.strip()
+    found = set()
+    for name, value in given.items():
+        try:
+            digest = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        if len(digest) != 32:
+            raise APIError(400, "invalid_digest", f"{name} is not a base64 SHA-256 digest.")
+        found.add(digest)
+    if len(found) > 1:
+        raise APIError(400, "digest_mismatch", "Content-Digest and x-amz-checksum-sha256 differ.")
+    return found.pop() if found else None
+
+
+def check_digest(expected: bytes | None, spooled: Spooled) -> None:
+    """400 `digest_mismatch` unless the bytes received hash to what the client said;
+    the spool goes with the request (nothing is stored)."""
+    if expected is not None and not hmac.compare_digest(expected, bytes.fromhex(spooled.sha256)):
+        raise APIError(400, "digest_mismatch",
+                       "The file's SHA-256 is not the digest the request carried: it was "
+                       "changed or cut on the way. Nothing was stored; send it again.")
+
+
+def part_sha256(part: FileStorage) -> bytes | None:
+    """A multipart file's digest: its part's own headers, else the request's
+    x-amz-checksum-sha256 (a request-level Content-Digest covers the whole body)."""
+    if request.headers.get("Content-Digest") is not None:
+        raise APIError(400, "invalid_digest",
+                       "A request-level Content-Digest covers the whole multipart body, not "
+                       "the file: put it in the file part's headers, or send "
+                       "x-amz-checksum-sha256.")
+    found = client_sha256(part.headers)
+    return found if found is not None else client_sha256(request.headers)
+
+
+def content_digest(sha256_hex: str) -> str:
+    """The Content-Digest header (RFC 9530) of bytes whose SHA-256 is `sha256_hex`."""
+    return f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"
 
 
 def _discard_spools(_exc) -> None:

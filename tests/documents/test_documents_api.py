@@ -1,4 +1,5 @@
 """Uploads, dedup, isolation, scanning with the real clamd, and signed downloads."""
+import base64
 import hashlib
 import io
 import json
@@ -161,6 +162,8 @@ def test_clean_files_are_downloadable_byte_identical(app, client, owners, clamd_
     assert served.headers["Content-Disposition"] == f"attachment; filename*=UTF-8''{name}"
     assert served.headers["X-Content-Type-Options"] == "nosniff"
     assert served.headers["Content-Security-Policy"] == "default-src 'none'"
+    assert served.headers["Content-Digest"] == "sha-256=:{}:".format(
+        base64.b64encode(hashlib.sha256(content).digest()).decode())
     with app.app_context():
         row = db.session.get(Document, document_id)
         assert row.scanner_version.startswith("ClamAV") and row.signatures_fingerprint
