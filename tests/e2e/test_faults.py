@@ -444,10 +444,14 @@ def test_a_sigstopped_store_under_readiness_probes_stalls_neither_livez_nor_webh
         report(record_property, "store SIGSTOPped for 15 s, /readyz probed every 200 ms",
                figures)
         assert figures["webhooks_not_202"] == 0
-        assert figures["livez_p99_ms"] < 50
+        # The defects these catch cost the deadline or more: probes that each waited out
+        # HEALTH_CHECK_TIMEOUT (1 s) queued /livez 875 ms (CI), the old checks 9.5 s. The
+        # bounds leave room for the other xdist worker running a fault scenario of its
+        # own on this 2-core machine (a run measured /livez p99 54 ms, webhooks 80 ms).
+        assert figures["livez_p99_ms"] < 250
         assert figures["readyz_max_ms"] < 2500  # HEALTH_CHECK_TIMEOUT (1 s), and a little
-        assert figures["webhook_p99_ms_during"] < max(2 * figures["webhook_p99_ms_before"],
-                                                      figures["webhook_p99_ms_before"] + 50)
+        assert figures["webhook_p99_ms_during"] < max(3 * figures["webhook_p99_ms_before"],
+                                                      figures["webhook_p99_ms_before"] + 150)
     finally:
         stack.stop()
         moto.stop()
