@@ -140,6 +140,8 @@ def test_down_and_slow_receivers_then_a_killed_deliver_process_lose_nothing(
             "duplicates_before_kill": before_kill,
             "duplicates_after_kill": duplicates - before_kill,
             "unverified": sum(1 for r in everyone for x in r.received if not x.verified),
+            "requests_cut_by_the_kill": sum(r.cut for r in (healthy, slow))
+            + (flaky.current.cut if flaky.current else 0),
             "healthy_p99_ms_without_slow": without_ms,
             "healthy_p99_ms_beside_slow": beside_ms,
         }

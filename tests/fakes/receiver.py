@@ -38,6 +38,7 @@ class Receiver:
         self.statuses = list(statuses or [])
         self.delay, self.redirect_to, self.answer = delay, redirect_to, answer
         self.received: list[Received] = []
+        self.cut = 0  # requests whose sender hung up before the whole body came
         self.lock = threading.Lock()
         receiver = self
 
@@ -49,7 +50,13 @@ class Receiver:
             disable_nagle_algorithm = True
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: nothing arrived
+                    with receiver.lock:
+                        receiver.cut += 1
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 receiver._record(body, headers)
                 if receiver.delay:
