@@ -43,7 +43,7 @@ from deliveries.models import (
 )
 from store import events
 from store.db import insert_unless_exists, utcnow
-from store.outbox import OutboxMessage
+from store.outbox import enqueue
 from store.task_names import DELIVER
 
 CURSOR_ROW = 1
@@ -173,9 +173,8 @@ def hand_out(session: Session, settings: DispatchSettings) -> int:
             continue
         session.execute(update(Delivery).where(Delivery.id.in_(ids))
                         .values(status=QUEUED, enqueued_at=now))
-        session.execute(insert(OutboxMessage.__table__), [
-            {"task_name": DELIVER, "kwargs": {"delivery_id": i}, "queue": None,
-             "created_at": now, "attempts": 0} for i in ids])
+        for delivery_id in ids:
+            enqueue(session, DELIVER, {"delivery_id": delivery_id})
         if destination.state == FAILING:
             destination.next_probe_at = now + dt.timedelta(seconds=settings.probe_interval)
         queued += len(ids)

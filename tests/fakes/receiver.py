@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.services import wait_for
+
 
 @dataclasses.dataclass
 class Received:
@@ -99,12 +101,9 @@ class Receiver:
             return [r for r in self.received if r.verified]
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.received) >= count:
-                return list(self.received)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} deliveries, got {len(self.received)}")
+        wait_for(lambda: len(self.received) >= count, timeout=timeout, interval=0.05,
+                 what=f"{count} deliveries")
+        return list(self.received)
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -88,9 +88,11 @@ def test_each_redaction_pattern_is_linear_on_adversarial_input(text):
 
     from store.redaction import PATTERNS
 
-    def best_of_two(pattern, replacement, subject: str) -> float:
+    def best_of(pattern, replacement, subject: str) -> float:
         best = float("inf")
-        for _ in range(2):  # the better: a busy core is not the pattern's cost
+        # the best of five: a busy core is not the pattern's cost (with two, a loaded
+        # run once measured 49 ms against a 48 ms limit for a linear pattern)
+        for _ in range(5):
             started = time.perf_counter()
             pattern.sub(replacement, subject)
             best = min(best, time.perf_counter() - started)
@@ -98,8 +100,8 @@ def test_each_redaction_pattern_is_linear_on_adversarial_input(text):
 
     base = text[:16384]
     for pattern, replacement in PATTERNS:
-        small = best_of_two(pattern, replacement, base)
-        large = best_of_two(pattern, replacement, base * 16)
+        small = best_of(pattern, replacement, base)
+        large = best_of(pattern, replacement, base * 16)
         assert large < 0.5, (pattern.pattern, large)
         assert large < 48 * max(small, 0.001), (pattern.pattern, small, large)
 

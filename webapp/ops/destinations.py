@@ -46,13 +46,18 @@ def destinations():
 def destination(destination_id: int):
     found = _destination(destination_id)
     status = request.args.get("status")
-    status = status if status in DELIVERY_STATUSES else None
+    return _page(found, status if status in DELIVERY_STATUSES else None)
+
+
+def _page(found, status: str | None, secret: str | None = None):
+    """A destination's page: its figures, its deliveries (of one status, or all) with
+    their attempts, and a secret just rotated, shown this once."""
     rows = ops.deliveries(db.session, found, status=status, limit=PAGE)
     return render_template(
         "ops/destination.html", title=f"Destination {found.name}", destination=found,
         figures=ops.figures(db.session, [found.id])[found.id], deliveries=rows,
         attempts=ops.attempts_of(db.session, [row[0].id for row in rows]),
-        statuses=DELIVERY_STATUSES, status=status, now=utcnow(), secret=None)
+        statuses=DELIVERY_STATUSES, status=status, now=utcnow(), secret=secret)
 
 
 @bp.post("/destinations/<id:destination_id>/pause")
@@ -109,9 +114,4 @@ def destination_rotate(destination_id: int):
     found = _destination(destination_id, for_update=True)
     secret = ops.rotate_secret(db.session, found, actor())
     db.session.commit()
-    rows = ops.deliveries(db.session, found, limit=PAGE)
-    return render_template(
-        "ops/destination.html", title=f"Destination {found.name}", destination=found,
-        figures=ops.figures(db.session, [found.id])[found.id], deliveries=rows,
-        attempts=ops.attempts_of(db.session, [row[0].id for row in rows]),
-        statuses=DELIVERY_STATUSES, status=None, now=utcnow(), secret=secret)
+    return _page(found, None, secret)
