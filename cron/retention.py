@@ -16,6 +16,7 @@ from deliveries.models import Delivery, DeliveryAttempt
 from documents import direct_uploads
 from documents.models import referenced_blobs
 from documents.storage import BlobStorage, from_config
+from store import idempotency
 from store.db import utcnow
 from store.events import Event
 from store.outbox import OutboxMessage
@@ -51,9 +52,11 @@ def purge_retention(ctx: JobContext) -> dict:
     logged = _in_batches(ctx, lambda: select(Event.id).where(
         Event.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
         lambda ids: delete(Event).where(Event.id.in_(ids)))
+    keys = _in_batches(ctx, lambda: idempotency.expired_ids(now), idempotency.delete_ids)
     return {"webhook_bodies_dropped": bodies, "job_runs_deleted": runs,
             "outbox_rows_deleted": outbox, "events_deleted": logged,
             "deliveries_deleted": deliveries, "delivery_attempts_deleted": attempts,
+            "idempotency_keys_deleted": keys,
             "temp_files_removed": _old_temp_files(config),
             "orphan_blobs_removed": _orphan_blobs(ctx, storage),
             **_abandoned_uploads(ctx, storage)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hmac
 import secrets
 
 from sqlalchemy import select, update
@@ -52,8 +53,10 @@ class UploadExpired(LookupError):
 
 def start(session: Session, storage: BlobStorage, owner_id: int, filename: str | None,
           declared_type: str | None, size: int, *, max_bytes: int,
-          allowlist: tuple[str, ...], url_ttl: int) -> tuple[Upload, dict]:
-    """Record an upload and presign its PUT: (upload, {method, url, headers}).
+          allowlist: tuple[str, ...], url_ttl: int,
+          sha256: str | None = None) -> tuple[Upload, dict]:
+    """Record an upload and presign its PUT: (upload, {method, url, headers}). With the
+    client's `sha256` (hex), the PUT must carry it, and the worker checks it again.
 
     Rejected (413, 415) for what a single upload would refuse before reading a byte;
     DirectUploadsUnavailable when the backend cannot presign writes.
@@ -64,11 +67,11 @@ def start(session: Session, storage: BlobStorage, owner_id: int, filename: str |
     if declared not in GENERIC and declared not in allowlist:
         raise Rejected(415, "unsupported_type", f"Files of type {declared} are not accepted.")
     name = secrets.token_hex(16)
-    target = storage.presign_upload(name, declared, size, url_ttl)
+    target = storage.presign_upload(name, declared, size, url_ttl, sha256)
     if target is None:
         raise DirectUploadsUnavailable(storage.name)
     upload = Upload(owner_id=owner_id, object_name=name, filename=sanitize_filename(filename),
-                    declared_type=declared, size=size, status=AWAITING_UPLOAD,
+                    declared_type=declared, size=size, sha256=sha256, status=AWAITING_UPLOAD,
                     created_at=utcnow(), url_expires_at=utcnow() + dt.timedelta(seconds=url_ttl))
     session.add(upload)
     session.flush()
@@ -116,6 +119,11 @@ def ingest(session: Session, storage: BlobStorage, upload_id: int, max_bytes: in
             raise TooLarge(f"the object holds {stored} bytes, more than the {cap} declared")
         with contextlib.closing(storage.open_upload(upload.object_name)) as body:
             spooled = spool(body, storage, cap)
+        if upload.sha256 is not None and not hmac.compare_digest(upload.sha256,
+                                                                 spooled.sha256):
+            spooled.path.unlink(missing_ok=True)
+            raise Rejected(400, "digest_mismatch", "The bytes sent to the upload URL do not "
+                           "have the SHA-256 given when the upload started.")
         document, _created = create_document(session, storage, upload.owner_id, spooled,
                                              upload.filename, upload.declared_type, allowlist)
     except FileNotFoundError:

@@ -164,6 +164,8 @@ class Upload(Base):
     filename: Mapped[str] = mapped_column(String(255))
     declared_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(BigInteger())   # declared, and signed into the PUT
+    # the client's SHA-256 (hex), if it gave one: signed into the PUT, checked on ingest
+    sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default=AWAITING_UPLOAD)
     document_id: Mapped[int | None] = mapped_column(BigInteger())
     error_code: Mapped[str | None] = mapped_column(String(50))

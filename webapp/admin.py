@@ -7,8 +7,10 @@ from flask import Blueprint, current_app, g, jsonify
 from cron.models import JobRun
 from cron.operations import JobNotFound, find_job, job_states, recent_runs, request_run
 from webapp.auth import require_scopes
+from webapp.conditional import check_if_match, tagged
 from webapp.errors import APIError
 from webapp.extensions import db
+from webapp.idempotency import idempotent
 from webapp.query_args import choice_arg, int_arg, text_arg
 from webhooks.models import EVENT_STATUSES, WebhookEvent
 from webhooks.operations import (
@@ -17,6 +19,7 @@ from webhooks.operations import (
     MediaNotFound,
     find_events,
     get_event,
+    get_media,
     list_media,
     replay,
     retry_media,
@@ -59,19 +62,23 @@ def webhook_events():
 @bp.get("/webhook-events/<id:event_id>")
 @require_scopes("admin")
 def webhook_event(event_id: int):
+    return tagged(event_summary(_found(get_event, event_id, "webhook event")))
+
+
+def _found(get, object_id: int, noun: str, for_update: bool = False):
+    """`get(session, id)`'s row (locked with `for_update`), or 404 for its NotFound."""
     try:
-        return jsonify(event_summary(get_event(db.session, event_id)))
-    except EventNotFound:
-        raise APIError(404, "not_found", "No such webhook event.") from None
+        return get(db.session, object_id, for_update=for_update)
+    except (EventNotFound, MediaNotFound):
+        raise APIError(404, "not_found", f"No such {noun}.") from None
 
 
 @bp.post("/webhook-events/<id:event_id>/replay")
 @require_scopes("admin")
+@idempotent()
 def replay_event(event_id: int):
-    try:
-        event = replay(db.session, event_id, actor=f"client:{g.client.name}")
-    except EventNotFound:
-        raise APIError(404, "not_found", "No such webhook event.") from None
+    check_if_match(event_summary(_found(get_event, event_id, "webhook event", for_update=True)))
+    event = replay(db.session, event_id, actor=f"client:{g.client.name}")
     db.session.commit()
     return jsonify(id=event.id, status=event.status), 202
 
@@ -99,13 +106,19 @@ def whatsapp_media():
     return _page("media", rows, limit, media_summary)
 
 
+@bp.get("/whatsapp-media/<id:media_id>")
+@require_scopes("admin")
+def one_whatsapp_media(media_id: int):
+    return tagged(media_summary(_found(get_media, media_id, "WhatsApp media item")))
+
+
 @bp.post("/whatsapp-media/<id:media_id>/retry")
 @require_scopes("admin")
+@idempotent()
 def retry_whatsapp_media(media_id: int):
-    try:
-        media = retry_media(db.session, media_id, actor=f"client:{g.client.name}")
-    except MediaNotFound:
-        raise APIError(404, "not_found", "No such WhatsApp media item.") from None
+    check_if_match(media_summary(_found(get_media, media_id, "WhatsApp media item",
+                                        for_update=True)))
+    media = retry_media(db.session, media_id, actor=f"client:{g.client.name}")
     db.session.commit()
     return jsonify(media_summary(media)), 202
 
@@ -147,6 +160,7 @@ def job_runs(name: str):
 
 @bp.post("/jobs/<name>/run")
 @require_scopes("admin")
+@idempotent()
 def run_job_now(name: str):
     """Queue a run on the worker, under the same lock and history as beat."""
     job = _job_or_404(name)

@@ -77,10 +77,11 @@ def require_scopes(*scopes: str):
     return decorator
 
 
-def owned_or_404(model, object_id: int, noun: str):
-    """The caller's own row of `model`; another owner's id looks exactly like a missing one."""
-    row = db.session.scalar(select(model).where(model.id == object_id,
-                                                model.owner_id == g.client.id))
+def owned_or_404(model, object_id: int, noun: str, for_update: bool = False):
+    """The caller's own row of `model`; another owner's id looks exactly like a missing
+    one. `for_update`: locked until the transaction ends (a write that checked it)."""
+    query = select(model).where(model.id == object_id, model.owner_id == g.client.id)
+    row = db.session.scalar(query.with_for_update() if for_update else query)
     if row is None:
         raise APIError(404, "not_found", f"No such {noun}.")
     return row

@@ -104,6 +104,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
     "RETENTION_EVENTS_DAYS": 30,      # the event log (/v1/events): older events are gone
     "ORPHAN_BLOB_GRACE_HOURS": 24,    # then a stored blob no row refers to is removed
+    "IDEMPOTENCY_KEY_HOURS": 24,      # a client's Idempotency-Key answers are kept this long
+    "REQUIRE_IF_MATCH": False,        # True: a write to one resource without If-Match is 428
     # Deliveries to the team's own endpoints (deliveries/): seconds between attempts,
     # each +-10 % jitter; the default reaches about 3 days, as Stripe's retries do.
     "DELIVERY_RETRY_SCHEDULE": "5,300,1800,7200,18000,36000,36000,86400,86400",

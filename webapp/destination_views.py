@@ -19,6 +19,7 @@ from store.db import utcnow
 from webapp.auth import require_scopes
 from webapp.errors import APIError
 from webapp.extensions import db
+from webapp.idempotency import idempotent
 from webapp.query_args import choice_arg, int_arg
 
 bp = Blueprint("destinations", __name__, url_prefix="/v1/admin/destinations")
@@ -117,6 +118,7 @@ def delivery_json(row, attempts: list | None = None) -> dict:
 
 @bp.post("")
 @manages_destinations
+@idempotent()
 def create():
     owner_scope = g.owner_scope
     payload = _payload(("name", "url", "events", "owner", "allowed_networks", "allow_http"))
@@ -151,6 +153,7 @@ def list_all():
 # BIGINT (which the converter refuses) with 405 instead of 404.
 @bp.route("/<id:destination_id>", methods=["GET", "PATCH", "DELETE"])
 @manages_destinations
+@idempotent()
 def one(destination_id: int):
     return {"GET": show, "PATCH": change, "DELETE": remove}[request.method](destination_id)
 
@@ -181,6 +184,7 @@ def remove(destination_id: int):
 
 @bp.post("/<id:destination_id>/rotate-secret")
 @manages_destinations
+@idempotent()
 def rotate(destination_id: int):
     payload = request.get_json(silent=True) if request.content_length else {}
     if not isinstance(payload, dict) or set(payload) - {"grace_seconds"}:
@@ -210,6 +214,7 @@ def deliveries(destination_id: int):
 
 @bp.post("/<id:destination_id>/deliveries/<id:delivery_id>/retry")
 @manages_destinations
+@idempotent()
 def retry(destination_id: int, delivery_id: int):
     destination = _destination(destination_id)
     try:
@@ -235,6 +240,7 @@ def _instant(payload: dict, name: str) -> dt.datetime:
 
 @bp.post("/<id:destination_id>/recover")
 @manages_destinations
+@idempotent()
 def recover(destination_id: int):
     payload = _payload(("since", "until"))
     since = _instant(payload, "since")
@@ -249,6 +255,7 @@ def recover(destination_id: int):
 
 @bp.post("/<id:destination_id>/send-test")
 @manages_destinations
+@idempotent()
 def send_test(destination_id: int):
     destination = _destination(destination_id)
     delivery = ops.send_test(db.session, destination, _actor())

@@ -16,17 +16,21 @@ from documents.models import Upload
 from documents.sniffing import Rejected, allowlist_from
 from tasks.app_state import storage
 from webapp.auth import owned_or_404, require_scopes
+from webapp.conditional import check_if_match, tagged
 from webapp.errors import APIError
 from webapp.extensions import db
+from webapp.idempotency import idempotent
 
 bp = Blueprint("uploads", __name__)
 MIME_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,50}/[A-Za-z0-9!#$&^_.+-]{1,50}")
-START_FIELDS = "a JSON object with filename (text), size (bytes) and content_type (optional)"
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+START_FIELDS = ("a JSON object with filename (text), size (bytes), and optionally "
+                "content_type and sha256 (the file's SHA-256, hex)")
 
 
 def upload_json(upload: Upload, target: dict | None = None) -> dict:
     body = {"id": upload.id, "status": upload.status, "filename": upload.filename,
-            "size": upload.size, "content_type": upload.declared_type,
+            "size": upload.size, "content_type": upload.declared_type, "sha256": upload.sha256,
             "document_id": upload.document_id,
             "error": ({"code": upload.error_code, "message": upload.error_message}
                       if upload.error_code else None),
@@ -36,7 +40,7 @@ def upload_json(upload: Upload, target: dict | None = None) -> dict:
     return body
 
 
-def _start_arguments() -> tuple[str, int, str | None]:
+def _start_arguments() -> tuple[str, int, str | None, str | None]:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise APIError(400, "invalid_request", f"Send {START_FIELDS}.")
@@ -51,20 +55,25 @@ def _start_arguments() -> tuple[str, int, str | None]:
     if content_type is not None and (not isinstance(content_type, str)
                                      or not MIME_TYPE.fullmatch(content_type)):
         raise APIError(400, "invalid_request", "content_type must be a MIME type (type/subtype).")
-    return filename, size, content_type
+    sha256 = payload.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256)):
+        raise APIError(400, "invalid_digest", "sha256 must be the file's SHA-256 in hex "
+                       "(64 characters).")
+    return filename, size, content_type, sha256.lower() if sha256 else None
 
 
 @bp.post("/v1/uploads")
 @require_scopes("documents:write")
+@idempotent()
 def start():
-    filename, size, content_type = _start_arguments()
+    filename, size, content_type, sha256 = _start_arguments()
     config = current_app.config
     try:
         upload, target = direct_uploads.start(
             db.session, storage(), g.client.id, filename, content_type, size,
             max_bytes=config["DOCUMENT_MAX_BYTES"],
             allowlist=allowlist_from(config["DOCUMENT_ALLOWED_TYPES"]),
-            url_ttl=config["UPLOAD_URL_TTL"])
+            url_ttl=config["UPLOAD_URL_TTL"], sha256=sha256)
     except Rejected as exc:
         raise APIError(exc.status, exc.code, str(exc)) from None
     except direct_uploads.DirectUploadsUnavailable:
@@ -78,13 +87,15 @@ def start():
 @bp.get("/v1/uploads/<id:upload_id>")
 @require_scopes("documents:write")
 def show(upload_id: int):
-    return jsonify(upload_json(owned_or_404(Upload, upload_id, "upload")))
+    return tagged(upload_json(owned_or_404(Upload, upload_id, "upload")))
 
 
 @bp.post("/v1/uploads/<id:upload_id>/complete")
 @require_scopes("documents:write")
+@idempotent()
 def complete(upload_id: int):
-    upload = owned_or_404(Upload, upload_id, "upload")
+    upload = owned_or_404(Upload, upload_id, "upload", for_update=True)
+    check_if_match(upload_json(upload))
     within = dt.timedelta(hours=current_app.config["UPLOAD_COMPLETE_HOURS"])
     try:
         handed_over = direct_uploads.complete(db.session, storage(), upload, within)

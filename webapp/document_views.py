@@ -10,7 +10,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.wsgi import wrap_file
 
 from documents.blob_audit import mark_missing
-from documents.ingest import create_document
+from documents.ingest import Spooled, create_document
 from documents.models import CLEAN, DOCUMENT_STATUSES, MISSING_BLOB, Document, tags_of
 from documents.operations import DocumentFilter, find_documents, owned_document
 from documents.sniffing import Rejected, allowlist_from
@@ -18,8 +18,10 @@ from store import audit, tracing
 from tasks.app_state import storage
 from webapp import writes_from_here
 from webapp.auth import owned_or_404, require_scopes
+from webapp.conditional import tagged
 from webapp.errors import APIError
 from webapp.extensions import db
+from webapp.idempotency import idempotent
 from webapp.query_args import choice_arg, int_arg, text_arg
 from webapp.uploads import (
     check_digest,
@@ -61,11 +63,16 @@ def documents_json(documents: list[Document]) -> list[dict]:
     return [document_json(d, origins.get(d.id), tags.get(d.id)) for d in documents]
 
 
-@bp.post("/v1/documents")
-@require_scopes("documents:write")
-def upload():
-    """Multipart (field `file`), or the raw body with its Content-Type and the name in
-    Content-Disposition: the same checks, responses and dedup either way."""
+def _received() -> tuple[Spooled, str | None, str | None]:
+    """The uploaded file, spooled and checked against the client's digest:
+    (spooled, filename, declared type). Read once per request: the Idempotency-Key
+    fingerprint asks for it before the view does."""
+    if "received_document" not in g:
+        g.received_document = _receive()
+    return g.received_document
+
+
+def _receive() -> tuple[Spooled, str | None, str | None]:
     cap = current_app.config["DOCUMENT_MAX_BYTES"]
     if request.mimetype == "multipart/form-data":
         upload_file = spooled_files(cap).get("file")
@@ -80,6 +87,21 @@ def upload():
         check_digest(expected, spooled)
     else:
         raise APIError(400, "missing_file", MISSING_FILE)
+    return spooled, filename, declared
+
+
+def _received_fingerprint() -> str:
+    spooled, filename, declared = _received()
+    return f"{spooled.sha256}\n{filename}\n{declared}"
+
+
+@bp.post("/v1/documents")
+@require_scopes("documents:write")
+@idempotent(body=_received_fingerprint)
+def upload():
+    """Multipart (field `file`), or the raw body with its Content-Type and the name in
+    Content-Disposition: the same checks, responses and dedup either way."""
+    spooled, filename, declared = _received()
     try:
         document, created = create_document(
             db.session, storage(), g.client.id, spooled, filename, declared,
@@ -106,11 +128,12 @@ def list_documents():
 @bp.get("/v1/documents/<id:document_id>")
 @require_scopes("documents:read")
 def get_document(document_id: int):
-    return jsonify(documents_json([owned_or_404(Document, document_id, "document")])[0])
+    return tagged(documents_json([owned_or_404(Document, document_id, "document")])[0])
 
 
 @bp.post("/v1/documents/<id:document_id>/download-url")
 @require_scopes("documents:read")
+@idempotent()
 def download_url(document_id: int):
     document = owned_or_404(Document, document_id, "document")
     if document.status == MISSING_BLOB:
@@ -163,6 +186,12 @@ def download(token: str):
     if document is None or document.status != CLEAN:  # e.g. found infected by a rescan
         raise APIError(404, "not_found", "No such document.")
     db.session.commit()  # ends the read before the store is asked
+    # The bytes' own digest is their strong validator: a client that has them (its
+    # If-None-Match) gets 304, before the store is asked for anything.
+    if request.if_none_match.contains(document.sha256):
+        not_modified = Response(status=304)
+        not_modified.set_etag(document.sha256)
+        return not_modified
     # RFC 5987 filename* for any name; nosniff and a no-content CSP against rendering.
     disposition = f"attachment; filename*=UTF-8''{quote(document.filename, safe='')}"
     blobs = storage()
@@ -182,6 +211,7 @@ def download(token: str):
                         mimetype=document.mime_type, direct_passthrough=True)
     response.content_length = document.size
     response.headers["Content-Digest"] = content_digest(document.sha256)
+    response.set_etag(document.sha256)
     response.headers["Content-Disposition"] = disposition
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify
+from werkzeug.datastructures import FileStorage
 
 from documents.archives import UnsafeArchive
 from documents.imports import (
@@ -13,6 +14,7 @@ from documents.imports import (
     manifest_kind,
     progress,
 )
+from documents.ingest import Spooled
 from documents.manifests import InvalidManifest
 from documents.models import Import
 from documents.reports import csv_lines
@@ -20,23 +22,45 @@ from documents.sniffing import Rejected
 from store import tracing
 from tasks.app_state import storage
 from webapp.auth import owned_or_404, require_scopes
+from webapp.conditional import tagged
 from webapp.errors import APIError
 from webapp.extensions import db
+from webapp.idempotency import idempotent
 from webapp.uploads import check_digest, part_sha256, spooled_files
 
 bp = Blueprint("imports", __name__)
 ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")
 
 
+def _received() -> tuple[Spooled, FileStorage | None]:
+    """The archive, spooled and checked against the client's digest, and the manifest
+    part if any. Read once per request: the Idempotency-Key fingerprint asks first."""
+    if "received_import" not in g:
+        files = spooled_files(current_app.config["IMPORT_MAX_BYTES"] + MANIFEST_MAX_BYTES)
+        archive_part = files.get("archive")
+        if archive_part is None:
+            raise APIError(400, "missing_file",
+                           "Send the ZIP archive as multipart field 'archive'.")
+        archive = archive_part.stream.finish()
+        check_digest(part_sha256(archive_part), archive)
+        g.received_import = archive, files.get("manifest")
+    return g.received_import
+
+
+def _received_fingerprint() -> str:
+    archive, manifest_part = _received()
+    if manifest_part is None:
+        return archive.sha256
+    manifest = manifest_part.stream.finish()
+    return "\n".join((archive.sha256, manifest.sha256, manifest_part.filename or "",
+                      manifest_part.mimetype))
+
+
 @bp.post("/v1/imports")
 @require_scopes("imports:write")
+@idempotent(body=_received_fingerprint)
 def create():
-    files = spooled_files(current_app.config["IMPORT_MAX_BYTES"] + MANIFEST_MAX_BYTES)
-    archive_part, manifest_part = files.get("archive"), files.get("manifest")
-    if archive_part is None:
-        raise APIError(400, "missing_file", "Send the ZIP archive as multipart field 'archive'.")
-    archive = archive_part.stream.finish()
-    check_digest(part_sha256(archive_part), archive)
+    archive, manifest_part = _received()
     manifest = kind = None
     try:
         if manifest_part is not None:
@@ -65,7 +89,7 @@ def create():
 @bp.get("/v1/imports/<id:import_id>")
 @require_scopes("imports:write")
 def show(import_id: int):
-    return jsonify(progress(db.session, owned_or_404(Import, import_id, "import")))
+    return tagged(progress(db.session, owned_or_404(Import, import_id, "import")))
 
 
 @bp.get("/v1/imports/<id:import_id>/errors.csv")

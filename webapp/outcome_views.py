@@ -13,6 +13,7 @@ from payments.ledger import PAYMENT_STATUSES, payment_json
 from payments.operations import find_payments, get_payment
 from store import events
 from webapp.auth import require_scopes
+from webapp.conditional import tagged
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, printable, text_arg
@@ -106,7 +107,7 @@ def payment(provider: str, reference: str):
                       _name_or_404(reference, 255, "payment"))
     if row is None:
         raise APIError(404, "not_found", "No such payment.")
-    return jsonify(payment_json(row))
+    return tagged(payment_json(row))
 
 
 def _name_or_404(value: str, max_length: int, noun: str) -> str:
@@ -138,4 +139,4 @@ def message(wamid: str):
     row = get_message(db.session, _name_or_404(wamid, 255, "message"))
     if row is None:
         raise APIError(404, "not_found", "No such message.")
-    return jsonify(_message(row, media_of(db.session, [row.id]).get(row.id, [])))
+    return tagged(_message(row, media_of(db.session, [row.id]).get(row.id, [])))

@@ -33,8 +33,9 @@ class MediaNotFound(LookupError):
     pass
 
 
-def get_event(session: Session, event_id: int) -> WebhookEvent:
-    event = session.get(WebhookEvent, event_id)
+def get_event(session: Session, event_id: int, for_update: bool = False) -> WebhookEvent:
+    """`for_update`: locked until the transaction ends (a write that checked it first)."""
+    event = session.get(WebhookEvent, event_id, with_for_update=for_update)
     if event is None:
         raise EventNotFound(event_id)
     return event
@@ -126,11 +127,16 @@ def effects(session: Session, event: WebhookEvent) -> dict[str, list]:
     return found
 
 
-def retry_media(session: Session, media_id: int, actor: str) -> WhatsAppMedia:
-    """Fetch again (an operator's decision), queued with an audit entry; the caller commits."""
-    media = session.get(WhatsAppMedia, media_id)
+def get_media(session: Session, media_id: int, for_update: bool = False) -> WhatsAppMedia:
+    media = session.get(WhatsAppMedia, media_id, with_for_update=for_update)
     if media is None:
         raise MediaNotFound(media_id)
+    return media
+
+
+def retry_media(session: Session, media_id: int, actor: str) -> WhatsAppMedia:
+    """Fetch again (an operator's decision), queued with an audit entry; the caller commits."""
+    media = get_media(session, media_id)
     previous = media.status
     media.status, media.error_code, media.error_message = MEDIA_PENDING, None, None
     media.document_id, media.finished_at, media.enqueued_at = None, None, utcnow()

@@ -119,9 +119,10 @@ class BlobStorage:
     # The upload area, where the backend can presign a client's PUT -------------------------
 
     def presign_upload(self, name: str, content_type: str, size: int,
-                       expires_in: int) -> dict | None:
-        """{method, url, headers} for one PUT of exactly `size` bytes to uploads/<name>,
-        or None when the backend cannot take writes from clients."""
+                       expires_in: int, sha256: str | None = None) -> dict | None:
+        """{method, url, headers} for one PUT of exactly `size` bytes to uploads/<name>
+        (and, given `sha256` in hex, of exactly those bytes), or None when the backend
+        cannot take writes from clients."""
         return None
 
     # A backend that cannot presign has an upload area that is always empty.

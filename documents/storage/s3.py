@@ -7,6 +7,7 @@ which server answers.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -154,14 +155,19 @@ class S3Storage(BlobStorage):
         return f"{self.prefix}{UPLOADS}{name}"
 
     def presign_upload(self, name: str, content_type: str, size: int,
-                       expires_in: int) -> dict | None:
+                       expires_in: int, sha256: str | None = None) -> dict | None:
         # Content-Length and Content-Type are signed: the store refuses a PUT of any
-        # other length or type. The worker still checks the size it finds.
-        url = self.client.generate_presigned_url("put_object", ExpiresIn=expires_in, Params={
-            "Bucket": self.bucket, "Key": self._upload_key(name), "ContentType": content_type,
-            "ContentLength": size})
-        return {"method": "PUT", "url": url,
-                "headers": {"Content-Type": content_type, "Content-Length": str(size)}}
+        # other length or type. So is a client's checksum: S3 then refuses other bytes
+        # (BadDigest). The worker still checks the size and digest it finds.
+        params = {"Bucket": self.bucket, "Key": self._upload_key(name),
+                  "ContentType": content_type, "ContentLength": size}
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        if sha256 is not None:
+            checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+            params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"] = checksum
+        url = self.client.generate_presigned_url("put_object", ExpiresIn=expires_in,
+                                                 Params=params)
+        return {"method": "PUT", "url": url, "headers": headers}
 
     def upload_size(self, name: str) -> int:
         with _unavailable_on_error(self._upload_key(name)):

@@ -9,6 +9,7 @@ from cron.models import JobRun
 from cron.runner import run_job
 from deliveries.models import Delivery, DeliveryAttempt, Destination
 from store.db import utcnow
+from store.idempotency import IdempotencyKey
 from store.outbox import OutboxMessage
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
@@ -54,6 +55,9 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
             session.flush()
             session.add(DeliveryAttempt(delivery_id=delivery.id, destination_id=target.id,
                                         attempted_at=when, latency=0.1, succeeded=True))
+        for key, expires in (("gone", recent), ("kept", utcnow() + dt.timedelta(hours=1))):
+            session.add(IdempotencyKey(client_id=1, key=key, method="POST", path="/v1/x",
+                                       fingerprint="f", expires_at=expires))
         session.commit()
         run = run_job(session, app.extensions["sluice.redis"],
                       registry(app.config)["purge_retention"], trigger="manual",
@@ -61,7 +65,7 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
         assert run.detail == {"webhook_bodies_dropped": 2, "job_runs_deleted": 1,
                               "outbox_rows_deleted": 1, "events_deleted": 0,
                               "deliveries_deleted": 2, "delivery_attempts_deleted": 3,
-                              "temp_files_removed": 1,
+                              "idempotency_keys_deleted": 1, "temp_files_removed": 1,
                               "orphan_blobs_removed": 0, "uploads_expired": 0,
                               "upload_objects_removed": 0}
         bodies = dict(session.execute(select(WebhookEvent.event_key, WebhookEvent.body)).all())
@@ -70,6 +74,7 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
         assert session.scalar(select(WebhookEvent.status).where(
             WebhookEvent.event_key == "old-done")) == "processed"
         assert sorted(session.scalars(select(Delivery.status))) == ["pending", "succeeded"]
+        assert list(session.scalars(select(IdempotencyKey.key))) == ["kept"]
         # The old unpublished row stays: the relay still owes it.
         assert len(session.scalars(select(OutboxMessage)).all()) == 2
     assert os.listdir(temp) == ["live.part"]

@@ -1,6 +1,8 @@
 """Direct-to-store uploads against moto's S3 server: presign, PUT to the store, complete,
 and the worker's task turning the object into a document with the usual checks."""
+import base64
 import datetime as dt
+import hashlib
 
 import pytest
 import requests
@@ -242,3 +244,51 @@ def test_hostile_filenames_are_sanitised_like_any_upload(s3_app):
     content = files.pdf("named badly")
     started = sent_to_store(client, alice, content, filename="../../etc/\u202epasswd\x00.pdf")
     assert started["filename"] == "passwd.pdf"  # no path, no NUL, no RTL override
+
+
+def test_a_checksum_given_at_start_is_signed_into_the_put_and_checked_on_ingest(s3_app, moto):
+    app, bucket = s3_app
+    client, alice = app.test_client(), alice_of(app)
+    content = files.pdf("checksummed")
+    digest = hashlib.sha256(content).hexdigest()
+    started = start(client, alice, filename="c.pdf", size=len(content),
+                    content_type="application/pdf", sha256=digest.upper()).get_json()
+    assert started["sha256"] == digest
+    # S3 refuses a PUT whose bytes do not hash to it (BadDigest); the header is signed
+    assert started["upload"]["headers"]["x-amz-checksum-sha256"] == \
+        base64.b64encode(bytes.fromhex(digest)).decode()
+    assert "x-amz-checksum-sha256" in started["upload"]["url"]  # X-Amz-SignedHeaders
+    assert put(started["upload"], content).status_code == 200
+    etag = client.get(f"/v1/uploads/{started['id']}",
+                      headers={"Authorization": alice["Authorization"]}).headers["ETag"]
+    completed = client.post(f"/v1/uploads/{started['id']}/complete", headers={
+        "Authorization": alice["Authorization"], "If-Match": etag})
+    assert completed.status_code == 202
+    ingest(app, started["id"])
+    assert shown(client, alice, started["id"])["status"] == "completed"
+
+    # a store that did not check it (moto does not): the worker does
+    other = files.pdf("a different file of the same length!")[:len(content)]
+    wrong = start(client, alice, filename="w.pdf", size=len(content),
+                  content_type="application/pdf", sha256=hashlib.sha256(b"x").hexdigest())
+    body = wrong.get_json()
+    assert put(body["upload"], other).status_code == 200
+    stale = client.post(f"/v1/uploads/{body['id']}/complete", headers={
+        "Authorization": alice["Authorization"], "If-Match": etag})  # another upload's
+    assert stale.status_code == 412
+    assert complete(client, alice, body["id"]).status_code == 202
+    ingest(app, body["id"])
+    done = shown(client, alice, body["id"])
+    assert (done["status"], done["error"]["code"]) == ("rejected", "digest_mismatch")
+    assert done["document_id"] is None and uploads_area(moto, bucket) == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Document)) == 1
+
+
+@pytest.mark.parametrize("sha256", ["abc", "z" * 64, 12, "0" * 65])
+def test_a_malformed_checksum_at_start_is_400(s3_app, sha256):
+    app, _bucket = s3_app
+    client, alice = app.test_client(), alice_of(app)
+    response = start(client, alice, filename="c.pdf", size=10, sha256=sha256)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_digest"

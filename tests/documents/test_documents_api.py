@@ -164,6 +164,10 @@ def test_clean_files_are_downloadable_byte_identical(app, client, owners, clamd_
     assert served.headers["Content-Security-Policy"] == "default-src 'none'"
     assert served.headers["Content-Digest"] == "sha-256=:{}:".format(
         base64.b64encode(hashlib.sha256(content).digest()).decode())
+    assert served.headers["ETag"] == f'"{hashlib.sha256(content).hexdigest()}"'
+    url = link.get_json()["url"]
+    again = client.get(url, headers={"If-None-Match": served.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
     with app.app_context():
         row = db.session.get(Document, document_id)
         assert row.scanner_version.startswith("ClamAV") and row.signatures_fingerprint

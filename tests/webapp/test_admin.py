@@ -13,7 +13,8 @@ ADMIN_ROUTES = [
     ("get", "/v1/admin/webhook-events"), ("get", "/v1/admin/webhook-events/1"),
     ("post", "/v1/admin/webhook-events/1/replay"), ("get", "/v1/admin/jobs"),
     ("get", "/v1/admin/jobs/relay_outbox/runs"), ("post", "/v1/admin/jobs/relay_outbox/run"),
-    ("get", "/v1/admin/whatsapp-media"), ("post", "/v1/admin/whatsapp-media/1/retry"),
+    ("get", "/v1/admin/whatsapp-media"), ("get", "/v1/admin/whatsapp-media/1"),
+    ("post", "/v1/admin/whatsapp-media/1/retry"),
     # destinations: the admin's, or a destinations:write client's own
     ("get", "/v1/admin/destinations"), ("post", "/v1/admin/destinations"),
     ("get", "/v1/admin/destinations/1"), ("patch", "/v1/admin/destinations/1"),

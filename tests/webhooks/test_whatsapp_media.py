@@ -394,9 +394,15 @@ def test_media_that_did_not_arrive_are_listed_for_operators_and_can_be_fetched_a
     printed = app.test_cli_runner().invoke(args=["webhooks", "media", "--status", "expired"])
     assert printed.exit_code == 0 and "wamid.LATE" in printed.output
 
+    one = client.get(f"/v1/admin/whatsapp-media/{item.id}", headers=admin)
+    assert one.get_json() == listed["media"][0]
     providers.add("media-not-yet", files.pdf("there after all"), "application/pdf")
-    retried = client.post(f"/v1/admin/whatsapp-media/{item.id}/retry", headers=admin)
+    retried = client.post(f"/v1/admin/whatsapp-media/{item.id}/retry",
+                          headers={**admin, "If-Match": one.headers["ETag"]})
     assert (retried.status_code, retried.get_json()["status"]) == (202, "pending")
+    stale = client.post(f"/v1/admin/whatsapp-media/{item.id}/retry",
+                        headers={**admin, "If-Match": one.headers["ETag"]})
+    assert stale.status_code == 412  # it is pending now, not the expired item read
     run_worker_task(app, FETCH_MEDIA, media_id=item.id)
     assert items(app)[0].status == "fetched"
     again = app.test_cli_runner().invoke(args=["webhooks", "media", "retry", str(item.id)])
