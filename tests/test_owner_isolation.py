@@ -57,7 +57,8 @@ def test_no_id_route_reveals_another_owners_object(app):
         assert refused.status_code == 403, (method, path)
         assert refused.get_json()["error"]["code"] == "insufficient_scope"
         routes.remove((method, rule))
-    for method, rule in routes:
+    # Deletions last: alice's own DELETE takes her object away from the routes after it.
+    for method, rule in sorted(routes, key=lambda route: route[0] == "DELETE"):
         assert set(rule.arguments) <= set(ids), f"give {rule.rule} an object to probe"
         path = rule.build({k: ids[k] for k in rule.arguments})[1]
         nowhere = rule.build({k: missing[k] for k in rule.arguments})[1]
@@ -67,4 +68,5 @@ def test_no_id_route_reveals_another_owners_object(app):
         # Byte for byte what a missing id gets, apart from the request id.
         assert {**theirs.get_json()["error"], "request_id": ""} == \
             {**absent.get_json()["error"], "request_id": ""}, (method, path)
-        assert client.open(path, method=method, headers=alice).status_code in (200, 409)
+        # a running import cannot be deleted yet (409); a document can (204)
+        assert client.open(path, method=method, headers=alice).status_code in (200, 204, 409)

@@ -10,6 +10,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.wsgi import wrap_file
 
 from documents.blob_audit import mark_missing
+from documents.deletion import delete_documents, release_blobs
 from documents.ingest import Spooled, create_document
 from documents.models import CLEAN, DOCUMENT_STATUSES, MISSING_BLOB, Document, tags_of
 from documents.operations import DocumentFilter, find_documents, owned_document
@@ -17,8 +18,8 @@ from documents.sniffing import Rejected, allowlist_from
 from store import audit, tracing
 from tasks.app_state import storage
 from webapp import writes_from_here
-from webapp.auth import owned_or_404, require_scopes
-from webapp.conditional import tagged
+from webapp.auth import demand_scopes, owned_or_404, require_scopes
+from webapp.conditional import check_if_match, tagged
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.idempotency import idempotent
@@ -125,10 +126,27 @@ def list_documents():
     return jsonify(documents=documents_json(rows), page=page)
 
 
-@bp.get("/v1/documents/<id:document_id>")
-@require_scopes("documents:read")
-def get_document(document_id: int):
+# One rule for both methods: with a rule per method, werkzeug answers an id past
+# BIGINT (which the converter refuses) with 405 instead of 404.
+@bp.route("/v1/documents/<id:document_id>", methods=["GET", "DELETE"])
+@require_scopes()
+@idempotent()
+def one_document(document_id: int):
+    if request.method == "DELETE":
+        return _delete_document(document_id)
+    demand_scopes("documents:read")
     return tagged(documents_json([owned_or_404(Document, document_id, "document")])[0])
+
+
+def _delete_document(document_id: int):
+    """The owner's deletion: 204, then 404. The bytes go once no row needs them."""
+    demand_scopes("documents:write")
+    document = owned_or_404(Document, document_id, "document", for_update=True)
+    check_if_match(documents_json([document])[0])
+    hashes = delete_documents(db.session, [document], f"client:{g.client.name}")
+    db.session.commit()
+    release_blobs(db.session, storage(), hashes)
+    return "", 204
 
 
 @bp.post("/v1/documents/<id:document_id>/download-url")

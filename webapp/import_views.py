@@ -1,10 +1,11 @@
 """Bulk imports over HTTP: accept an archive, show progress, serve the error report."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, jsonify
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.datastructures import FileStorage
 
 from documents.archives import UnsafeArchive
+from documents.deletion import ImportRunning, delete_import, release_blobs
 from documents.imports import (
     MANIFEST_MAX_BYTES,
     ImportSettings,
@@ -22,10 +23,11 @@ from documents.sniffing import Rejected
 from store import tracing
 from tasks.app_state import storage
 from webapp.auth import owned_or_404, require_scopes
-from webapp.conditional import tagged
+from webapp.conditional import check_if_match, tagged
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.idempotency import idempotent
+from webapp.query_args import choice_arg
 from webapp.uploads import check_digest, part_sha256, spooled_files
 
 bp = Blueprint("imports", __name__)
@@ -86,10 +88,31 @@ def create():
     return jsonify(body), 202 if created else 200
 
 
-@bp.get("/v1/imports/<id:import_id>")
+# One rule for both methods: with a rule per method, werkzeug answers an id past
+# BIGINT (which the converter refuses) with 405 instead of 404.
+@bp.route("/v1/imports/<id:import_id>", methods=["GET", "DELETE"])
 @require_scopes("imports:write")
-def show(import_id: int):
+@idempotent()
+def one(import_id: int):
+    if request.method == "DELETE":
+        return _delete(import_id)
     return tagged(progress(db.session, owned_or_404(Import, import_id, "import")))
+
+
+def _delete(import_id: int):
+    """The owner's deletion of an import's records, and with ?documents=true of the
+    documents it made: 204, then 404. 409 while it is queued or running."""
+    with_documents = choice_arg("documents", ("true", "false")) == "true"
+    job = owned_or_404(Import, import_id, "import", for_update=True)
+    check_if_match(progress(db.session, job))
+    try:
+        hashes = delete_import(db.session, job, f"client:{g.client.name}", with_documents)
+    except ImportRunning:
+        raise APIError(409, "import_running", "The import is still queued or running; "
+                       "delete it once it has finished.") from None
+    db.session.commit()
+    release_blobs(db.session, storage(), hashes)
+    return "", 204
 
 
 @bp.get("/v1/imports/<id:import_id>/errors.csv")

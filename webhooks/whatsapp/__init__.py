@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from documents import origins
+from documents import deletion, origins
 from store import events
 from store.db import insert_unless_exists, utcnow
 from store.outbox import enqueue
@@ -163,6 +163,9 @@ def document_origins(session: Session, document_ids: list[int]) -> dict[int, dic
 origins.register(lambda session, ids: {
     document_id: {"kind": "whatsapp", **origin}
     for document_id, origin in document_origins(session, ids).items()})
+deletion.register(lambda session, ids: session.execute(
+    update(WhatsAppMedia).where(WhatsAppMedia.document_id.in_(ids)).values(document_id=None)
+    .execution_options(synchronize_session=False)))
 
 
 def documents_from(source: str):
