@@ -24,6 +24,7 @@ from webhooks.sources import Source, SourceConfigError, load_sources, load_sourc
 
 DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,               # None: generated once into instance/secret_key
+    "SECRET_KEY_PREVIOUS": "",        # comma-separated keys still accepted during a rotation
     "DATABASE_URL": None,             # None: SQLite file under instance/
     "DATABASE_POOL_SIZE": 5,          # connections each process keeps open (gunicorn: threads + 1)
     "REDIS_URL": None,                # None: the embedded Redis server under instance/
@@ -213,6 +214,12 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
             raise ConfigError("SECRET_KEY must be set with a PostgreSQL DATABASE_URL: every "
                               "web and worker host must sign with the same key")
         config["SECRET_KEY"] = _instance_secret(instance)
+    # During a SECRET_KEY rotation what the previous keys signed still verifies (download
+    # links, console sessions, kept Idempotency-Key answers); new ones use SECRET_KEY.
+    # Flask's own session signer reads SECRET_KEY_FALLBACKS.
+    previous = config["SECRET_KEY_PREVIOUS"]
+    config["SECRET_KEY_FALLBACKS"] = ([key.strip() for key in previous.split(",") if key.strip()]
+                                      if isinstance(previous, str) else list(previous))
     _finalize_storage(config, instance)
     config["BEAT_SCHEDULE_FILE"] = (config.get("BEAT_SCHEDULE_FILE")
                                     or str(instance / "celerybeat-schedule"))

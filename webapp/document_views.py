@@ -43,7 +43,10 @@ PAGE_SIZE = 50
 
 
 def _links() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="document-download")
+    # itsdangerous signs with the last key and verifies with any: links minted before a
+    # SECRET_KEY rotation stay valid for their TTL.
+    keys = [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt="document-download")
 
 
 def document_json(document: Document, origin: dict | None = None,
