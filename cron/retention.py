@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from cron.models import JobRun
 from cron.runner import JobContext
@@ -14,13 +15,16 @@ from deliveries.models import FAILED as DELIVERY_FAILED
 from deliveries.models import SUCCEEDED as DELIVERED
 from deliveries.models import Delivery, DeliveryAttempt
 from documents import direct_uploads
-from documents.models import referenced_blobs
+from documents.deletion import delete_documents, release_blobs
+from documents.models import Document, referenced_blobs
 from documents.storage import BlobStorage, from_config
 from store import idempotency
 from store.db import utcnow
 from store.events import Event
 from store.outbox import OutboxMessage
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
+from webhooks.sources import configured
+from webhooks.whatsapp.models import WhatsAppMessage
 
 BATCH = 1000
 TEMP_FILE_MAX_AGE = 24 * 3600
@@ -30,10 +34,20 @@ def purge_retention(ctx: JobContext) -> dict:
     now, days = utcnow(), dt.timedelta(days=1)
     config = ctx.config
     storage = from_config(config)
-    bodies = _in_batches(ctx, lambda: select(WebhookEvent.id).where(
-        WebhookEvent.body.is_not(None), WebhookEvent.status.in_((PROCESSED, DEAD)),
-        WebhookEvent.received_at < now - config["RETENTION_WEBHOOK_BODY_DAYS"] * days),
-        lambda ids: update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(body=None))
+    # a source's own retention_days, else RETENTION_WEBHOOK_BODY_DAYS
+    own = {name: source.retention_days for name, source in
+           configured(config, os.environ).items() if source.retention_days}
+    bodies = sum(_drop_bodies(ctx, WebhookEvent.source == name, now - source_days * days)
+                 for name, source_days in own.items())
+    bodies += _drop_bodies(ctx, WebhookEvent.source.not_in(list(own)),
+                           now - config["RETENTION_WEBHOOK_BODY_DAYS"] * days)
+    texts = 0
+    if config["RETENTION_MESSAGE_TEXT_DAYS"]:
+        texts = _in_batches(ctx, lambda: select(WhatsAppMessage.id).where(
+            WhatsAppMessage.created_at < now - config["RETENTION_MESSAGE_TEXT_DAYS"] * days,
+            or_(WhatsAppMessage.text.is_not(None), WhatsAppMessage.phone.is_not(None))),
+            lambda ids: update(WhatsAppMessage).where(WhatsAppMessage.id.in_(ids))
+            .values(text=None, phone=None))
     runs = _in_batches(ctx, lambda: select(JobRun.id).where(
         JobRun.started_at < now - config["RETENTION_JOB_RUNS_DAYS"] * days),
         lambda ids: delete(JobRun).where(JobRun.id.in_(ids)))
@@ -53,13 +67,42 @@ def purge_retention(ctx: JobContext) -> dict:
         Event.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
         lambda ids: delete(Event).where(Event.id.in_(ids)))
     keys = _in_batches(ctx, lambda: idempotency.expired_ids(now), idempotency.delete_ids)
-    return {"webhook_bodies_dropped": bodies, "job_runs_deleted": runs,
+    return {"webhook_bodies_dropped": bodies, "message_texts_redacted": texts,
+            "documents_deleted": _old_documents(ctx, storage, now), "job_runs_deleted": runs,
             "outbox_rows_deleted": outbox, "events_deleted": logged,
             "deliveries_deleted": deliveries, "delivery_attempts_deleted": attempts,
             "idempotency_keys_deleted": keys,
             "temp_files_removed": _old_temp_files(config),
             "orphan_blobs_removed": _orphan_blobs(ctx, storage),
             **_abandoned_uploads(ctx, storage)}
+
+
+def _drop_bodies(ctx: JobContext, which, before: dt.datetime) -> int:
+    """Drop the raw bodies of finished deliveries `which` received before `before`."""
+    return _in_batches(ctx, lambda: select(WebhookEvent.id).where(
+        which, WebhookEvent.body.is_not(None), WebhookEvent.status.in_((PROCESSED, DEAD)),
+        WebhookEvent.received_at < before),
+        lambda ids: update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(body=None))
+
+
+def _old_documents(ctx: JobContext, storage: BlobStorage, now: dt.datetime) -> int:
+    """RETENTION_DOCUMENT_DAYS (0: off): older documents are deleted as their owner
+    would delete them, bytes and all (documents/deletion.py)."""
+    keep_days = ctx.config["RETENTION_DOCUMENT_DAYS"]
+    if not keep_days:
+        return 0
+    total = 0
+    while True:
+        ctx.check()
+        batch = list(ctx.session.scalars(select(Document).where(
+            Document.created_at < now - dt.timedelta(days=keep_days))
+            .order_by(Document.id).limit(BATCH)))
+        if not batch:
+            return total
+        hashes = delete_documents(ctx.session, batch, "system:retention")
+        ctx.session.commit()
+        release_blobs(ctx.session, storage, hashes)
+        total += len(batch)
 
 
 def _in_batches(ctx: JobContext, ids_query, statement) -> int:

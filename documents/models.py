@@ -43,6 +43,7 @@ class Document(Base):
         Index("ix_documents_status_enqueued_at", "status", "enqueued_at"),
         Index("ix_documents_owner_id_status", "owner_id", "status"),
         Index("ix_documents_owner_id_external_ref", "owner_id", "external_ref"),
+        Index("ix_documents_created_at", "created_at"),  # RETENTION_DOCUMENT_DAYS
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from deliveries.models import parse_schedule
 from documents.storage import BACKENDS
 from payments.providers import PROVIDERS
-from webhooks.sources import Source, SourceConfigError, load_sources, load_sources_file
+from webhooks.sources import Source, SourceConfigError, configured
 
 DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,               # None: generated once into instance/secret_key
@@ -105,6 +105,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
     "RETENTION_EVENTS_DAYS": 30,      # the event log (/v1/events): older events are gone
     "ORPHAN_BLOB_GRACE_HOURS": 24,    # then a stored blob no row refers to is removed
+    "RETENTION_MESSAGE_TEXT_DAYS": 90,  # then a WhatsApp message's text and phone are redacted
+    "RETENTION_DOCUMENT_DAYS": 0,     # then documents are deleted with their bytes; 0: kept
     "IDEMPOTENCY_KEY_HOURS": 24,      # a client's Idempotency-Key answers are kept this long
     "REQUIRE_IF_MATCH": False,        # True: a write to one resource without If-Match is 428
     # Deliveries to the team's own endpoints (deliveries/): seconds between attempts,
@@ -160,11 +162,8 @@ def settings(environ: Mapping[str, str], instance_path: str,
 
 def webhook_sources(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Source]:
     """The configured sources: inline under WEBHOOK_SOURCES, else the sources file."""
-    inline = config.get("WEBHOOK_SOURCES")
     try:
-        if inline is not None:
-            return load_sources(inline, environ)
-        return load_sources_file(config["SLUICE_SOURCES_FILE"], environ)
+        return configured(config, environ)
     except SourceConfigError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -84,6 +84,7 @@ class Source:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the scheme's own
     media: MediaSettings | None = None  # WhatsApp sources that fetch media into documents
     secrets_env: tuple[str, ...] = ()   # the names of the variables the secrets come from
+    retention_days: int | None = None   # its raw bodies' life; None: RETENTION_WEBHOOK_BODY_DAYS
 
 
 def parse_size(value: Any) -> int:
@@ -144,6 +145,7 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
             "tolerance": int(table.pop("tolerance", 300)),
             "rate_limit": str(table.pop("rate_limit", "6000/minute")),
             "max_body": parse_size(table.pop("max_body", "4MB")),
+            "retention_days": _retention_days(table.pop("retention_days", None)),
             "verify_token": environ.get(verify_var) if verify_var else None,
             "options": scheme.parse_options(table),
             "media": (_media_settings(table, provider, secrets, environ)
@@ -155,6 +157,23 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
         raise SourceConfigError(f"source {name}: unknown keys {', '.join(sorted(table))}")
     return Source(name=name, scheme=scheme.name, kind=kind, provider=provider,
                   secrets=secrets, secrets_env=tuple(secret_vars), **fields)
+
+
+def _retention_days(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("retention_days must be a whole number of days, 1 or more")
+    return value
+
+
+def configured(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Source]:
+    """The sources a process runs with: inline under WEBHOOK_SOURCES (tests), else the
+    sources file. SourceConfigError for one that cannot work."""
+    inline = config.get("WEBHOOK_SOURCES")
+    if inline is not None:
+        return load_sources(inline, environ)
+    return load_sources_file(config["SLUICE_SOURCES_FILE"], environ)
 
 
 def _media_settings(table: dict[str, Any], provider: str, secrets: tuple[bytes, ...],

@@ -32,6 +32,9 @@ class WhatsAppMessage(Base):
     errors: Mapped[list | None] = mapped_column(JSONType)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
+    # purge_retention redacts texts and phones past RETENTION_MESSAGE_TEXT_DAYS
+    __table_args__ = (Index("ix_whatsapp_messages_created_at", "created_at"),)
+
 
 class WhatsAppMedia(Base):
     """One media item of an inbound message (Meta sends one, Twilio up to ten), on its
