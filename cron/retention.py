@@ -47,7 +47,7 @@ def purge_retention(ctx: JobContext) -> dict:
             WhatsAppMessage.created_at < now - config["RETENTION_MESSAGE_TEXT_DAYS"] * days,
             or_(WhatsAppMessage.text.is_not(None), WhatsAppMessage.phone.is_not(None))),
             lambda ids: update(WhatsAppMessage).where(WhatsAppMessage.id.in_(ids))
-            .values(text=None, phone=None))
+            .values(text=None, phone=None, phone_index=None))
     runs = _in_batches(ctx, lambda: select(JobRun.id).where(
         JobRun.started_at < now - config["RETENTION_JOB_RUNS_DAYS"] * days),
         lambda ids: delete(JobRun).where(JobRun.id.in_(ids)))

@@ -24,12 +24,12 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from store.sealing import SealedText
 
 ACTIVE, FAILING, DISABLED = "active", "failing", "disabled"
 DESTINATION_STATES = (ACTIVE, FAILING, DISABLED)
@@ -54,8 +54,9 @@ class Destination(Base):
     state: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     # Standard Webhooks secrets ("whsec_" + base64 of 32 bytes); during a rotation the
     # previous one signs too, until previous_secret_until.
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    # sealed at rest (store/sealing.py)
+    secret: Mapped[str] = mapped_column(SealedText())
+    previous_secret: Mapped[str | None] = mapped_column(SealedText())
     previous_secret_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     consecutive_failures: Mapped[int] = mapped_column(Integer(), default=0)
     failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -105,7 +106,7 @@ class DeliveryAttempt(Base):
     latency: Mapped[float] = mapped_column(Float())          # seconds
     succeeded: Mapped[bool] = mapped_column(Boolean())
     error: Mapped[str | None] = mapped_column(String(500))
-    response_excerpt: Mapped[str | None] = mapped_column(Text())  # redacted, capped
+    response_excerpt: Mapped[str | None] = mapped_column(SealedText())  # redacted, capped, sealed
 
     __table_args__ = (
         Index("ix_delivery_attempts_delivery_id", "delivery_id"),

@@ -47,7 +47,8 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from store.db import Base, BigIntId, JSONType, UTCDateTime, insert_unless_exists, utcnow
+from store.db import Base, BigIntId, UTCDateTime, insert_unless_exists, utcnow
+from store.sealing import SealedJSON
 
 PAYMENT_UPDATED = "payment.updated"
 MESSAGE_RECEIVED = "whatsapp.message.received"
@@ -65,7 +66,7 @@ class Event(Base):
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
     type: Mapped[str] = mapped_column(String(64))
     owner_id: Mapped[int | None] = mapped_column(Integer())
-    data: Mapped[dict] = mapped_column(JSONType)
+    data: Mapped[dict] = mapped_column(SealedJSON())  # sealed at rest (store/sealing.py)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_events_txid_id", "txid", "id"),
@@ -130,7 +131,7 @@ def _insert_with_event(table, columns: tuple[str, ...], unique: tuple[str, ...])
         ["public_id", "type", "data", "owner_id", "created_at"],
         select(bindparam("event_public_id", type_=String()),
                bindparam("event_type", type_=String()),
-               bindparam("event_data", type_=JSONType),
+               bindparam("event_data", type_=SealedJSON()),
                bindparam("event_owner_id", type_=Integer()),
                bindparam("event_created_at", type_=UTCDateTime())).select_from(inserted))
         .returning(Event.__table__.c.id).cte("event"))

@@ -87,6 +87,8 @@ def app_config(migrated_database_url, redis_url, tmp_path) -> dict:
         "DATABASE_URL": migrated_database_url,
         "REDIS_URL": redis_url,
         "SECRET_KEY": "test-secret-key",
+        "DATA_KEYS": services.DATA_KEYS,
+        "INDEX_KEY": services.INDEX_KEY,
         "STORAGE_DIR": str(tmp_path / "storage"),
         "BEAT_SCHEDULE_FILE": str(tmp_path / "celerybeat-schedule"),
     }
@@ -112,6 +114,26 @@ def make_app(app_config, redis_db, tmp_path, monkeypatch):
         transaction.rollback()
         connection.close()
         state.engine.dispose()
+
+
+@pytest.fixture
+def committing_app(app_config, redis_db, tmp_path, worker_index, monkeypatch):
+    """Build apps on a database of the test's own, whose commits stay: for threads
+    racing on real transactions, or a dump of what was stored. Apps built with the
+    same `name` share it."""
+    monkeypatch.setenv("SLUICE_INSTANCE_PATH", str(tmp_path / "instance"))
+    urls, apps = {}, []
+
+    def factory(name: str, **overrides):
+        if name not in urls:
+            urls[name] = services.fresh_database(f"sluice_{name}_{worker_index}", tmp_path)
+            upgrade(urls[name])
+        apps.append(create_app({**app_config, "DATABASE_URL": urls[name], **overrides}))
+        return apps[-1]
+
+    yield factory
+    for app in apps:
+        app.extensions["sluice.db"].engine.dispose()
 
 
 @pytest.fixture

@@ -22,6 +22,10 @@ from sqlalchemy.engine import make_url
 from webapp.config import normalize_database_url
 
 DATA_DIR = Path(__file__).parent / "data"
+# The sealing keys every test app and process runs with (store/sealing.py); fixed, so a
+# test can open what another process sealed.
+DATA_KEYS = "t1:dGVzdC1kYXRhLWtleS10ZXN0LWRhdGEta2V5LXRlc3Q="
+INDEX_KEY = "dGVzdC1pbmRleC1rZXktdGVzdC1pbmRleC1rZXktdGU="
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
 
 

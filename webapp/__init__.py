@@ -18,6 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         os.makedirs(metrics_dir, exist_ok=True)
     app = Flask(__name__, static_folder=None, instance_path=instance_path())
     app.config.update(settings.settings(os.environ, app.instance_path, config))
+    settings.install_data_keys(app.config)  # the sealed columns' keys (store/sealing.py)
 
     from webapp.logging import configure_logging
 

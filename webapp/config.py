@@ -11,20 +11,24 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 import click
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from deliveries.models import parse_schedule
 from documents.storage import BACKENDS
 from payments.providers import PROVIDERS
+from store.sealing import KeyRing, SealingError, install, parse_index_key
 from webhooks.sources import Source, SourceConfigError, configured
 
 DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,               # None: generated once into instance/secret_key
     "SECRET_KEY_PREVIOUS": "",        # comma-separated keys still accepted during a rotation
+    "DATA_KEYS": None,                # id:key,... sealing personal data; None: generated (SQLite)
+    "INDEX_KEY": None,                # keys the blind indexes; None: generated (SQLite)
     "DATABASE_URL": None,             # None: SQLite file under instance/
     "DATABASE_POOL_SIZE": 5,          # connections each process keeps open (gunicorn: threads + 1)
     "REDIS_URL": None,                # None: the embedded Redis server under instance/
@@ -212,7 +216,9 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
             # invalid on every other host.
             raise ConfigError("SECRET_KEY must be set with a PostgreSQL DATABASE_URL: every "
                               "web and worker host must sign with the same key")
-        config["SECRET_KEY"] = _instance_secret(instance)
+        config["SECRET_KEY"] = _instance_secret(instance, "secret_key",
+                                                lambda: secrets.token_urlsafe(48))
+    _finalize_data_keys(config, instance)
     # During a SECRET_KEY rotation what the previous keys signed still verifies (download
     # links, console sessions, kept Idempotency-Key answers); new ones use SECRET_KEY.
     # Flask's own session signer reads SECRET_KEY_FALLBACKS.
@@ -268,13 +274,44 @@ def _finalize_storage(config: dict[str, Any], instance: Path) -> None:
                           f"({scheme}:// does not; s3:// does)")
 
 
-def _instance_secret(instance: Path) -> str:
-    """A per-install secret for the embedded default, kept across restarts."""
-    path = instance / "secret_key"
+def _finalize_data_keys(config: dict[str, Any], instance: Path) -> None:
+    """DATA_KEYS and INDEX_KEY (store/sealing.py): set, or generated for the embedded
+    default; checked, so a malformed one stops every process with one line."""
+    for name, make in (("DATA_KEYS", lambda: f"k1:{Fernet.generate_key().decode()}"),
+                       ("INDEX_KEY", lambda: Fernet.generate_key().decode())):
+        if config.get(name):
+            continue
+        if config["SQLALCHEMY_BACKEND"] == "postgresql":
+            # Keys generated per host would leave each host unable to read the others'.
+            raise ConfigError(f"{name} must be set with a PostgreSQL DATABASE_URL: every web "
+                              "and worker host must use the same keys (docs/data.md)")
+        config[name] = _instance_secret(instance, name.lower(), make)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(48))
+        KeyRing.parse(config["DATA_KEYS"])
+        parse_index_key(config["INDEX_KEY"])
+    except SealingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def install_data_keys(config: Mapping[str, Any]) -> None:
+    """This process's sealing keys, from checked settings."""
+    install(KeyRing.parse(config["DATA_KEYS"]), parse_index_key(config["INDEX_KEY"]))
+
+
+def _instance_secret(instance: Path, name: str, make: Callable[[], str]) -> str:
+    """A per-install secret for the embedded default, kept across restarts. Written
+    whole to a file of its own, then linked into place, so processes starting together
+    all read the one that won, never a half-written one."""
+    path = instance / name
+    if not path.exists():
+        scratch = instance / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+        try:
+            os.link(scratch, path)
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink()
     return path.read_text().strip()

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from store.sealing import SealedBytes
 
 RECEIVED, PROCESSED, FAILED, DEAD = "received", "processed", "failed", "dead"
 EVENT_STATUSES = (RECEIVED, PROCESSED, FAILED, DEAD)
@@ -24,7 +25,8 @@ class WebhookEvent(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # last hand-off
     headers: Mapped[dict] = mapped_column(JSONType, default=dict)
-    body: Mapped[bytes | None] = mapped_column(LargeBinary())  # dropped by retention
+    # sealed at rest (store/sealing.py); dropped by retention
+    body: Mapped[bytes | None] = mapped_column(SealedBytes())
     status: Mapped[str] = mapped_column(String(20), default=RECEIVED)
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     last_error: Mapped[str | None] = mapped_column(String(1000))

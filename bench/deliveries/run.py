@@ -37,7 +37,11 @@ from deliveries.sending import body_of, headers_for  # noqa: E402
 from store import events  # noqa: E402
 from tests.e2e.harness import REPO, Stack, clean_environment  # noqa: E402
 from tests.fakes.receiver import Receiver  # noqa: E402
-from tests.services import wait_for  # noqa: E402
+from tests.services import (  # noqa: E402
+    DATA_KEYS,
+    INDEX_KEY,
+    wait_for,  # noqa: E402
+)
 from webapp import create_app  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 
@@ -131,14 +135,16 @@ def run_ceiling(workdir: Path, env: dict, app, receiver: Receiver, secret: str) 
 def main() -> None:
     workdir, database_url, redis_url = fresh_services("bench-deliveries", 13)
     env = clean_environment(DATABASE_URL=database_url, REDIS_URL=redis_url,
-                            SECRET_KEY="bench", SLUICE_INSTANCE_PATH=str(workdir / "instance"),
+                            SECRET_KEY="bench", DATA_KEYS=DATA_KEYS, INDEX_KEY=INDEX_KEY,
+                            SLUICE_INSTANCE_PATH=str(workdir / "instance"),
                             LOG_LEVEL="WARNING", DELIVERY_POLL_INTERVAL="0.2", PORT="0",
                             PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"))
     (workdir / "metrics").mkdir()
     subprocess.run([sys.executable, "-m", "flask", "--app", "webapp", "db", "upgrade"],
                    cwd=REPO, env=env, check=True, capture_output=True)
     app = create_app({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                      "SECRET_KEY": "bench"})
+                      "SECRET_KEY": "bench", "DATA_KEYS": DATA_KEYS,
+                      "INDEX_KEY": INDEX_KEY})
     ratios, ceilings, rates, slow_ratios, with_slow, without_slow = [], [], [], [], [], []
     for round_no in range(1, ROUNDS + 1):
         # throughput and its ceiling

@@ -42,7 +42,15 @@ from bench import ROUNDS, spread  # noqa: E402
 from documents.scanner import client_from_url  # noqa: E402
 from documents.storage import from_config  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
-from tests.services import Clamd, MotoS3, free_port, fresh_postgres_database, wait_for  # noqa: E402
+from tests.services import (  # noqa: E402
+    DATA_KEYS,
+    INDEX_KEY,
+    Clamd,
+    MotoS3,
+    free_port,
+    fresh_postgres_database,
+    wait_for,
+)
 
 MB = 1024 * 1024
 SIZE_MB = int(os.environ.get("BENCH_DOC_MB", "1024"))
@@ -156,6 +164,7 @@ def main() -> None:
     database_url = fresh_postgres_database(base_db, "sluice_bench_docs")
     env = clean_environment(
         DATABASE_URL=database_url, REDIS_URL=redis_url, SECRET_KEY="bench",
+        DATA_KEYS=DATA_KEYS, INDEX_KEY=INDEX_KEY,
         SLUICE_INSTANCE_PATH=str(workdir / "instance"), STORAGE_DIR=str(workdir / "storage"),
         DOCUMENT_MAX_BYTES=str((SIZE_MB + 1) * MB), PORT=str(free_port()),
         LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"))

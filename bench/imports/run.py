@@ -29,7 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.imports.archives import build, csv_manifest, xlsx_manifest  # noqa: E402
-from tests.services import free_port, fresh_postgres_database, wait_for  # noqa: E402
+from tests.services import (  # noqa: E402
+    DATA_KEYS,
+    INDEX_KEY,
+    free_port,
+    fresh_postgres_database,
+    wait_for,
+)
 
 ENTRIES = int(os.environ.get("BENCH_IMPORT_ENTRIES", "10000"))
 ROWS = (10_000, 100_000)
@@ -55,7 +61,8 @@ def import_through_the_stack(workdir: Path, archive: bytes) -> dict:
     redis.Redis.from_url(redis_url).flushdb()
     env = clean_environment(
         DATABASE_URL=fresh_postgres_database(base_db, "sluice_bench_imports"),
-        REDIS_URL=redis_url, SECRET_KEY="bench", SLUICE_INSTANCE_PATH=str(workdir / "instance"),
+        REDIS_URL=redis_url, SECRET_KEY="bench", DATA_KEYS=DATA_KEYS, INDEX_KEY=INDEX_KEY,
+        SLUICE_INSTANCE_PATH=str(workdir / "instance"),
         STORAGE_DIR=str(workdir / "storage"), PORT=str(free_port()), LOG_LEVEL="WARNING",
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"))
     stack = Stack(workdir, env, printed_log_lines=0)

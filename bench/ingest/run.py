@@ -47,7 +47,7 @@ from bench import ROUNDS, fresh_services, spread  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
 from tests.fakes.otlp import CollectorStub  # noqa: E402
-from tests.services import free_port, wait_for  # noqa: E402
+from tests.services import DATA_KEYS, INDEX_KEY, free_port, wait_for  # noqa: E402
 from tests.webhooks import signing  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -117,6 +117,7 @@ def web_env(workdir: Path, database_url: str, redis_url: str) -> dict:
     (workdir / "sources.toml").write_text(SOURCES)
     return clean_environment(
         DATABASE_URL=database_url, REDIS_URL=redis_url, SECRET_KEY="bench",
+        DATA_KEYS=DATA_KEYS, INDEX_KEY=INDEX_KEY,
         SLUICE_INSTANCE_PATH=str(workdir / "instance"),
         SLUICE_SOURCES_FILE=str(workdir / "sources.toml"),
         BENCH_STRIPE_SECRET=SECRET, PORT=str(free_port()), LOG_LEVEL="WARNING",

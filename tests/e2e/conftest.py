@@ -4,7 +4,7 @@ import pytest
 import redis
 
 from tests import services
-from tests.e2e.harness import Stack, clean_environment
+from tests.e2e.harness import APP_SETTINGS, Stack, app_settings, clean_environment
 from webapp import create_app
 from webapp.auth import create_client
 from webapp.extensions import db
@@ -33,6 +33,8 @@ def stack_environment(workdir, redis_url: str, database_url: str) -> dict[str, s
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         SECRET_KEY="e2e-secret-key",
+        DATA_KEYS=services.DATA_KEYS,
+        INDEX_KEY=services.INDEX_KEY,
         SLUICE_INSTANCE_PATH=str(workdir / "instance"),
         SLUICE_SOURCES_FILE=str(workdir / "sources.toml"),
         E2E_STRIPE_SECRET=STRIPE_SECRET,
@@ -67,7 +69,7 @@ def running_stack(workdir, env: dict[str, str], *names: str):
     stack = Stack(workdir / "logs", env)
     stack.release()
     stack.start(*names)
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(env))
     try:
         stack.wait_ready()
         yield stack, app
@@ -107,7 +109,7 @@ def stack_app(stack_env, monkeypatch):
     monkeypatch.setenv("SLUICE_INSTANCE_PATH", stack_env["SLUICE_INSTANCE_PATH"])
     for name in ("E2E_STRIPE_SECRET", "E2E_META_SECRET"):
         monkeypatch.setenv(name, stack_env[name])
-    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SLUICE_SOURCES_FILE")
+    keys = (*APP_SETTINGS, "SLUICE_SOURCES_FILE")
     app = create_app({key: stack_env[key] for key in keys})
     yield app
     app.extensions["sluice.db"].engine.dispose()

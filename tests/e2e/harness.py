@@ -32,6 +32,16 @@ def procfile() -> dict[str, str]:
     return entries
 
 
+# What an in-test app needs of a stack's environment to read and write what the
+# stack's processes do (its database, Redis, and the keys that sign and seal).
+APP_SETTINGS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATA_KEYS", "INDEX_KEY")
+
+
+def app_settings(env: dict[str, str], *extra: str) -> dict[str, str]:
+    """The settings of `env` an in-test create_app takes, and the `extra` ones."""
+    return {key: env[key] for key in (*APP_SETTINGS, *extra)}
+
+
 def clean_environment(**overrides: str) -> dict[str, str]:
     """The test runner's environment without any Sluice settings, plus `overrides`."""
     env = {k: v for k, v in os.environ.items()

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from cron.models import JobRun
 from store.outbox import OutboxMessage, enqueue
 from tests.e2e.conftest import fresh_stack_environment
-from tests.e2e.harness import Stack, procfile
+from tests.e2e.harness import Stack, app_settings, procfile
 from tests.services import wait_for
 from webapp import create_app
 from webapp.extensions import db
@@ -27,7 +27,7 @@ def crowded_stack(tmp_path, worker_index):
     stack.release()
     # A backlog nobody has published yet makes each relay run last long enough to
     # overlap the other beat's run of the same tick.
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(env))
     with app.app_context():  # the web's app: it publishes nothing itself
         for i in range(BACKLOG):
             enqueue(db.session, "sluice.ping", {"token": f"backlog-{i}"}, queue="cron")

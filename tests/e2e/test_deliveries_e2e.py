@@ -9,7 +9,7 @@ import requests
 
 from tests.documents import files
 from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment
-from tests.e2e.harness import Stack
+from tests.e2e.harness import Stack, app_settings
 from tests.fakes.receiver import Receiver
 from tests.services import Clamd, wait_for
 from tests.webhooks import signing
@@ -29,7 +29,7 @@ def delivering_stack(tmp_path_factory, worker_index):
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     stack.start("web", "worker", "deliver")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(env))
     admin = bearer(app, "e2e-admin", ["admin", "documents:read", "documents:write"])
     try:
         stack.wait_ready()

@@ -19,7 +19,7 @@ import requests
 
 from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment
 from tests.e2e.faults import SteadySender, report
-from tests.e2e.harness import Stack
+from tests.e2e.harness import Stack, app_settings
 from tests.fakes.receiver import Receiver
 from tests.services import free_port, wait_for
 from webapp import create_app
@@ -78,7 +78,7 @@ def test_down_and_slow_receivers_then_a_killed_deliver_process_lose_nothing(
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     stack.start("web", "worker", "deliver")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(env))
     admin = bearer(app, "faults-admin", ["admin"])
     healthy, slow, flaky = Receiver(), Receiver(), Restartable()
     try:

@@ -7,7 +7,7 @@ import requests
 
 from tests.documents import files
 from tests.e2e.conftest import bearer, fresh_stack_environment
-from tests.e2e.harness import Stack
+from tests.e2e.harness import Stack, app_settings
 from tests.services import Clamd, wait_for
 from webapp import create_app
 
@@ -23,7 +23,7 @@ def scanning_stack(tmp_path, worker_index):
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     stack.start("web", "worker")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(env))
     auth = bearer(app, "e2e-uploader", ["documents:read", "documents:write"])
     try:
         stack.wait_ready()

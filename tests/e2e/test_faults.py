@@ -25,7 +25,7 @@ from tests import services
 from tests.documents.files import EICAR
 from tests.e2e.conftest import STRIPE_SECRET, bearer, fresh_stack_environment, stack_environment
 from tests.e2e.faults import SteadySender, children, report, tally
-from tests.e2e.harness import REPO, Stack
+from tests.e2e.harness import REPO, Stack, app_settings
 from tests.e2e.webhook_load import deliver, payment_event
 from tests.services import Clamd, ThrowawayPostgres, ThrowawayRedis, wait_for
 from webapp import create_app
@@ -50,7 +50,7 @@ def start_stack(workdir, env: dict[str, str], *names: str) -> Stack:
 
 def reader(env: dict[str, str]):
     """An app in the test process reading the stack's database."""
-    return create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    return create_app(app_settings(env))
 
 
 def unpublished(app) -> int:

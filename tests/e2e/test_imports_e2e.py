@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from documents.models import Document, Import, ImportRow
 from tests.e2e.conftest import bearer, fresh_stack_environment
 from tests.e2e.faults import children, report
-from tests.e2e.harness import Stack
+from tests.e2e.harness import Stack, app_settings
 from tests.imports import archives
 from tests.services import wait_for
 from webapp import create_app
@@ -27,7 +27,7 @@ def import_stack(tmp_path, worker_index):
     stack = Stack(tmp_path / "logs", env)
     stack.release()
     stack.start("web", "worker")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(env))
     auth = bearer(app, "e2e-importer", ["imports:write"])
     try:
         stack.wait_ready()

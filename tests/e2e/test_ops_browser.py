@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from store.clients import create_client
 from tests.documents import files
 from tests.e2e.conftest import STRIPE_SECRET, fresh_stack_environment
-from tests.e2e.harness import REPO, Stack
+from tests.e2e.harness import REPO, Stack, app_settings
 from tests.e2e.webhook_load import payment_event
 from tests.imports import archives
 from tests.services import Clamd, require_postgres, unavailable, wait_for
@@ -108,7 +108,7 @@ def console(tmp_path_factory, worker_index):
     stack = Stack(workdir / "logs", env)
     stack.release()
     stack.start("web", "worker", "beat")
-    app = create_app({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(env))
     tokens = {}
     with app.app_context():
         uploader = ["documents:read", "documents:write", "imports:write"]

@@ -15,7 +15,7 @@ import requests
 
 from tests.documents import files
 from tests.e2e.conftest import bearer, fresh_stack_environment
-from tests.e2e.harness import Stack
+from tests.e2e.harness import Stack, app_settings
 from tests.e2e.test_documents_e2e import download_link, post, status_becomes
 from tests.imports import archives
 from tests.services import Clamd, MotoS3, free_port, wait_for
@@ -49,7 +49,7 @@ def split_hosts(tmp_path, worker_index, broker):
     hosts["web"].start("web")
     hosts["worker"].start("worker")
     hosts["web-redirect"].start("web")
-    app = create_app({k: shared[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    app = create_app(app_settings(shared))
     auth = bearer(app, "split-uploader", ["documents:read", "documents:write",
                                           "imports:write"])
     try:

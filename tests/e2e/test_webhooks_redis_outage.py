@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from store.outbox import OutboxMessage
 from tests import services
 from tests.e2e.conftest import STRIPE_SECRET, stack_environment
-from tests.e2e.harness import Stack
+from tests.e2e.harness import APP_SETTINGS, Stack
 from tests.e2e.webhook_load import deliver, payment_event
 from tests.services import ThrowawayRedis, wait_for
 from webapp.extensions import db
@@ -45,7 +45,7 @@ def test_webhooks_are_accepted_while_redis_is_down_and_processed_after(
     stack, redis_server = outage_stack
     from webapp import create_app
     monkeypatch.setenv("E2E_STRIPE_SECRET", STRIPE_SECRET)
-    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SLUICE_SOURCES_FILE")
+    keys = (*APP_SETTINGS, "SLUICE_SOURCES_FILE")
     app = create_app({k: stack.env[k] for k in keys})
     url = stack.url("/webhooks/stripe")
     before = [payment_event(f"evt_pre_{i}", f"pi_pre_{i}") for i in range(20)]

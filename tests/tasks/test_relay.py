@@ -30,7 +30,8 @@ def committing_app(tmp_path, worker_index, redis_db, redis_url, monkeypatch):
 
     def make(**overrides):
         return create_app({"DATABASE_URL": url, "REDIS_URL": redis_url,
-                           "SECRET_KEY": "test-secret-key", **overrides})
+                           "SECRET_KEY": "test-secret-key", "DATA_KEYS": services.DATA_KEYS,
+                           "INDEX_KEY": services.INDEX_KEY, **overrides})
     app = make()
     yield make, app
     app.extensions["sluice.db"].engine.dispose()

@@ -16,13 +16,10 @@ from documents.models import Document, Import
 from store import idempotency
 from store.db import utcnow
 from store.idempotency import IdempotencyKey
-from tests import services
 from tests.documents import files
 from tests.imports.archives import build
 from tests.outcomes.test_event_feed import token
-from webapp import create_app
 from webapp.extensions import db
-from webapp.migrate import upgrade
 
 LOCAL = {"allowed_networks": ["127.0.0.0/8"], "allow_http": True}
 SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -151,15 +148,10 @@ def test_a_5xx_is_not_kept_so_a_retry_runs_again(app, client, admin, monkeypatch
 
 
 @pytest.fixture
-def pooled_app(app_config, redis_db, tmp_path, worker_index, monkeypatch):
+def pooled_app(committing_app):
     """An app on an engine of its own (the `app` fixture shares one connection, which
     concurrent requests cannot)."""
-    monkeypatch.setenv("SLUICE_INSTANCE_PATH", str(tmp_path / "instance"))
-    url = services.fresh_database(f"sluice_idempotency_race_{worker_index}", tmp_path)
-    upgrade(url)
-    app = create_app({**app_config, "DATABASE_URL": url, "DATABASE_POOL_SIZE": 25})
-    yield app
-    app.extensions["sluice.db"].engine.dispose()
+    return committing_app("idempotency_race", DATABASE_POOL_SIZE=25)
 
 
 def test_twenty_simultaneous_posts_with_one_key_have_one_effect(pooled_app):

@@ -17,6 +17,7 @@ from store import events
 from store.db import insert_unless_exists, utcnow
 from store.outbox import enqueue
 from store.payloads import PayloadError
+from store.sealing import blind_index
 from store.task_names import FETCH_MEDIA
 from webhooks.whatsapp import meta, twilio
 from webhooks.whatsapp.base import Inbound, StatusUpdate, WhatsAppProvider
@@ -74,7 +75,8 @@ def _store_inbound(session: Session, message: Inbound,
     first = message.media[0] if message.media else None
     values = dict(
         wamid=message.wamid, source=source, direction=INBOUND, phone=message.phone,
-        message_type=message.message_type, text=message.text,
+        phone_index=blind_index("phone", message.phone), message_type=message.message_type,
+        text=message.text,
         media_id=first.ref[:255] if first and len(first.ref) <= 255 else None,
         media_mime_type=first.mime_type if first else None, sent_at=message.sent_at,
         status="received", created_at=utcnow())
@@ -104,8 +106,8 @@ def _apply_status(session: Session, status: StatusUpdate, source: str | None) ->
     if status.status not in STATUS_RANK:
         return False
     values = dict(wamid=status.wamid, source=source, direction=OUTBOUND, phone=status.phone,
-                  status=status.status, status_at=status.at, errors=status.errors,
-                  created_at=utcnow())
+                  phone_index=blind_index("phone", status.phone), status=status.status,
+                  status_at=status.at, errors=status.errors, created_at=utcnow())
     if insert_unless_exists(session, WhatsAppMessage, values, ["wamid"]) is not None:
         _status_changed(session, WhatsAppMessage(**values), None)  # the first we hear of it
         return True

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from store.sealing import SealedText
 
 INBOUND, OUTBOUND = "inbound", "outbound"
 MEDIA_PENDING, MEDIA_FETCHED, MEDIA_FAILED, MEDIA_EXPIRED = (
@@ -21,9 +22,12 @@ class WhatsAppMessage(Base):
     wamid: Mapped[str] = mapped_column(String(255), unique=True)
     source: Mapped[str | None] = mapped_column(String(64))
     direction: Mapped[str] = mapped_column(String(10))
-    phone: Mapped[str | None] = mapped_column(String(32))  # personal data: never logged
+    # personal data, sealed at rest (store/sealing.py) and never logged; phone_index is
+    # its blind index, to find a person's messages without decrypting any
+    phone: Mapped[str | None] = mapped_column(SealedText())
+    phone_index: Mapped[str | None] = mapped_column(String(64))
     message_type: Mapped[str | None] = mapped_column(String(30))
-    text: Mapped[str | None] = mapped_column(Text())
+    text: Mapped[str | None] = mapped_column(SealedText())
     media_id: Mapped[str | None] = mapped_column(String(255))
     media_mime_type: Mapped[str | None] = mapped_column(String(100))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -33,7 +37,8 @@ class WhatsAppMessage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     # purge_retention redacts texts and phones past RETENTION_MESSAGE_TEXT_DAYS
-    __table_args__ = (Index("ix_whatsapp_messages_created_at", "created_at"),)
+    __table_args__ = (Index("ix_whatsapp_messages_created_at", "created_at"),
+                      Index("ix_whatsapp_messages_phone_index", "phone_index"))
 
 
 class WhatsAppMedia(Base):
