@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_DIR": None,              # None: instance/storage (file:// shorthand)
     "STORAGE_URL": None,              # file:///abs/path or s3://bucket/prefix; None: STORAGE_DIR
     "S3_ENDPOINT_URL": None,          # a non-AWS S3 endpoint (MinIO, R2, B2, Ceph RGW)
+    "S3_SSE": None,                   # AES256 or aws:kms: the store encrypts every object
+    "S3_SSE_KMS_KEY_ID": None,        # with aws:kms, the KMS key (else the bucket's default)
     "STORAGE_REQUEST_TIMEOUT": 20.0,  # seconds each store call may take, retries included
     "STORAGE_VERIFY_INTERVAL": 3600,  # seconds between verify_storage runs (beat)
     "STORAGE_VERIFY_SAMPLE": 200,     # blobs each run checks, chosen at random, size and hash
@@ -267,6 +269,15 @@ def _finalize_storage(config: dict[str, Any], instance: Path) -> None:
     if not 0 < config["STORAGE_REQUEST_TIMEOUT"] <= 300:
         raise ConfigError("STORAGE_REQUEST_TIMEOUT must be between 0 and 300 seconds (keep it "
                           "below the front's proxy_read_timeout)")
+    if config.get("S3_SSE") or config.get("S3_SSE_KMS_KEY_ID"):
+        if scheme != "s3":
+            raise ConfigError("S3_SSE and S3_SSE_KMS_KEY_ID apply to an s3:// STORAGE_URL")
+        from documents.storage.s3 import encryption  # boto3, only when S3 is in use
+
+        try:
+            encryption(config.get("S3_SSE"), config.get("S3_SSE_KMS_KEY_ID"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if config["DOWNLOAD_MODE"] not in ("proxy", "redirect"):
         raise ConfigError("DOWNLOAD_MODE must be proxy or redirect")
     if config["DOWNLOAD_MODE"] == "redirect" and not BACKENDS[scheme].presigns:

@@ -28,8 +28,11 @@ def migrate(target_url: str) -> None:
     bytes stay where they are: nothing may serve them."""
     config = current_app.config
     try:
+        # the target is written with this configuration's S3_SSE, as every write is
         target = open_storage(target_url, config["SPOOL_DIR"],
-                              endpoint_url=config.get("S3_ENDPOINT_URL"))
+                              endpoint_url=config.get("S3_ENDPOINT_URL"),
+                              sse=config.get("S3_SSE"),
+                              sse_kms_key_id=config.get("S3_SSE_KMS_KEY_ID"))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--to") from None
     source = storage()

@@ -155,7 +155,9 @@ def open_storage(url: str, spool_dir: str | Path, **options) -> BlobStorage:
 
 def from_config(config) -> BlobStorage:
     """The backend a Sluice configuration names (STORAGE_URL, SPOOL_DIR, S3_ENDPOINT_URL,
-    STORAGE_REQUEST_TIMEOUT)."""
+    STORAGE_REQUEST_TIMEOUT, S3_SSE, S3_SSE_KMS_KEY_ID)."""
     return open_storage(config["STORAGE_URL"], config["SPOOL_DIR"],
                         endpoint_url=config.get("S3_ENDPOINT_URL"),
-                        timeout=config.get("STORAGE_REQUEST_TIMEOUT", 20.0))
+                        timeout=config.get("STORAGE_REQUEST_TIMEOUT", 20.0),
+                        sse=config.get("S3_SSE"),
+                        sse_kms_key_id=config.get("S3_SSE_KMS_KEY_ID"))

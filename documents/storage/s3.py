@@ -4,6 +4,11 @@ S3_ENDPOINT_URL points at a store other than AWS (MinIO, R2, B2, Ceph RGW);
 credentials and region come from boto3's own chain (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_REGION, profiles, instance roles). Nothing here knows
 which server answers.
+
+S3_SSE (AES256, or aws:kms with S3_SSE_KMS_KEY_ID) asks the store to encrypt every
+object Sluice writes: each PUT, each multipart upload and copy, and each presigned
+direct-upload PUT, whose signature covers the SSE headers so that a client cannot
+leave them out.
 """
 from __future__ import annotations
 
@@ -44,6 +49,29 @@ def _unavailable_on_error(what: str) -> Iterator[None]:
         raise StorageUnavailable(f"object store: {type(exc).__name__} on {what}") from None
 
 
+SSE_MODES = ("AES256", "aws:kms")
+# boto3's SSE parameters, and the headers a presigned PUT must then carry
+SSE_HEADERS = {"ServerSideEncryption": "x-amz-server-side-encryption",
+               "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id"}
+
+
+def encryption(sse: str | None, kms_key_id: str | None) -> dict[str, str]:
+    """boto3's write parameters for S3_SSE / S3_SSE_KMS_KEY_ID; ValueError for a mode
+    the store has no such thing as."""
+    if not sse:
+        if kms_key_id:
+            raise ValueError("S3_SSE_KMS_KEY_ID needs S3_SSE=aws:kms")
+        return {}
+    if sse not in SSE_MODES:
+        raise ValueError(f"S3_SSE must be one of {', '.join(SSE_MODES)}")
+    if kms_key_id and sse != "aws:kms":
+        raise ValueError("S3_SSE_KMS_KEY_ID needs S3_SSE=aws:kms")
+    found = {"ServerSideEncryption": sse}
+    if kms_key_id:
+        found["SSEKMSKeyId"] = kms_key_id
+    return found
+
+
 def client_config(timeout: float) -> Config:
     """Every call, retries included, ends within about `timeout` seconds: two attempts,
     each a connect and a read wait, so that a hung store gives the web a 503 well
@@ -62,20 +90,25 @@ def client_config(timeout: float) -> Config:
 class S3Storage(BlobStorage):
     name = "s3"
 
-    def __init__(self, bucket: str, prefix: str, spool_dir: str | Path, client):
+    def __init__(self, bucket: str, prefix: str, spool_dir: str | Path, client,
+                 encryption: dict[str, str] | None = None):
         super().__init__(spool_dir)
         self.bucket, self.prefix, self.client = bucket, prefix, client
+        # boto3's parameters for server-side encryption, on every write
+        self.encryption = encryption or {}
 
     @classmethod
     def from_url(cls, url: str, spool_dir: str | Path, endpoint_url: str | None = None,
-                 timeout: float = 20.0, **_options) -> "S3Storage":
+                 timeout: float = 20.0, sse: str | None = None,
+                 sse_kms_key_id: str | None = None, **_options) -> "S3Storage":
         parts = urlsplit(url)
         if not parts.netloc:
             raise ValueError("an s3 STORAGE_URL is s3://bucket or s3://bucket/prefix")
         prefix = parts.path.strip("/")
         client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url or None, config=client_config(timeout))
-        return cls(parts.netloc, f"{prefix}/" if prefix else "", spool_dir, client)
+        return cls(parts.netloc, f"{prefix}/" if prefix else "", spool_dir, client,
+                   encryption(sse, sse_kms_key_id))
 
     def _key(self, sha256: str) -> str:
         return self.prefix + blob_key(sha256)
@@ -96,7 +129,7 @@ class S3Storage(BlobStorage):
             if not self.exists(sha256):
                 with _unavailable_on_error(self._key(sha256)):
                     self.client.upload_file(str(path), self.bucket, self._key(sha256),
-                                            Config=TRANSFER)
+                                            Config=TRANSFER, ExtraArgs=self.encryption)
         finally:
             path.unlink(missing_ok=True)
 
@@ -120,7 +153,8 @@ class S3Storage(BlobStorage):
             return
         with _unavailable_on_error(self._key(sha256)):
             self.client.copy({"Bucket": self.bucket, "Key": self._key(sha256)}, self.bucket,
-                             self._quarantine_key(sha256), Config=TRANSFER)
+                             self._quarantine_key(sha256), Config=TRANSFER,
+                             ExtraArgs=self.encryption)
             self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
 
     def delete(self, sha256: str) -> None:
@@ -160,8 +194,9 @@ class S3Storage(BlobStorage):
         # other length or type. So is a client's checksum: S3 then refuses other bytes
         # (BadDigest). The worker still checks the size and digest it finds.
         params = {"Bucket": self.bucket, "Key": self._upload_key(name),
-                  "ContentType": content_type, "ContentLength": size}
-        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+                  "ContentType": content_type, "ContentLength": size, **self.encryption}
+        headers = {"Content-Type": content_type, "Content-Length": str(size),
+                   **{SSE_HEADERS[name]: value for name, value in self.encryption.items()}}
         if sha256 is not None:
             checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
             params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"] = checksum
