@@ -21,6 +21,7 @@ from documents.storage import BlobStorage, from_config
 from store import idempotency
 from store.db import utcnow
 from store.events import Event
+from store.holds import documents_held, held_subjects
 from store.outbox import OutboxMessage
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
 from webhooks.sources import configured
@@ -45,7 +46,9 @@ def purge_retention(ctx: JobContext) -> dict:
     if config["RETENTION_MESSAGE_TEXT_DAYS"]:
         texts = _in_batches(ctx, lambda: select(WhatsAppMessage.id).where(
             WhatsAppMessage.created_at < now - config["RETENTION_MESSAGE_TEXT_DAYS"] * days,
-            or_(WhatsAppMessage.text.is_not(None), WhatsAppMessage.phone.is_not(None))),
+            or_(WhatsAppMessage.text.is_not(None), WhatsAppMessage.phone.is_not(None)),
+            or_(WhatsAppMessage.phone_index.is_(None),  # a legal hold keeps a subject's
+                WhatsAppMessage.phone_index.not_in(held_subjects()))),
             lambda ids: update(WhatsAppMessage).where(WhatsAppMessage.id.in_(ids))
             .values(text=None, phone=None, phone_index=None))
     runs = _in_batches(ctx, lambda: select(JobRun.id).where(
@@ -95,7 +98,8 @@ def _old_documents(ctx: JobContext, storage: BlobStorage, now: dt.datetime) -> i
     while True:
         ctx.check()
         batch = list(ctx.session.scalars(select(Document).where(
-            Document.created_at < now - dt.timedelta(days=keep_days))
+            Document.created_at < now - dt.timedelta(days=keep_days),
+            ~documents_held(Document.id, Document.owner_id))  # a legal hold keeps them
             .order_by(Document.id).limit(BATCH)))
         if not batch:
             return total

@@ -33,6 +33,7 @@ from documents.models import (
 )
 from documents.storage import BlobStorage, StorageUnavailable
 from store import audit
+from store.holds import documents_held
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,25 @@ class ImportRunning(RuntimeError):
     """An import still queued or running cannot be deleted: its worker writes its rows."""
 
 
+class UnderHold(RuntimeError):
+    """A legal hold covers one of the documents (store/holds.py): nothing is deleted."""
+
+    def __init__(self, document_ids: list[int]):
+        super().__init__(f"{len(document_ids)} document(s) under a legal hold")
+        self.document_ids = document_ids
+
+
 def delete_documents(session: Session, documents: list[Document], actor: str) -> set[str]:
     """Delete the documents; the hashes whose blobs may now be unneeded (for
-    `release_blobs` after the commit). The caller commits."""
+    `release_blobs` after the commit). The caller commits. UnderHold, deleting
+    nothing, if a legal hold covers any of them."""
     ids = [document.id for document in documents]
     if not ids:
         return set()
+    held = list(session.scalars(select(Document.id).where(
+        Document.id.in_(ids), documents_held(Document.id, Document.owner_id))))
+    if held:
+        raise UnderHold(sorted(held))
     session.execute(delete(DocumentTag).where(DocumentTag.document_id.in_(ids)))
     for forget in FORGETTERS:
         forget(session, ids)

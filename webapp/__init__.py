@@ -66,6 +66,7 @@ def register_blueprints(app: Flask) -> None:
         direct_upload_views,
         document_views,
         health,
+        hold_views,
         import_views,
         metrics,
         outcome_views,
@@ -80,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(destination_views.bp)
+    app.register_blueprint(hold_views.bp)
     init_uploads(app)
     app.register_blueprint(document_views.bp)
     app.register_blueprint(import_views.bp)

@@ -15,6 +15,7 @@ from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
 from webapp.destinations_cli import destinations_cli
 from webapp.extensions import db
+from webapp.holds_cli import holds_cli
 from webapp.keys_cli import keys_cli
 from webapp.storage_cli import storage_cli
 from webhooks.models import EVENT_STATUSES
@@ -180,3 +181,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(storage_cli)
     app.cli.add_command(destinations_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(holds_cli)

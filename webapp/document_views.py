@@ -10,7 +10,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.wsgi import wrap_file
 
 from documents.blob_audit import mark_missing
-from documents.deletion import delete_documents, release_blobs
+from documents.deletion import UnderHold, delete_documents, release_blobs
 from documents.ingest import Spooled, create_document
 from documents.models import CLEAN, DOCUMENT_STATUSES, MISSING_BLOB, Document, tags_of
 from documents.operations import DocumentFilter, find_documents, owned_document
@@ -146,7 +146,10 @@ def _delete_document(document_id: int):
     demand_scopes("documents:write")
     document = owned_or_404(Document, document_id, "document", for_update=True)
     check_if_match(documents_json([document])[0])
-    hashes = delete_documents(db.session, [document], f"client:{g.client.name}")
+    try:
+        hashes = delete_documents(db.session, [document], f"client:{g.client.name}")
+    except UnderHold:
+        raise under_hold() from None
     db.session.commit()
     release_blobs(db.session, storage(), hashes)
     return "", 204
@@ -173,6 +176,11 @@ def download_url(document_id: int):
     expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)
     return jsonify(url=url_for("documents.download", token=token, _external=True),
                    expires_at=expires.isoformat())
+
+
+def under_hold() -> APIError:
+    return APIError(409, "legal_hold", "A legal hold covers this document: it is kept until "
+                    "an administrator releases the hold.")
 
 
 def _gone() -> APIError:

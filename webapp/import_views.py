@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.datastructures import FileStorage
 
 from documents.archives import UnsafeArchive
-from documents.deletion import ImportRunning, delete_import, release_blobs
+from documents.deletion import ImportRunning, UnderHold, delete_import, release_blobs
 from documents.imports import (
     MANIFEST_MAX_BYTES,
     ImportSettings,
@@ -110,6 +110,9 @@ def _delete(import_id: int):
     except ImportRunning:
         raise APIError(409, "import_running", "The import is still queued or running; "
                        "delete it once it has finished.") from None
+    except UnderHold as exc:
+        raise APIError(409, "legal_hold", f"A legal hold covers {len(exc.document_ids)} of "
+                       "its documents: nothing was deleted.") from None
     db.session.commit()
     release_blobs(db.session, storage(), hashes)
     return "", 204

@@ -7,6 +7,7 @@ from store.audit import AuditLog  # noqa: F401
 from store.clients import ApiClient, OpsSession  # noqa: F401
 from store.db import Base
 from store.events import Event  # noqa: F401
+from store.holds import Hold  # noqa: F401
 from store.idempotency import IdempotencyKey  # noqa: F401
 from store.outbox import OutboxMessage  # noqa: F401
 from webhooks.models import WebhookEvent  # noqa: F401
