@@ -11,7 +11,8 @@
    endpoints on the same config that do only what the issue requires of every
    delivery, the rate limit on Redis, the committed INSERT, and both.
    A third web server runs the same app with OpenTelemetry on, exporting over OTLP
-   to a collector stub in this process, in the same rounds.
+   to a collector stub in this process, in the same rounds; a fourth the same app with
+   sealing off (bench/ingest/unsealed.py), for the cost of sealing the body at rest.
    The web publishes nothing: each worker's relay does (tasks/relay.py).
 2. Drain, BENCH_ROUNDS times: 10,000 accepted events, then the worker starts;
    events/s from the first to the last processed_at, and the worker's CPU per event.
@@ -44,6 +45,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import ROUNDS, fresh_services, spread  # noqa: E402
+from store.sealing import KeyRing  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
 from tests.fakes.otlp import CollectorStub  # noqa: E402
@@ -249,12 +251,26 @@ def end_to_end_latency(workdir: Path, env: dict, engine, redis_url: str) -> tupl
     return float(p50), float(p99)
 
 
+def sealing_cost(body: bytes, count: int = 20000) -> tuple[float, float]:
+    """CPU microseconds to seal, and to open, one delivery's body under DATA_KEYS: the
+    cost that encryption_ratio measures through the whole server, alone."""
+    ring = KeyRing.parse(DATA_KEYS)
+    started = time.process_time()
+    for _ in range(count):
+        sealed = ring.seal(body)
+    middle = time.process_time()
+    for _ in range(count):
+        ring.open(sealed)
+    return ((middle - started) / count * 1e6, (time.process_time() - middle) / count * 1e6)
+
+
 def main() -> None:
     workdir, database_url, redis_url = fresh_services("sluice-bench", redis_db=12)
     env = web_env(workdir, database_url, redis_url)
     Stack(workdir, env).release()
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     size = len(payment_event("evt_bench_0", "pi_bench_0", pad=PAD))
+    seal_us, open_us = sealing_cost(payment_event("evt_bench_0", "pi_bench_0", pad=PAD))
     # Enough distinct events for a run at several times today's rate.
     per_run = max(20_000, 1500 * SECONDS)
 
@@ -266,13 +282,16 @@ def main() -> None:
         **env, "PORT": str(free_port()), "PROMETHEUS_MULTIPROC_DIR": str(workdir / "m-otel"),
         "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_SERVICE_NAME": "bench"})
+    clear = serve(workdir / "web-clear", {
+        **env, "PORT": str(free_port()), "PROMETHEUS_MULTIPROC_DIR": str(workdir / "m-clear")},
+        "gunicorn", "-c", "gunicorn.conf.py", "bench.ingest.unsealed:app")
     minimal_apps = {name: serve(workdir / name, {**env, "PORT": str(free_port())},
                                 "gunicorn", "-c", "gunicorn.conf.py",
                                 f"bench.ingest.minimal:{name}")
                     for name in MINIMAL_APPS}
-    ports = {web.port, traced.port, baseline.port,
+    ports = {web.port, traced.port, clear.port, baseline.port,
              *(server.port for server in minimal_apps.values())}
-    assert len(ports) == 3 + len(MINIMAL_APPS)
+    assert len(ports) == 4 + len(MINIMAL_APPS)
     with engine.begin() as connection:
         connection.execute(text(MINIMAL_TABLE))
     # The committed ceilings take their deliveries from this file too: enough for a
@@ -285,7 +304,8 @@ def main() -> None:
         assert warm_up["errors"] == 0, f"{name} answered errors: see {server.workdir}"
     warm = wrk(web.port, presigned(workdir / "warm.tsv", per_run, "warm"), 3)
     wrk(traced.port, presigned(workdir / "warm-otel.tsv", per_run, "warmotel"), 3)
-    rounds, minimal_rounds, traced_rounds = [], [], []
+    wrk(clear.port, presigned(workdir / "warm-clear.tsv", per_run, "warmclear"), 3)
+    rounds, minimal_rounds, traced_rounds, clear_rounds = [], [], [], []
     for round_no in range(ROUNDS):
         base = wrk(baseline.port, base_file, SECONDS)
         ingest = wrk(web.port, presigned(workdir / f"ingest-{round_no}.tsv", per_run,
@@ -293,9 +313,11 @@ def main() -> None:
         rounds.append((base, ingest))
         traced_rounds.append(wrk(traced.port, presigned(
             workdir / f"otel-{round_no}.tsv", per_run, f"otel{round_no}"), SECONDS))
+        clear_rounds.append(wrk(clear.port, presigned(
+            workdir / f"clear-{round_no}.tsv", per_run, f"clear{round_no}"), SECONDS))
         minimal_rounds.append({name: minimal_run(engine, server.port, base_file, SECONDS)
                                for name, server in minimal_apps.items()})
-    for server in (baseline, web, traced, *minimal_apps.values()):
+    for server in (baseline, web, traced, clear, *minimal_apps.values()):
         server.stop()
     spans = len(collector.snapshot())
     collector.stop()
@@ -331,7 +353,7 @@ def main() -> None:
               f"{sum(r['errors'] for r in runs)}, ratio "
               f"{spread([r['rps'] / b['rps'] for r, (b, _) in zip(runs, rounds)], '{:.2f}')}")
     sent = warm["requests"] + sum(ingest["requests"] for _, ingest in rounds) + \
-        sum(t["requests"] for t in traced_rounds)
+        sum(t["requests"] for t in traced_rounds) + sum(c["requests"] for c in clear_rounds)
     print(f"events stored: {stored} of {sent} deliveries (each a new event; wrk counts "
           "only completed requests)")
     ceiling = [minimal_round["limited_and_committed"] for minimal_round in minimal_rounds]
@@ -340,6 +362,7 @@ def main() -> None:
     to_published = [i["rps"] / c["rps"] for (_, i), c in zip(rounds, published)]
     p99_ratio = [i["p99"] / c["p99"] for (_, i), c in zip(rounds, ceiling)]
     otel_ratio = [t["rps"] / i["rps"] for t, (_, i) in zip(traced_rounds, rounds)]
+    sealing_ratio = [i["rps"] / c["rps"] for (_, i), c in zip(rounds, clear_rounds)]
     print(f"ingest / ceiling (rate limit + committed INSERT): {spread(to_ceiling, '{:.2f}')}, "
           f"p99 {spread(p99_ratio, '{:.2f}')}x (targets >= 0.6 and <= 1.5x)")
     print(f"ingest / ceiling with its publish too:            {spread(to_published, '{:.2f}')}")
@@ -347,6 +370,11 @@ def main() -> None:
           f"{spread([t['rps'] for t in traced_rounds])} req/s, p99 "
           f"{spread([t['p99'] for t in traced_rounds], '{:.1f}')} ms, "
           f"{spread(otel_ratio, '{:.2f}')} of ingest with it off; {spans} spans received")
+    print(f"ingest with sealing off (the body stored in clear): "
+          f"{spread([c['rps'] for c in clear_rounds])} req/s, p99 "
+          f"{spread([c['p99'] for c in clear_rounds], '{:.1f}')} ms; ingest sealed / in clear "
+          f"{spread(sealing_ratio, '{:.2f}')} (target >= 0.9); alone, sealing a body costs "
+          f"{seal_us:.1f} us of CPU and opening it {open_us:.1f} us")
     rates, cpu = [d for d, _ in drains], [c for _, c in drains]
     ceiling_rates, ceiling_cpu = [d for d, _ in ceilings], [c for _, c in ceilings]
     drain_ratio = [d / c for d, c in zip(rates, ceiling_rates)]
@@ -365,6 +393,8 @@ def main() -> None:
           f"p99_ratio={statistics.median(p99_ratio):.2f} "
           f"errors={sum(i['errors'] for _, i in rounds)} "
           f"otel_ratio={statistics.median(otel_ratio):.2f} "
+          f"encryption_ratio={statistics.median(sealing_ratio):.2f} "
+          f"seal_us_per_body={seal_us:.1f} open_us_per_body={open_us:.1f} "
           f"drain_events_per_second={statistics.median(rates):.0f} "
           f"drain_ratio={statistics.median(drain_ratio):.2f} "
           f"drain_cpu_ms_per_event={statistics.median(cpu):.2f} "
