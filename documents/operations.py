@@ -71,6 +71,10 @@ def owned_document(session: Session, document_id: int, owner_id: int,
     return session.scalar(query)
 
 
+def document_exists(session: Session, document_id: int) -> bool:
+    return session.get(Document, document_id) is not None
+
+
 def recent_imports(session: Session, limit: int) -> list[Import]:
     return list(session.scalars(select(Import).order_by(Import.id.desc()).limit(limit)))
 

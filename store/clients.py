@@ -55,6 +55,14 @@ class ClientNotFound(LookupError):
     pass
 
 
+def client_id_named(session: Session, name: str) -> int | None:
+    return session.scalar(select(ApiClient.id).where(ApiClient.name == name))
+
+
+def client_exists(session: Session, client_id: int) -> bool:
+    return session.get(ApiClient, client_id) is not None
+
+
 def all_clients(session: Session) -> list[ApiClient]:
     return list(session.scalars(select(ApiClient).order_by(ApiClient.id)))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import unicodedata
 
 from sqlalchemy import BigInteger, Index, Integer, String, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -60,17 +61,29 @@ class Target:
     subject_value: str | None = dataclasses.field(default=None, repr=False)
 
 
+def plain_text(value) -> bool:
+    """Text a column can hold: no NUL (PostgreSQL refuses it in text) and no lone
+    surrogate (no UTF-8 column can hold one), as OpenAPI's patterns for these fields say.
+    Other invisible characters are stored as sent; the console shows them as code points."""
+    return isinstance(value, str) and "\x00" not in value and not any(
+        unicodedata.category(char) == "Cs" for char in value)
+
+
+def checked_reason(reason) -> str:
+    """Why, in 1 to 500 characters of plain text; InvalidHold otherwise."""
+    if not plain_text(reason) or not 1 <= len(reason.strip()) <= 500:
+        raise InvalidHold("reason: say why, in 1 to 500 characters (no NUL)")
+    return reason.strip()
+
+
 def place(session: Session, target: Target, reason: str, actor: str) -> Hold:
     """Place a hold, audited (a subject by its blind index only); the caller commits."""
-    # printable: no controls, and no lone surrogate, which no UTF-8 column can hold
-    if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= 500 or \
-            not reason.isprintable():
-        raise InvalidHold("reason: say why, in 1 to 500 printable characters")
+    reason = checked_reason(reason)
     given = [name for name in ("document_id", "owner_id", "subject_kind")
              if getattr(target, name) is not None]
     if len(given) != 1:
         raise InvalidHold("a hold covers exactly one of: a document, an owner, a subject")
-    hold = Hold(reason=reason.strip(), placed_by=actor, placed_at=utcnow())
+    hold = Hold(reason=reason, placed_by=actor, placed_at=utcnow())
     if target.document_id is not None:
         hold.scope, hold.document_id = DOCUMENT, target.document_id
     elif target.owner_id is not None:
@@ -78,8 +91,7 @@ def place(session: Session, target: Target, reason: str, actor: str) -> Hold:
     else:
         index = (blind_index(target.subject_kind, target.subject_value)
                  if target.subject_kind in SUBJECT_KINDS and
-                 isinstance(target.subject_value, str) and
-                 target.subject_value.isprintable() else None)
+                 plain_text(target.subject_value) else None)
         if index is None:
             raise InvalidHold(f"a subject is one of {', '.join(SUBJECT_KINDS)}, with a value")
         hold.scope, hold.subject_kind, hold.subject_index = SUBJECT, target.subject_kind, index

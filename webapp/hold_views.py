@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
+from documents.operations import document_exists
 from store import holds
+from store.clients import client_exists
 from store.holds import Hold
 from webapp.auth import require_scopes
 from webapp.errors import APIError
@@ -39,8 +41,8 @@ def _whole(payload: dict, name: str) -> int | None:
 
 def target_from(payload: dict) -> holds.Target:
     subjects = [kind for kind in holds.SUBJECT_KINDS if kind in payload]
-    if len(subjects) > 1:
-        raise APIError(400, "invalid_hold", "A hold covers one subject: give one of "
+    if len(subjects) + ("document" in payload) + ("owner" in payload) != 1:
+        raise APIError(400, "invalid_hold", "A hold covers exactly one of: document, owner, "
                        f"{', '.join(holds.SUBJECT_KINDS)}.")
     value = payload.get(subjects[0]) if subjects else None
     if subjects and (not isinstance(value, str) or not 1 <= len(value) <= 320):
@@ -58,8 +60,17 @@ def place():
     if not isinstance(payload, dict) or set(payload) - set(FIELDS):
         raise APIError(400, "invalid_request", "Send a JSON object with one of document, "
                        f"owner, {', '.join(holds.SUBJECT_KINDS)}, and a reason.")
+    target = target_from(payload)
     try:
-        hold = holds.place(db.session, target_from(payload), payload.get("reason"),
+        holds.checked_reason(payload.get("reason"))
+    except holds.InvalidHold as exc:
+        raise APIError(400, "invalid_hold", str(exc)) from None
+    if target.document_id is not None and not document_exists(db.session, target.document_id):
+        raise APIError(404, "not_found", "No such document.")
+    if target.owner_id is not None and not client_exists(db.session, target.owner_id):
+        raise APIError(404, "not_found", "No such API client.")
+    try:
+        hold = holds.place(db.session, target, payload.get("reason"),
                            f"client:{g.client.name}")
     except holds.InvalidHold as exc:
         raise APIError(400, "invalid_hold", str(exc)) from None

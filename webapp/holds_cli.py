@@ -6,10 +6,9 @@ import getpass
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select
 
 from store import holds
-from store.clients import ApiClient
+from store.clients import client_id_named
 from webapp.cli_output import echo_table, when
 from webapp.extensions import db
 
@@ -42,7 +41,7 @@ def place(document, owner, phone, email, customer, reason) -> None:
     """Place a hold on exactly one document, owner or data subject."""
     owner_id = None
     if owner is not None:
-        owner_id = db.session.scalar(select(ApiClient.id).where(ApiClient.name == owner))
+        owner_id = client_id_named(db.session, owner)
         if owner_id is None:
             raise click.BadParameter(f"no API client is called {owner!r}", param_hint="--owner")
     subjects = {kind: value for kind, value in

@@ -43,6 +43,7 @@ from webapp.extensions import db
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+PATH_KEPT = 500  # idempotency_keys.path
 IN_USE_RETRY_AFTER = "1"
 # Headers that change what a request does, besides its body. (A multipart body's
 # Content-Type carries a boundary each client picks anew: only its media type counts.)
@@ -65,7 +66,7 @@ def idempotent(body: Callable[[], str] | None = None):
             _check(key)
             fingerprint = _fingerprint(body() if body else _body_fingerprint())
             held = idempotency.claim(
-                db.session, g.client.id, key, request.method, request.path, fingerprint,
+                db.session, g.client.id, key, request.method, _path(), fingerprint,
                 dt.timedelta(hours=current_app.config["IDEMPOTENCY_KEY_HOURS"]))
             if isinstance(held, idempotency.Held):
                 return _answer_held(held, fingerprint)
@@ -73,6 +74,11 @@ def idempotent(body: Callable[[], str] | None = None):
         wrapper.idempotent = True  # tests/webapp/test_idempotency.py checks every route has it
         return wrapper
     return decorator
+
+
+def _path() -> str:
+    """The path as kept (its column's width; the fingerprint has all of it)."""
+    return request.path[:PATH_KEPT]
 
 
 def _check(key: str) -> None:
@@ -102,7 +108,7 @@ def _fingerprint(body: str) -> str:
 def _answer_held(held: idempotency.Held, fingerprint: str) -> Response:
     if held.fingerprint != fingerprint:
         which = (f"a different request: {held.method} {held.path}"
-                 if (held.method, held.path) != (request.method, request.path)
+                 if (held.method, held.path) != (request.method, _path())
                  else "this route with a different body, query or headers")
         raise APIError(422, "idempotency_key_reused",
                        f"This key was used for {which}. Use a new key for a new request.")

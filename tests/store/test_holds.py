@@ -132,6 +132,13 @@ def test_a_hold_that_names_not_exactly_one_thing_or_no_reason_is_400(app, client
     assert response.get_json()["error"]["code"] in ("invalid_hold", "invalid_request")
 
 
+def test_a_hold_on_a_document_or_owner_that_does_not_exist_is_404(app, client):
+    admin = token(app, "legal", ["admin"])
+    for body in ({"document": 10 ** 9}, {"owner": 10 ** 9}):
+        response = place(client, admin, reason="case", **body)
+        assert response.status_code == 404, body
+
+
 def test_the_cli_places_lists_and_releases(app):
     runner = app.test_cli_runner()
     make_owners(app)

@@ -116,6 +116,12 @@ def test_a_malformed_key_is_400_and_runs_nothing(app, client, admin, key):
     assert count(app, Destination) == 0
 
 
+def test_a_path_longer_than_its_column_is_still_a_plain_answer(app, client, admin):
+    response = client.post("/v1/admin/jobs/" + "j" * 600 + "/run", headers={
+        "Authorization": admin["Authorization"], "Idempotency-Key": "long-path"})
+    assert response.status_code == 404
+
+
 def test_a_longest_key_is_accepted(app, client, admin):
     assert create(client, admin, "é" + "k" * 254, destination_body()).status_code == 201
 
