@@ -28,13 +28,13 @@ def hold_json(hold: Hold) -> dict:
             "released_at": hold.released_at.isoformat() if hold.released_at else None}
 
 
-def _whole(payload: dict, name: str) -> int | None:
+def _whole(payload: dict, name: str, maximum: int) -> int | None:
     if name not in payload:
         return None
     value = payload[name]
     if isinstance(value, float) and value.is_integer():  # JSON has one number type: 5.0 is 5
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2 ** 62:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise APIError(400, "invalid_hold", f"{name} is an id (a whole number).")
     return value
 
@@ -47,8 +47,9 @@ def target_from(payload: dict) -> holds.Target:
     value = payload.get(subjects[0]) if subjects else None
     if subjects and (not isinstance(value, str) or not 1 <= len(value) <= 320):
         raise APIError(400, "invalid_hold", f"{subjects[0]} is a text of 1 to 320 characters.")
-    return holds.Target(document_id=_whole(payload, "document"),
-                        owner_id=_whole(payload, "owner"),
+    # documents.id is a BIGINT, api_clients.id an INTEGER
+    return holds.Target(document_id=_whole(payload, "document", 2 ** 62 - 1),
+                        owner_id=_whole(payload, "owner", 2 ** 31 - 1),
                         subject_kind=subjects[0] if subjects else None, subject_value=value)
 
 

@@ -123,6 +123,7 @@ def test_retention_passes_held_documents_by(make_app):
     {"phone": "", "reason": "an empty phone"},
     {"document": 1, "reason": "x" * 501},
     {"document": 1, "reason": "a lone \ud9e5 surrogate"},
+    {"owner": 2 ** 31, "reason": "past an INTEGER"},
     {"email": "a\ud9e5@example.com", "reason": "a lone surrogate"},
 ])
 def test_a_hold_that_names_not_exactly_one_thing_or_no_reason_is_400(app, client, body):
@@ -134,7 +135,8 @@ def test_a_hold_that_names_not_exactly_one_thing_or_no_reason_is_400(app, client
 
 def test_a_hold_on_a_document_or_owner_that_does_not_exist_is_404(app, client):
     admin = token(app, "legal", ["admin"])
-    for body in ({"document": 10 ** 9}, {"owner": 10 ** 9}):
+    for body in ({"document": 10 ** 9}, {"owner": 10 ** 9}, {"document": 2 ** 62 - 1},
+                 {"owner": 2 ** 31 - 1}):
         response = place(client, admin, reason="case", **body)
         assert response.status_code == 404, body
 
