@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from sqlalchemy import Index, Integer, LargeBinary, String, delete, or_, select, update
+from sqlalchemy import Index, Integer, String, delete, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import Base, BigIntId, UTCDateTime, insert_unless_exists, utcnow
+from store.sealing import SealedBytes
 
 # A claim not finished in this long belongs to a request that died (a killed worker
 # process, a lost database connection): a retry may take the key over. No request of
@@ -37,8 +38,9 @@ class IdempotencyKey(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     # None while the first request runs
     response_status: Mapped[int | None] = mapped_column(Integer())
-    # the answer, sealed (it may carry a destination's secret or personal data)
-    response: Mapped[bytes | None] = mapped_column(LargeBinary())
+    # the answer, sealed at rest like every other secret and personal datum
+    # (store/sealing.py): a destination's creation answers with its signing secret
+    response: Mapped[bytes | None] = mapped_column(SealedBytes())
 
     __table_args__ = (
         Index("uq_idempotency_keys_client_id", "client_id", "key", unique=True),

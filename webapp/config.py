@@ -222,7 +222,7 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
                                                 lambda: secrets.token_urlsafe(48))
     _finalize_data_keys(config, instance)
     # During a SECRET_KEY rotation what the previous keys signed still verifies (download
-    # links, console sessions, kept Idempotency-Key answers); new ones use SECRET_KEY.
+    # links, console sessions); new ones use SECRET_KEY.
     # Flask's own session signer reads SECRET_KEY_FALLBACKS.
     previous = config["SECRET_KEY_PREVIOUS"]
     config["SECRET_KEY_FALLBACKS"] = ([key.strip() for key in previous.split(",") if key.strip()]

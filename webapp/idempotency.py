@@ -14,10 +14,8 @@ happens twice:
 
 Uploads fingerprint their body by the SHA-256 the spool computes as it writes the
 file, so a key costs no second pass over the bytes and none of them in memory. The
-kept answer is sealed (Fernet, with a key derived from SECRET_KEY, and those of
-SECRET_KEY_PREVIOUS still open it during a rotation): a destination's creation answers
-with its signing secret, and a table of answers must not become a second copy of every
-secret and name.
+kept answer is sealed at rest by its column (store/sealing.py, under DATA_KEYS, like
+every other secret): a destination's creation answers with its signing secret.
 
 One window stays open: a request that commits its work and dies before its answer
 is kept leaves the key running; after RUNNING_LEASE a retry runs again.
@@ -31,9 +29,6 @@ import hashlib
 import json
 from typing import Callable
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Response, current_app, g, request
 
 from store import idempotency
@@ -116,12 +111,7 @@ def _answer_held(held: idempotency.Held, fingerprint: str) -> Response:
         raise APIError(409, "idempotency_key_in_use",
                        "A request with this key is still running; retry shortly.",
                        {"Retry-After": IN_USE_RETRY_AFTER})
-    try:
-        kept = json.loads(_sealer().decrypt(held.response))
-    except InvalidToken:  # sealed under a SECRET_KEY no longer listed
-        raise APIError(409, "idempotency_key_unreadable",
-                       "This key's answer can no longer be read (the service's SECRET_KEY "
-                       "changed); check the request's effect, then use a new key.") from None
+    kept = json.loads(held.response)
     response = Response(base64.b64decode(kept["body"]), status=held.response_status,
                         headers=kept["headers"])
     response.headers[REPLAYED_HEADER] = "true"
@@ -138,21 +128,7 @@ def _run_and_keep(claimed: idempotency.Claimed, view, args, kwargs) -> Response:
                             if name in response.headers},
                 "body": base64.b64encode(response.get_data()).decode()}
         idempotency.finish(db.session, claimed, response.status_code,
-                           _sealer().encrypt(json.dumps(kept).encode()))
+                           json.dumps(kept).encode())
     else:
         idempotency.release(db.session, claimed)
     return response
-
-
-def _sealer() -> MultiFernet:
-    """Seals with SECRET_KEY's Fernet key; opens with it or a previous key's."""
-    config = current_app.config
-    return MultiFernet([_fernet(key) for key in
-                        (config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"])])
-
-
-@functools.lru_cache(maxsize=16)
-def _fernet(secret_key: str) -> Fernet:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"sluice idempotency answers").derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))

@@ -9,17 +9,20 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import LargeBinary, func, select, type_coerce, update
 
 from deliveries.models import Destination
 from documents.models import Document, Import
 from store import idempotency
 from store.db import utcnow
 from store.idempotency import IdempotencyKey
+from store.sealing import key_counts
+from tests import services
 from tests.documents import files
 from tests.imports.archives import build
 from tests.outcomes.test_event_feed import token
 from webapp.extensions import db
+from webapp.models import metadata
 
 LOCAL = {"allowed_networks": ["127.0.0.0/8"], "allow_http": True}
 SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -80,9 +83,11 @@ def test_a_retry_gets_the_first_answer_and_creates_nothing(app, client, admin):
 
 def test_the_kept_answer_is_sealed(app, client, admin):
     secret = create(client, admin, "sealed", destination_body()).get_json()["secret"]
-    with app.app_context():
-        kept = db.session.scalar(select(IdempotencyKey.response))
+    with app.app_context():  # as stored, past the column's sealing
+        kept = db.session.scalar(select(type_coerce(IdempotencyKey.response, LargeBinary)))
+        counts = key_counts(db.session, metadata)["idempotency_keys.response"]
     assert secret.encode() not in kept and b"shop" not in kept
+    assert counts == {services.DATA_KEYS.split(":")[0]: 1}
 
 
 def test_the_same_key_on_another_request_is_422_and_runs_nothing(app, client, admin):
