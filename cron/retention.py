@@ -18,12 +18,13 @@ from documents import direct_uploads
 from documents.deletion import delete_documents, release_blobs
 from documents.models import Document, referenced_blobs
 from documents.storage import BlobStorage, from_config
-from store import idempotency
+from store import idempotency, subjects
 from store.db import utcnow
 from store.events import Event
 from store.holds import documents_held, held_subjects
 from store.outbox import OutboxMessage
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
+from webhooks.processing import link_pending
 from webhooks.sources import configured
 from webhooks.whatsapp.models import WhatsAppMessage
 
@@ -36,6 +37,8 @@ def purge_retention(ctx: JobContext) -> dict:
     config = ctx.config
     storage = from_config(config)
     # a source's own retention_days, else RETENTION_WEBHOOK_BODY_DAYS
+    if ctx.session.scalar(select(held_subjects().exists())):
+        link_pending(ctx.session)  # a held person's unprocessed bodies are found too
     own = {name: source.retention_days for name, source in
            configured(config, os.environ).items() if source.retention_days}
     bodies = sum(_drop_bodies(ctx, WebhookEvent.source == name, now - source_days * days)
@@ -81,10 +84,12 @@ def purge_retention(ctx: JobContext) -> dict:
 
 
 def _drop_bodies(ctx: JobContext, which, before: dt.datetime) -> int:
-    """Drop the raw bodies of finished deliveries `which` received before `before`."""
+    """Drop the raw bodies of finished deliveries `which` received before `before`,
+    except those naming someone a legal hold covers (store/subjects.py)."""
     return _in_batches(ctx, lambda: select(WebhookEvent.id).where(
         which, WebhookEvent.body.is_not(None), WebhookEvent.status.in_((PROCESSED, DEAD)),
-        WebhookEvent.received_at < before),
+        WebhookEvent.received_at < before,
+        WebhookEvent.id.not_in(subjects.linked(subjects.WEBHOOK_EVENT, held_subjects()))),
         lambda ids: update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(body=None))
 
 

@@ -70,6 +70,8 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
+SQLITE_BUSY_MS = 30000  # how long a SQLite statement waits for another's lock
+
 _INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
@@ -97,8 +99,14 @@ def insert_unless_exists(session: Session, model: type[Base], values: dict[str, 
 @functools.lru_cache(maxsize=None)
 def insert_returning(dialect: str, table, unique: tuple[str, ...], key: str):
     """INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING key, built once per shape."""
-    return (_INSERTS[dialect](table).on_conflict_do_nothing(index_elements=unique)
-            .returning(table.c[key]))
+    return insert_ignoring(dialect, table, unique).returning(table.c[key])
+
+
+@functools.lru_cache(maxsize=None)
+def insert_ignoring(dialect: str, table, unique: tuple[str, ...]):
+    """INSERT ... ON CONFLICT (unique) DO NOTHING, built once per shape (rows given as
+    parameters: one row or many)."""
+    return _INSERTS[dialect](table).on_conflict_do_nothing(index_elements=list(unique))
 
 
 def core_connection(bind: Engine | Connection, *, autocommit: bool) -> ContextManager[Connection]:
@@ -246,7 +254,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        # deleted and overwritten content is zeroed, not left in free pages, so an
+        # erased person is gone from the file (privacy/erasure.py checkpoints the WAL)
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -257,3 +268,21 @@ def _configure_sqlite(engine: Engine) -> None:
         # (reads_only) and begins deferred: it never waits behind a writer, such as an
         # import committing batch after batch.
         connection.exec_driver_sql("BEGIN" if _READS_ONLY.get() else "BEGIN IMMEDIATE")
+
+
+def fold_sqlite_wal(bind: Engine | Connection) -> bool:
+    """On SQLite, checkpoint the WAL into the database file and empty it: the WAL keeps
+    pages as they were before a change, which an erasure must not leave behind. False
+    if a reader kept it from finishing (the next automatic checkpoint then does)."""
+    if bind.dialect.name != "sqlite":
+        return True
+    raw = (bind if isinstance(bind, Engine) else bind.engine).raw_connection()
+    connection = raw.driver_connection
+    try:  # outside any transaction (a checkpoint cannot run inside one), and briefly:
+        # TRUNCATE waits for every reader, and a request must not wait 30 s for it
+        connection.execute("PRAGMA busy_timeout=2000")
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        raw.close()

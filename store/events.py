@@ -67,10 +67,13 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(64))
     owner_id: Mapped[int | None] = mapped_column(Integer())
     data: Mapped[dict] = mapped_column(SealedJSON())  # sealed at rest (store/sealing.py)
+    # the blind index of the person the event is about, if any: erasure scrubs its data
+    subject_index: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_events_txid_id", "txid", "id"),
-                      Index("ix_events_created_at", "created_at"))
+                      Index("ix_events_created_at", "created_at"),
+                      Index("ix_events_subject_index", "subject_index"))
 
     def envelope(self) -> dict[str, Any]:
         return envelope(self.public_id, self.type, self.created_at, self.data)
@@ -84,15 +87,16 @@ def envelope(public_id: str, event_type: str, created_at: dt.datetime,
 
 
 def record(session: Session, event_type: str, data: dict[str, Any],
-           owner_id: int | None = None) -> str:
+           owner_id: int | None = None, subject_index: str | None = None) -> str:
     """Write an event in the caller's transaction (it exists once that commits), and
-    return its public id.
+    return its public id. `subject_index`: the blind index of the person it is about.
 
     A Core INSERT, executed at once: every payment change and message takes this path,
     and the ORM's unit of work for it cost the drain measurable CPU per event."""
     public_id = "evt_" + secrets.token_hex(12)
     session.execute(_INSERT, {"public_id": public_id, "type": event_type,
-                              "data": data, "owner_id": owner_id, "created_at": utcnow()})
+                              "data": data, "owner_id": owner_id, "created_at": utcnow(),
+                              "subject_index": subject_index})
     return public_id
 
 

@@ -180,7 +180,7 @@ class SealedJSON(TypeDecorator):
 def normal_phone(value: str) -> str:
     """A phone number's E.164 digits: `+44 7700 900123`, `whatsapp:+447700900123`,
     `0044 7700 900123` and `447700900123` are all `447700900123`."""
-    digits = re.sub(r"\D", "", value)
+    digits = re.sub(r"[^0-9]", "", value)  # ASCII digits: what a phone number is dialled with
     return digits[2:] if digits.startswith("00") else digits
 
 

@@ -65,6 +65,7 @@ def register_blueprints(app: Flask) -> None:
         destination_views,
         direct_upload_views,
         document_views,
+        erasure_views,
         health,
         hold_views,
         import_views,
@@ -82,6 +83,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(destination_views.bp)
     app.register_blueprint(hold_views.bp)
+    app.register_blueprint(erasure_views.bp)
     init_uploads(app)
     app.register_blueprint(document_views.bp)
     app.register_blueprint(import_views.bp)

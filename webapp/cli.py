@@ -14,6 +14,7 @@ from webapp.auth import KNOWN_SCOPES, create_client
 from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
 from webapp.destinations_cli import destinations_cli
+from webapp.erasure_cli import erasure_cli
 from webapp.extensions import db
 from webapp.holds_cli import holds_cli
 from webapp.keys_cli import keys_cli
@@ -182,3 +183,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(destinations_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(holds_cli)
+    app.cli.add_command(erasure_cli)

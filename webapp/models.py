@@ -10,6 +10,7 @@ from store.events import Event  # noqa: F401
 from store.holds import Hold  # noqa: F401
 from store.idempotency import IdempotencyKey  # noqa: F401
 from store.outbox import OutboxMessage  # noqa: F401
+from store.subjects import SubjectLink  # noqa: F401
 from webhooks.models import WebhookEvent  # noqa: F401
 from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage  # noqa: F401
 

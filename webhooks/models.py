@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Index, Integer, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
@@ -31,8 +31,14 @@ class WebhookEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     last_error: Mapped[str | None] = mapped_column(String(1000))
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # whether the people its body names are linked to it (store/subjects.py): set when
+    # it is processed; erasure links the rest before it looks
+    subjects_linked: Mapped[bool] = mapped_column(Boolean(), server_default=false())
 
     __table_args__ = (
         UniqueConstraint("source", "event_key"),
         Index("ix_webhook_events_status_received_at", "status", "received_at"),
+        # the short tail link_pending looks for (webhooks/processing.py)
+        Index("ix_webhook_events_unlinked", "id", postgresql_where=text("NOT subjects_linked"),
+              sqlite_where=text("NOT subjects_linked")),
     )

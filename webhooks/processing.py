@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from payments.ledger import apply_update
 from payments.providers import PROVIDERS
+from store import subjects
 from store.db import DATABASE_UNAVAILABLE, utcnow
 from store.payloads import PayloadError, describe_error
 from webhooks.ingest import parse_json
 from webhooks.models import DEAD, FAILED, PROCESSED, WebhookEvent
 from webhooks.sources import Source
+from webhooks.whatsapp import PROVIDERS as WHATSAPP
 from webhooks.whatsapp import apply_notification
 
 
@@ -30,7 +32,7 @@ _EVENTS = WebhookEvent.__table__
 # the worker's CPU per event.
 _CLAIM = (update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id"))
           .values(status=PROCESSED, processed_at=bindparam("now"),
-                  attempts=_EVENTS.c.attempts + 1, last_error=None)
+                  attempts=_EVENTS.c.attempts + 1, last_error=None, subjects_linked=True)
           .returning(_EVENTS.c.kind, _EVENTS.c.provider, _EVENTS.c.body,
                      _EVENTS.c.received_at, _EVENTS.c.source))
 
@@ -51,12 +53,14 @@ def process(session: Session, event_id: int,
         session.expire(cached)
     if event.body is None:
         raise PayloadError("the body was purged by retention")
-    if event.kind == "whatsapp":  # each WhatsApp provider reads its own wire format
+    payload = read_payload(event.kind, event.provider, event.body)
+    # the people the body names, linked to it in this transaction (store/subjects.py)
+    subjects.link(session, subjects.WEBHOOK_EVENT, event_id, subjects.indexes(payload))
+    if event.kind == "whatsapp":
         source = (sources or {}).get(event.source)
-        apply_notification(session, event.body, event.provider, event.source,
+        apply_notification(session, payload, event.provider, event.source,
                            fetch_media=source is not None and source.media is not None)
     else:
-        payload = parse_json(event.body)
         provider = PROVIDERS.get(event.provider)
         if provider is None:  # a source whose provider has since been removed
             raise PayloadError(f"no handler for provider {event.provider!r}")
@@ -64,6 +68,45 @@ def process(session: Session, event_id: int,
         if change is not None:
             apply_update(session, change, source=event.source)
     return PROCESSED
+
+
+def read_payload(kind: str, provider: str, body: bytes):
+    """A stored body as its handler reads it: each WhatsApp provider parses its own wire
+    format (PayloadError if it cannot), a payment provider's is JSON (None if not)."""
+    if kind == "whatsapp":
+        reader = WHATSAPP.get(provider)
+        if reader is None:  # a source whose provider has since been removed
+            raise PayloadError(f"no WhatsApp reader for provider {provider!r}")
+        return reader.parse(body)
+    return parse_json(body)
+
+
+def link_pending(session: Session, batch: int = 500) -> int:
+    """Link the bodies the worker has not processed yet (waiting, failed, dead, or
+    stored before links existed) to the people they name, in committed batches; how
+    many. Processing links each body as it goes, so this is the short tail."""
+    linked, after = 0, 0
+    while True:
+        rows = session.execute(
+            select(WebhookEvent.id, WebhookEvent.kind, WebhookEvent.provider,
+                   WebhookEvent.body)
+            .where(WebhookEvent.subjects_linked.is_(False), WebhookEvent.id > after)
+            .order_by(WebhookEvent.id).limit(batch)).all()
+        if not rows:
+            return linked
+        for event_id, kind, provider, body in rows:
+            if body is not None:
+                try:
+                    payload = read_payload(kind, provider, body)
+                except (PayloadError, ValueError):  # a body no reader takes names nobody
+                    payload = None
+                subjects.link(session, subjects.WEBHOOK_EVENT, event_id,
+                              subjects.indexes(payload))
+        session.execute(update(WebhookEvent).where(WebhookEvent.id.in_([r[0] for r in rows]))
+                        .values(subjects_linked=True))
+        session.commit()
+        linked += len(rows)
+        after = rows[-1][0]
 
 
 class WorkerLost(Exception):

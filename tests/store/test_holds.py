@@ -1,5 +1,5 @@
 """Legal holds (store/holds.py): what a hold covers is not deleted by its owner, by
-retention or (once built) by an erasure; a subject is named by its blind index only."""
+retention or an erasure (tests/privacy); a subject is named by its blind index only."""
 from __future__ import annotations
 
 import datetime as dt
@@ -18,9 +18,11 @@ from tests.documents.conftest import upload
 from tests.imports import archives
 from tests.imports.conftest import make_owners, post_import
 from tests.imports.test_imports import run
-from tests.outcomes.test_event_feed import token
+from tests.outcomes.test_event_feed import apply, token
 from tests.webapp.test_ops import csrf_of, operator, ops_app, webhook_env  # noqa: F401
+from tests.webhooks.test_processing import stripe
 from webapp.extensions import db
+from webhooks.models import WebhookEvent
 from webhooks.whatsapp.models import WhatsAppMessage
 
 PHONE = "+44 7700 900123"
@@ -168,3 +170,25 @@ def test_the_console_lists_holds_and_releases_one(ops_app, operator):  # noqa: F
     assert "released" in operator.get("/ops/holds").get_data(as_text=True)
     refused = operator.post(f"/ops/holds/{hold_id}/release", data={})  # no CSRF token
     assert refused.status_code == 400
+
+
+def test_retention_keeps_the_bodies_that_name_a_held_subject(app, client):
+    admin = token(app, "legal", ["admin"])
+    apply(app, stripe("evt_held", "payment_intent.created", 1, receipt_email="Held@Example.com"),
+          stripe("evt_free", "payment_intent.created", 2, intent="pi_2",
+                 receipt_email="free@example.com"))
+    with app.app_context():  # a dead delivery the worker never linked names them too
+        db.session.add(WebhookEvent(
+            source="stripe", event_key="evt_dead", kind="payment", provider="stripe",
+            status="dead", body=b'{"data": {"object": {"email": "held@example.com"}}}'))
+        db.session.commit()
+    assert place(client, admin, email="held@example.com", reason="case 9").status_code == 201
+    with app.app_context():
+        db.session.execute(update(WebhookEvent).values(
+            received_at=utcnow() - dt.timedelta(days=60)))
+        db.session.commit()
+        run_job(db.session, app.extensions["sluice.redis"],
+                registry(app.config)["purge_retention"], trigger="manual", config=app.config)
+        kept = list(db.session.execute(select(WebhookEvent.body.is_not(None))
+                                       .order_by(WebhookEvent.id)).scalars())
+    assert kept == [True, False, True]  # evt_held, evt_free, the dead one

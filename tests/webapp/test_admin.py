@@ -16,6 +16,7 @@ ADMIN_ROUTES = [
     ("get", "/v1/admin/whatsapp-media"), ("get", "/v1/admin/whatsapp-media/1"),
     ("post", "/v1/admin/whatsapp-media/1/retry"),
     ("get", "/v1/admin/holds"), ("post", "/v1/admin/holds"), ("delete", "/v1/admin/holds/1"),
+    ("post", "/v1/admin/erasures"),
     # destinations: the admin's, or a destinations:write client's own
     ("get", "/v1/admin/destinations"), ("post", "/v1/admin/destinations"),
     ("get", "/v1/admin/destinations/1"), ("patch", "/v1/admin/destinations/1"),

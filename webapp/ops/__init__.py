@@ -119,7 +119,7 @@ def _csrf_refused(exc: CSRFError):
 
 
 def init_ops(app: Flask) -> None:
-    from webapp.ops import destinations, holds, views  # noqa: F401 - register the routes on bp
+    from webapp.ops import data, destinations, holds, views  # noqa: F401 - the routes on bp
 
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # the API uses bearer tokens
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # as long as the session lasts

@@ -64,7 +64,8 @@ def apply_notification(session: Session, payload: Any, provider: str, source: st
             counts["media"] += len(media)
             events.record(session, events.MESSAGE_RECEIVED, {
                 **message_json(stored), "provider": provider,
-                "media": [media_json(item) for item in media]})
+                "media": [media_json(item) for item in media]},
+                subject_index=stored.phone_index)
     for status in notification.statuses:
         counts["statuses"] += _apply_status(session, status, source)
     return counts
@@ -130,7 +131,7 @@ def _status_changed(session: Session, row: WhatsAppMessage, previous: str | None
         "source": row.source, "wamid": row.wamid, "status": row.status,
         "previous_status": previous,
         "status_at": row.status_at.isoformat() if row.status_at else None,
-        "errors": row.errors})
+        "errors": row.errors}, subject_index=row.phone_index)
 
 
 def message_json(row: WhatsAppMessage) -> dict:
