@@ -2,6 +2,7 @@
 from cron.models import JobRun  # noqa: F401
 from deliveries.models import Delivery, DeliveryAttempt, Destination, FanoutCursor  # noqa: F401,E501
 from documents.models import Document, DocumentTag, Import, ImportRow, Upload  # noqa: F401
+from payments.history import PaymentChange  # noqa: F401
 from payments.ledger import Payment  # noqa: F401
 from store.audit import AuditLog  # noqa: F401
 from store.clients import ApiClient, OpsSession  # noqa: F401
