@@ -212,7 +212,7 @@ def sealed_columns(metadata) -> list[tuple[Any, Any]]:
 
 # --- rotation ------------------------------------------------------------------------
 
-def _raw(column):
+def raw_column(column):
     """The column as stored, past its type's sealing."""
     return type_coerce(column, column.type.impl)
 
@@ -227,7 +227,7 @@ def key_counts(session, metadata) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {}
     for table, column in sealed_columns(metadata):
         counts: dict[str, int] = {}
-        prefix = func.substr(_raw(column), 1, 24)
+        prefix = func.substr(raw_column(column), 1, 24)
         for head, count in session.execute(
                 select(prefix, func.count()).where(column.is_not(None)).group_by(prefix)):
             key_id = key_id_of(head) or "plaintext"
@@ -256,7 +256,7 @@ def rotate(session, metadata, batch: int = 500, progress=None) -> dict[str, int]
         is_bytes = isinstance(column.type, SealedBytes)
         current = f"{PREFIX}{keys.primary}:"
         current = current.encode("ascii") if is_bytes else current
-        raw, resealed, after = _raw(column), 0, 0
+        raw, resealed, after = raw_column(column), 0, 0
         while True:
             rows = session.execute(
                 select(table.c.id, raw).where(

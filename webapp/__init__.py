@@ -24,6 +24,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
     register_extensions(app)
+    from webapp.keys_cli import refuse_dropped_keys
+
+    refuse_dropped_keys(app)  # a dropped data key must not leave values unreadable
     from webapp.telemetry import init_tracing
 
     init_tracing(app)  # nothing at all unless an OTEL_* variable asks for traces

@@ -3,13 +3,44 @@
 (store/sealing.py)."""
 from __future__ import annotations
 
-import click
-from flask.cli import AppGroup
+import logging
 
-from store import sealing
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
+
+from store import data_keys, sealing
 from webapp.cli_output import echo_table
+from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.models import metadata
+
+log = logging.getLogger(__name__)
+
+
+def refuse_dropped_keys(app: Flask) -> None:
+    """At start: ConfigError, naming the key and its count, if DATA_KEYS no longer lists
+    a key that still seals values (store/data_keys.py). A database that cannot be
+    asked yet (away, or before `flask db upgrade`) is not a reason to refuse: the next
+    start asks again."""
+    state = app.extensions["sluice.db"]
+    session = state.sessionmaker()
+    try:
+        in_use = data_keys.dropped_in_use(session, metadata, sealing.ring())
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.info("data keys not checked at start: %s", type(exc).__name__)
+        return
+    finally:
+        session.close()
+    if in_use:
+        key_id, count = next(iter(sorted(in_use.items())))
+        raise ConfigError(f"DATA_KEYS no longer lists key {key_id!r}, which still seals "
+                          f"{count} values: list it again (after the new key) and run "
+                          "`flask keys rotate` before dropping it")
+
 
 keys_cli = AppGroup("keys", help="The data keys that seal personal data at rest.")
 

@@ -6,6 +6,7 @@ from payments.history import PaymentChange  # noqa: F401
 from payments.ledger import Payment  # noqa: F401
 from store.audit import AuditLog  # noqa: F401
 from store.clients import ApiClient, OpsSession  # noqa: F401
+from store.data_keys import KnownKey  # noqa: F401
 from store.db import Base
 from store.events import Event  # noqa: F401
 from store.holds import Hold  # noqa: F401
