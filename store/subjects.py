@@ -79,8 +79,15 @@ def _walk(value: Any, key: str | None, found: set, depth: int) -> None:
 
 def indexes(payload: Any) -> set[str]:
     """The blind indexes of everyone a parsed payload names."""
-    return {index for kind, value in identifiers(payload)
-            if (index := blind_index(kind, value)) is not None}
+    found = set()
+    for kind, value in identifiers(payload):
+        try:
+            index = blind_index(kind, value)
+        except UnicodeEncodeError:  # a lone surrogate: no one's identifier
+            continue
+        if index is not None:
+            found.add(index)
+    return found
 
 
 def link(session: Session, record_kind: str, record_id: int, subject_indexes: Iterable[str]

@@ -3,8 +3,6 @@
 (store/sealing.py)."""
 from __future__ import annotations
 
-import logging
-
 import click
 from flask import Flask
 from flask.cli import AppGroup
@@ -15,8 +13,6 @@ from webapp.cli_output import echo_table
 from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.models import metadata
-
-log = logging.getLogger(__name__)
 
 
 def refuse_dropped_keys(app: Flask) -> None:
@@ -29,12 +25,14 @@ def refuse_dropped_keys(app: Flask) -> None:
     try:
         in_use = data_keys.dropped_in_use(session, metadata, sealing.ring())
         session.commit()
-    except SQLAlchemyError as exc:
+    except SQLAlchemyError:  # the first request or task says so, if it is still away
         session.rollback()
-        log.info("data keys not checked at start: %s", type(exc).__name__)
         return
     finally:
         session.close()
+        # no connection stays pooled: a worker or gunicorn forks after this, and a
+        # connection shared across a fork corrupts both sides' conversations
+        state.engine.dispose()
     if in_use:
         key_id, count = next(iter(sorted(in_use.items())))
         raise ConfigError(f"DATA_KEYS no longer lists key {key_id!r}, which still seals "
