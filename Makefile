@@ -38,7 +38,7 @@ test: $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
-	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks payments documents cron store migrations tests bench
+	$(BIN)/pip install --quiet flake8 && $(BIN)/flake8 webapp tasks webhooks payments documents cron store migrations tests bench deliveries privacy
 
 # The reference (docs/, mkdocs.yml) on http://127.0.0.1:8000/, rebuilt as pages change.
 docs: $(VENV)/.test

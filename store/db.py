@@ -12,7 +12,17 @@ import functools
 import time
 from typing import Any, ContextManager
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    MetaData,
+    create_engine,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -286,3 +296,28 @@ def fold_sqlite_wal(bind: Engine | Connection) -> bool:
     finally:
         connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         raw.close()
+
+
+# --- row-level security (PostgreSQL; migration 0023) ----------------------------------
+# A transaction acting for an owner says so with set_config(..., true): SET LOCAL, gone
+# at the transaction's end, so safe behind PgBouncer's transaction pooling. One that
+# says nothing is the system and sees every row.
+_ACT_FOR = text("SELECT set_config('sluice.owner', :owner, true)")
+ACTING_KEY = "sluice.acting_owner"   # Connection.info: what this connection last set
+
+
+def act_for(connection: Connection, owner_id: int | None) -> None:
+    """Make the connection's current transaction act for `owner_id` (None: the system).
+    Nothing to say (and no round trip) when it already does or on SQLite."""
+    if connection.dialect.name != "postgresql":
+        return
+    if owner_id is None and connection.info.get(ACTING_KEY) is None:
+        return
+    connection.execute(_ACT_FOR, {"owner": "" if owner_id is None else str(owner_id)})
+    connection.info[ACTING_KEY] = owner_id
+
+
+def as_system(session: Session) -> None:
+    """The rest of the session's current transaction sees every owner's rows: for the
+    few checks that must (is another owner's document still using these bytes?)."""
+    act_for(session.connection(), None)

@@ -62,9 +62,11 @@ def worker_index(worker_id) -> int:
 
 @pytest.fixture(scope="session")
 def migrated_database_url(tmp_path_factory, worker_index) -> str:
+    """The test database, migrated by the role that owns the tables; on PostgreSQL the
+    apps connect as an application role row-level security binds, as in production."""
     url = services.fresh_database(f"sluice_test_{worker_index}", tmp_path_factory.mktemp("db"))
     upgrade(url)
-    return url
+    return services.as_app_role(url)
 
 
 @pytest.fixture(scope="session")

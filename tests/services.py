@@ -93,6 +93,40 @@ def fresh_postgres_database(base_url: str, name: str) -> str:
     return base.set(database=name).render_as_string(hide_password=False)
 
 
+APP_ROLE = "sluice_app"
+
+
+def as_app_role(url: str) -> str:
+    """On PostgreSQL, `url` as the application role: not the tables' owner, not a
+    superuser, so row-level security binds it (migration 0023). Created once per
+    cluster, granted per database (`flask db grant`); SQLite URLs come back as given."""
+    if not url.startswith("postgresql"):
+        return url
+    import psycopg
+
+    from webapp.migrate import grant_app_role
+
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+        try:
+            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS")
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            pass  # an earlier run, or another xdist worker, made it
+    problems = grant_app_role(url, APP_ROLE)
+    assert not problems, problems
+    return make_url(url).set(username=APP_ROLE).render_as_string(hide_password=False)
+
+
+def as_table_owner(url: str) -> str:
+    """`url` as the role that owns the tables (TEST_DATABASE_URL's), for a test that
+    must change a table itself; SQLite URLs come back as given."""
+    base = postgres_base_url()
+    if not url.startswith("postgresql") or not base:
+        return url
+    return make_url(url).set(username=make_url(base).username) \
+        .render_as_string(hide_password=False)
+
+
 def fresh_database(name: str, directory: Path) -> str:
     """A new empty database: PostgreSQL when TEST_DATABASE_URL is set, else SQLite."""
     base = postgres_base_url()

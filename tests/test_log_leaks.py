@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import log_leaks
+from tests import log_leaks, services
 from tests.e2e.conftest import STRIPE_SECRET
 from tests.helpers.workers import celery_of
 from tests.webhooks import signing
@@ -130,14 +130,16 @@ def _personal_values_in(text: str) -> list[str]:
         [f"{leak}" for leak in log_leaks.scan_text(text, HERE, log_leaks.known_values())]
 
 
-def test_a_database_error_at_ingest_logs_no_body_and_no_row(make_app, monkeypatch, capfd):
+def test_a_database_error_at_ingest_logs_no_body_and_no_row(
+        make_app, app_config, monkeypatch, capfd):
     import json
 
     from tests.webhooks.test_hostile_payloads import stripe_event
 
     monkeypatch.setenv("T_LEAK_STRIPE", "whsec_leak_case")
     app = make_app(WEBHOOK_SOURCES={"sources": {"stripe": {
-        "scheme": "stripe", "secrets_env": "T_LEAK_STRIPE"}}})
+        "scheme": "stripe", "secrets_env": "T_LEAK_STRIPE"}}},
+        DATABASE_URL=services.as_table_owner(app_config["DATABASE_URL"]))  # it alters a table
     _refuse_inserts(app, "webhook_events")
     event = stripe_event()
     event["data"]["object"].update(customer=PERSONAL)
@@ -153,7 +155,7 @@ def test_a_database_error_at_ingest_logs_no_body_and_no_row(make_app, monkeypatc
 
 
 def test_a_failing_handler_keeps_personal_data_out_of_logs_and_last_error(
-        make_app, monkeypatch, capfd):
+        make_app, app_config, monkeypatch, capfd):
     import json
 
     from celery.exceptions import Retry
@@ -165,7 +167,8 @@ def test_a_failing_handler_keeps_personal_data_out_of_logs_and_last_error(
 
     monkeypatch.setenv("T_LEAK_META", "leak_meta_secret")
     app = make_app(WEBHOOK_SOURCES={"sources": {"whatsapp": {
-        "scheme": "meta", "secrets_env": "T_LEAK_META"}}})
+        "scheme": "meta", "secrets_env": "T_LEAK_META"}}},
+        DATABASE_URL=services.as_table_owner(app_config["DATABASE_URL"]))  # it alters a table
     celery_of(app).loader.import_default_modules()
     _refuse_inserts(app, "whatsapp_messages")
     event = meta_event()

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.clients import KNOWN_SCOPES, TOKEN_PREFIX, ApiClient, create_client, hash_token
+from store.db import act_for
 from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.rate_limits import Budget
@@ -69,9 +70,20 @@ def require_scopes(*scopes: str):
                 raise _unauthorized("invalid_token", "The bearer token is not valid.")
             g.client = client
             demand_scopes(*scopes)
+            act_for_client(client)
             return view(*args, **kwargs)
         return wrapper
     return decorator
+
+
+def act_for_client(client) -> None:
+    """The rest of the request acts for the client's own rows only (row-level security
+    on PostgreSQL, webapp/extensions.py), unless it is an admin, which acts for all."""
+    if "admin" in client.scope_set:
+        return
+    g.acting_owner = client.id
+    if db.session.in_transaction():  # the token lookup's transaction: from now on too
+        act_for(db.session.connection(), client.id)
 
 
 def demand_scopes(*scopes: str) -> None:

@@ -7,13 +7,14 @@ and Redis clients connect lazily on first use.
 from __future__ import annotations
 
 import redis
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.db import make_engine
+from store.db import act_for, make_engine
 from tasks.app_state import DB_KEY, REDIS_KEY
 
 
@@ -41,6 +42,7 @@ class Database:
         engine = make_engine(app.config["DATABASE_URL"],
                              pool_size=app.config["DATABASE_POOL_SIZE"])
         factory = sessionmaker(bind=engine, expire_on_commit=False)
+        event.listen(factory, "after_begin", _act_for_request_owner)
         app.extensions[DB_KEY] = DatabaseState(engine, factory)
         app.teardown_appcontext(_close_session)
 
@@ -51,6 +53,13 @@ class Database:
     @property
     def session(self) -> Session:
         return self.state.session
+
+
+def _act_for_request_owner(_session, _transaction, connection: Connection) -> None:
+    """Every transaction of a request made for an owner acts for it, so PostgreSQL's
+    row-level security shows it only its own rows (migration 0023); everything else
+    (workers, the CLI, admins) is the system. webapp/auth.py says who the owner is."""
+    act_for(connection, g.get("acting_owner") if has_request_context() else None)
 
 
 def _close_session(_exc) -> None:

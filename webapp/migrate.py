@@ -89,12 +89,55 @@ def database_heads(connection: Connection) -> set[str]:
 
 
 def _database_url() -> str:
+    """MIGRATION_DATABASE_URL (the role that owns the tables), else DATABASE_URL."""
     import os
 
     from webapp import instance_path
     from webapp.config import settings
 
-    return settings(os.environ, instance_path())["DATABASE_URL"]
+    return os.environ.get("MIGRATION_DATABASE_URL") or \
+        settings(os.environ, instance_path())["DATABASE_URL"]
+
+
+# What the application's role may do: read and write rows, never own, alter or
+# truncate a table, so it can neither turn row-level security off nor get past it.
+GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    # the tables and sequences later migrations create, too
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+)
+
+
+def grant_app_role(database_url: str, role: str) -> list[str]:
+    """Grant `role` what the application needs on the tables of `database_url` (run
+    as the tables' owner); what is wrong with the role for row-level security, if
+    anything (it must not be a superuser, bypass RLS or own the tables)."""
+    from store.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            quoted = connection.dialect.identifier_preparer.quote(role)
+            for grant in GRANTS:
+                connection.execute(text(grant.format(role=quoted)))
+            found = connection.execute(text(
+                "SELECT rolsuper, rolbypassrls, pg_has_role(:role, tableowner, 'MEMBER') "
+                "FROM pg_roles, pg_tables WHERE rolname = :role AND tablename = 'documents'"
+                " AND schemaname = 'public'"), {"role": role}).first()
+    finally:
+        engine.dispose()
+    problems = []
+    if found and found[0]:
+        problems.append(f"{role} is a superuser: row-level security does not bind it")
+    if found and found[1]:
+        problems.append(f"{role} has BYPASSRLS: row-level security does not bind it")
+    if found and found[2]:
+        problems.append(f"{role} owns the tables: it could turn row-level security off")
+    return problems
 
 
 @click.group("db", help="Database migrations (Alembic).")
@@ -130,3 +173,16 @@ def db_current() -> None:
     heads = script_heads()
     behind = "" if current == heads else f" (behind: head is {' '.join(sorted(heads))})"
     click.echo(f"{' '.join(sorted(current)) or '(none)'}{' (head)' if not behind else behind}")
+
+
+@db_cli.command("grant")
+@click.argument("role")
+def db_grant(role: str) -> None:
+    """Let ROLE, the role the web and the workers connect as, read and write the rows
+    (PostgreSQL; run as the tables' owner, as migrations are)."""
+    url = _database_url()
+    if not url.startswith("postgresql"):
+        raise click.ClickException("roles are PostgreSQL's: SQLite has none")
+    for problem in grant_app_role(url, role):
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(f"granted {role} the rows of every table")
