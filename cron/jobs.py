@@ -29,6 +29,8 @@ def registry(config: Mapping[str, Any]) -> dict[str, Job]:
             soft_time_limit=1200, time_limit=1260),
         Job("verify_storage", "cron.verify_storage:verify_storage",
             interval=config["STORAGE_VERIFY_INTERVAL"], soft_time_limit=600, time_limit=660),
+        Job("rotate_data_keys", "cron.rotate_keys:rotate_data_keys", interval=3600,
+            soft_time_limit=1200, time_limit=1260),
     ]
     disabled = {name.strip() for name in config.get("CRON_DISABLED", "").split(",")}
     return {job.name: job for job in jobs if job.name not in disabled}

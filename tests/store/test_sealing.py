@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import Text, select, type_coerce, update
 from sqlalchemy.engine import make_url
 
+from cron.jobs import registry
+from cron.runner import run_job
 from deliveries.models import Destination
 from store import sealing
 from store.events import Event
@@ -165,3 +167,19 @@ def test_a_blind_index_matches_every_spelling_and_reveals_none():
         sealing.blind_index("email", "ada@example.com")
     assert sealing.blind_index("phone", "+44 7700 900124") != \
         sealing.blind_index("phone", PHONE)
+
+
+def test_the_rotation_job_reseals_while_two_keys_are_listed(committed):
+    app = committed()
+    store_personal_data(app)
+    rotated = committed(DATA_KEYS=f"k2:{OTHER_KEY},{services.DATA_KEYS}")
+    with rotated.app_context():
+        job = registry(rotated.config)["rotate_data_keys"]
+        run = run_job(db.session, rotated.extensions["sluice.redis"], job, trigger="manual",
+                      config=rotated.config)
+        assert run.outcome == "succeeded" and run.detail["resealed"] > 0, run.detail
+        counts = sealing.key_counts(db.session, metadata)
+        assert all(set(found) <= {"k2"} for found in counts.values()), counts
+        again = run_job(db.session, rotated.extensions["sluice.redis"], job, trigger="manual",
+                        config=rotated.config)
+        assert again.detail["resealed"] == 0

@@ -1,5 +1,6 @@
 """Handlers: forward-only payments, WhatsApp stored once, idempotent re-runs, replay."""
 import json
+import uuid
 
 import pytest
 from sqlalchemy import select, text
@@ -38,7 +39,9 @@ def stripe(event_id, kind, created, intent="pi_1", **obj) -> dict:
 
 def run(session, *payloads, provider="stripe", kind="payment"):
     for index, payload in enumerate(payloads):
-        process(session, store(session, payload, f"k{index}-{id(payload)}", provider, kind))
+        # a key of its own: id(payload) repeats once an earlier payload is freed
+        process(session, store(session, payload, f"k{index}-{uuid.uuid4().hex}", provider,
+                               kind))
     session.flush()
 
 
