@@ -54,21 +54,25 @@ def commit():
 
 
 _celery = {}
+# gunicorn's threads answer the first requests together: one of them builds the app
+# (Celery imported by several threads at once was a half-initialised module)
+_celery_lock = threading.Lock()
 
 
 def publish_too():
     """commit(), then one Celery publish of the event, as Sluice's web publishes it."""
     answer = commit()
     if answer[1] == 202:
-        celery = _celery.get("app")
-        if celery is None:
-            from celery import Celery
+        with _celery_lock:
+            celery = _celery.get("app")
+            if celery is None:
+                from celery import Celery
 
-            from tasks.broker import transport_for
-            url = os.environ["REDIS_URL"]
-            celery = _celery["app"] = Celery("ceiling", broker=url)
-            celery.conf.update(broker_transport=transport_for(url), task_serializer="json",
-                               broker_connection_timeout=2)
+                from tasks.broker import transport_for
+                url = os.environ["REDIS_URL"]
+                celery = _celery["app"] = Celery("ceiling", broker=url)
+                celery.conf.update(broker_transport=transport_for(url),
+                                   task_serializer="json", broker_connection_timeout=2)
         celery.send_task("sluice.ping", kwargs={"token": "ceiling"}, queue="bench-ceiling",
                          retry=False)
     return answer

@@ -193,7 +193,8 @@ def drain(workdir: Path, env: dict, engine, redis_url: str,
         connection.execute(text("TRUNCATE webhook_events, payments, outbox"))
     redis.Redis.from_url(redis_url).flushdb()
     web = serve(workdir / f"drain-web-{round_no}", env)
-    bodies = [payment_event(f"evt_drain_{round_no}_{i}", f"pi_drain_{i}", pad=PAD)
+    bodies = [payment_event(f"evt_drain_{round_no}_{i}", f"pi_drain_{i}", pad=PAD,
+                            email=f"customer{i}@example.com")
               for i in range(DRAIN_EVENTS)]
     statuses = deliver(web.url("/webhooks/stripe"), bodies, SECRET, connections=32)
     web.stop()

@@ -12,11 +12,14 @@ import requests
 from tests.webhooks import signing
 
 
-def payment_event(event_id: str, intent: str, amount: int = 2000, pad: int = 0) -> bytes:
+def payment_event(event_id: str, intent: str, amount: int = 2000, pad: int = 0,
+                  email: str | None = None) -> bytes:
     event = {"id": event_id, "object": "event", "type": "payment_intent.succeeded",
              "created": 1700000000,
              "data": {"object": {"id": intent, "object": "payment_intent", "amount": amount,
                                  "currency": "usd", "metadata": {"pad": "x" * pad}}}}
+    if email is not None:  # a customer the body names (linked as the worker processes it)
+        event["data"]["object"]["receipt_email"] = email
     return json.dumps(event).encode()
 
 
