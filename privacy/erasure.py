@@ -58,18 +58,20 @@ class InvalidSubject(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Subject:
+    """A person as erasure knows them: the kind of identifier, and its blind index."""
     kind: str                                              # phone, email, customer
-    value: str = dataclasses.field(repr=False)
+    index: str
 
-    @property
-    def index(self) -> str:
-        index = (blind_index(self.kind, self.value)
-                 if self.kind in SUBJECT_KINDS and plain_text(self.value)
-                 and len(self.value) <= 320 else None)
-        if index is None:
-            raise InvalidSubject(f"a subject is one of {', '.join(SUBJECT_KINDS)}, with a "
-                                 "value of 1 to 320 characters")
-        return index
+
+def subject(kind: str, value) -> Subject:
+    """The person named by `value` (a phone in any spelling, an email, a customer id);
+    InvalidSubject if it names no one. The value itself goes no further."""
+    index = (blind_index(kind, value) if kind in SUBJECT_KINDS and plain_text(value)
+             and len(value) <= 320 else None)
+    if index is None:
+        raise InvalidSubject(f"a subject is one of {', '.join(SUBJECT_KINDS)}, with a "
+                             "value of 1 to 320 characters")
+    return Subject(kind, index)
 
 
 @dataclasses.dataclass

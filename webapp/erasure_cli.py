@@ -37,9 +37,8 @@ def erasure_cli(phone, email, customer, dry_run: bool, yes: bool) -> None:
              (("phone", phone), ("email", email), ("customer", customer)) if value}
     if len(given) != 1:
         raise click.UsageError("name one person: one of --phone, --email, --customer")
-    subject = operations.Subject(*next(iter(given.items())))
     try:
-        subject.index
+        subject = operations.subject(*next(iter(given.items())))
     except operations.InvalidSubject as exc:
         raise click.UsageError(str(exc)) from None
     actor = f"cli:{getpass.getuser()}"

@@ -23,12 +23,10 @@ def subject_from(payload) -> erasure.Subject:
             or not isinstance(payload.get("dry_run", True), bool):
         raise APIError(400, "invalid_request", "Send a JSON object with one of "
                        f"{', '.join(SUBJECT_KINDS)}, and dry_run (true or false).")
-    subject = erasure.Subject(kinds[0], payload[kinds[0]])
     try:
-        subject.index
+        return erasure.subject(kinds[0], payload[kinds[0]])
     except erasure.InvalidSubject as exc:
         raise APIError(400, "invalid_subject", str(exc)) from None
-    return subject
 
 
 @bp.post("")

@@ -34,9 +34,8 @@ def data():
 @operator_required
 def find_or_erase():
     kind, value = request.form.get("kind", ""), request.form.get("value", "")
-    subject = erasure.Subject(kind, value)
     try:
-        subject.index
+        subject = erasure.subject(kind, value)
     except erasure.InvalidSubject as exc:
         return _page(kind=kind, value=value, error=str(exc)), 400
     confirmed = request.form.get("confirm") == "erase"
