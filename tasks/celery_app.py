@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
+from celery.signals import worker_init
 from flask import Flask
 from kombu import Exchange, Queue
 from kombu.pools import producers
@@ -34,8 +35,25 @@ def broker_url(config: dict[str, Any]) -> str:
     return "redis+socket://" + url[len("unix://"):] if url.startswith("unix://") else url
 
 
+def declared_queue(name: str, quorum: bool) -> Queue:
+    """One of QUEUES, with an exchange and key of its own, so the declared bindings say
+    what routing does (bare Queue(name)s are listed as bound to the default "cron").
+
+    A quorum queue (RabbitMQ, replicated over its cluster) is bound to a topic
+    exchange: a retry's countdown then goes through RabbitMQ's native delayed delivery
+    (Celery 5.5+), which cannot route through a direct exchange; with one, Celery warns
+    and the delayed task waits inside a worker instead, holding its slot."""
+    if quorum:
+        return Queue(name, Exchange(name, type="topic"), routing_key=name,
+                     queue_arguments={"x-queue-type": "quorum"})
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
 def celery_config(config: dict[str, Any]) -> dict[str, Any]:
     url = broker_url(config)
+    # Celery itself turns global QoS off for quorum queues, which refuse it
+    # (worker_detect_quorum_queues), and declares the delayed-delivery exchanges.
+    quorum = config["CELERY_QUEUE_TYPE"] == "quorum"
     return {
         "broker_url": url,
         "broker_transport": transport_for(url),
@@ -49,6 +67,8 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
             "visibility_timeout": config["CELERY_VISIBILITY_TIMEOUT"],
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
+            # a publish returns once the quorum has the message, not before
+            **({"confirm_publish": True} if quorum else {}),
         },
         "task_serializer": "json",
         "result_serializer": "json",
@@ -63,10 +83,7 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "worker_concurrency": config["WORKER_CONCURRENCY"] or 4 * (os.cpu_count() or 1),
         "task_time_limit": config["CELERY_TASK_TIME_LIMIT"],
         "task_soft_time_limit": config["CELERY_TASK_SOFT_TIME_LIMIT"],
-        # An exchange and key per queue, so the declared bindings say what routing
-        # does (bare Queue(name)s are listed as bound to the default "cron"/"cron").
-        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
-                        for name in QUEUES],
+        "task_queues": [declared_queue(name, quorum) for name in QUEUES],
         "task_default_queue": "cron",
         "task_routes": {f"sluice.{name}.*": {"queue": name} for name in QUEUES},
         "include": list(TASK_MODULES),
@@ -137,9 +154,29 @@ def celery_init_app(app: Flask) -> Celery:
     celery.steps["worker"].add(OutboxRelay)
     celery.steps["worker"].add(QueueDepthGauge)
     celery.flask_app = app  # for worker steps, which are given only the Celery app
+    if app.config["CELERY_QUEUE_TYPE"] == "quorum":
+        worker_init.connect(lambda **_: declare_every_queue(celery), weak=False,
+                            dispatch_uid=f"sluice-declare-queues-{id(celery)}")
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+def declare_every_queue(celery: Celery) -> None:
+    """Declare every queue, exchange and binding, not only those this worker consumes,
+    before the worker starts. Celery's native delayed delivery binds every queue of
+    task_queues to its delay exchanges as the worker starts, and one exchange missing
+    (the `deliveries` queue, which only the deliver process consumes) makes it give up
+    on them all: a countdown would then wait inside a worker, holding a slot."""
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=5)
+            channel = connection.default_channel
+            for queue in celery.amqp.queues.values():
+                queue.bind(channel).declare()
+    except Exception as exc:  # noqa: BLE001 - the worker still starts; Celery says the rest
+        log.warning("queues not declared before the worker started", extra={
+            "error": type(exc).__name__})
 
 
 def outbox_publisher(celery: Celery) -> Publisher:

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_POOL_SIZE": 5,          # connections each process keeps open (gunicorn: threads + 1)
     "REDIS_URL": None,                # None: the embedded Redis server under instance/
     "CELERY_BROKER_URL": None,        # None: REDIS_URL (RabbitMQ's amqp:// also works)
+    "CELERY_QUEUE_TYPE": "classic",   # quorum: RabbitMQ's replicated quorum queues
     "CLAMD_URL": None,                # unix:///path or tcp://host:3310; None: no scanner
     "STORAGE_DIR": None,              # None: instance/storage (file:// shorthand)
     "STORAGE_URL": None,              # file:///abs/path or s3://bucket/prefix; None: STORAGE_DIR
@@ -232,6 +233,12 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
                                     or str(instance / "celerybeat-schedule"))
     config["SLUICE_SOURCES_FILE"] = (config.get("SLUICE_SOURCES_FILE")
                                      or str(instance / "sources.toml"))
+    if config["CELERY_QUEUE_TYPE"] not in ("classic", "quorum"):
+        raise ConfigError("CELERY_QUEUE_TYPE is classic or quorum")
+    if config["CELERY_QUEUE_TYPE"] == "quorum" and \
+            not str(config["CELERY_BROKER_URL"] or "").startswith(("amqp://", "amqps://")):
+        raise ConfigError("CELERY_QUEUE_TYPE=quorum needs a RabbitMQ CELERY_BROKER_URL "
+                          "(amqp://): quorum queues are RabbitMQ's")
     if config["WEBHOOK_RETRY_BACKOFF_MAX"] >= config["CELERY_VISIBILITY_TIMEOUT"]:
         raise ConfigError("WEBHOOK_RETRY_BACKOFF_MAX must stay below CELERY_VISIBILITY_TIMEOUT")
     if config["CELERY_VISIBILITY_TIMEOUT"] <= config["CELERY_TASK_TIME_LIMIT"]:

@@ -118,12 +118,15 @@ def stack_app(stack_env, monkeypatch):
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker(request, worker_index):
     """(name, settings): the broker a stack uses, REDIS_URL's Redis (no setting) or
-    a RabbitMQ vhost of this test's own, so parallel tests never share queues."""
+    a RabbitMQ vhost of this test's own, so parallel tests never share queues;
+    "rabbitmq-quorum" (for a test that asks, with indirect parametrization) declares
+    quorum queues there."""
     if request.param == "redis":
         yield request.param, {}
         return
     vhost = services.RabbitVhost(f"sluice_{request.node.originalname}_{worker_index}"[:60])
+    quorum = {"CELERY_QUEUE_TYPE": "quorum"} if request.param == "rabbitmq-quorum" else {}
     try:
-        yield request.param, {"CELERY_BROKER_URL": vhost.create().url}
+        yield request.param, {"CELERY_BROKER_URL": vhost.create().url, **quorum}
     finally:
         vhost.delete()

@@ -171,6 +171,7 @@ def kill_pool_until_a_task_is_lost(stack: Stack, done, rounds: int = 40) -> int:
     return killed
 
 
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq", "rabbitmq-quorum"], indirect=True)
 def test_worker_sigkilled_mid_handler(tmp_path, worker_index, broker, record_property):
     broker, broker_settings = broker
     env = fresh_stack_environment(tmp_path, worker_index, "fault_handler")

@@ -46,6 +46,8 @@ def test_without_database_url_the_embedded_sqlite_file_lives_in_the_instance_fol
     ({"WEBHOOK_RETRY_BACKOFF_MAX": 8000}, "WEBHOOK_RETRY_BACKOFF_MAX must stay below"),
     ({"DATABASE_URL": "mysql://x/y"}, "PostgreSQL or SQLite"),
     ({"TRUSTED_PROXY_COUNT": -1}, "TRUSTED_PROXY_COUNT"),
+    ({"CELERY_QUEUE_TYPE": "stream"}, "CELERY_QUEUE_TYPE is classic or quorum"),
+    ({"CELERY_QUEUE_TYPE": "quorum"}, "needs a RabbitMQ CELERY_BROKER_URL"),
 ])
 def test_unusable_settings_stop_the_app_from_starting(app_config, overrides, message):
     with pytest.raises(ConfigError, match=message):
