@@ -189,13 +189,16 @@ def is_lock_wait(exc: BaseException) -> bool:
     return type(orig).__module__ == "sqlite3" and str(orig) in _LOCK_WAIT_SQLITE
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, prepared_statements: bool = True, **kwargs) -> Engine:
     """Create an engine with the connection settings each backend needs.
 
     Every backend: statement parameters are left out of error messages
     (hide_parameters), because they hold webhook bodies, names and phone numbers,
     and an error's text reaches logs.
-    Postgres: a short connect timeout so a down database answers 503 quickly.
+    Postgres: a short connect timeout so a down database answers 503 quickly; with
+    `prepared_statements` False, psycopg never prepares one (prepare_threshold=None),
+    which PgBouncer's transaction pooling before 1.21 needs: a statement prepared on
+    one server connection is missing on the next transaction's.
     SQLite: WAL for concurrent readers, a busy timeout for the processes of the
     embedded default, and explicit BEGIN so SAVEPOINT works (pysqlite otherwise
     manages transactions itself and breaks nested ones).
@@ -206,6 +209,8 @@ def make_engine(url: str, **kwargs) -> Engine:
         _configure_sqlite(engine)
         return engine
     connect_args = {"connect_timeout": 3} if url.startswith("postgresql") else {}
+    if connect_args and not prepared_statements:
+        connect_args["prepare_threshold"] = None
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     _ping_after_idle(engine)
     return engine

@@ -191,6 +191,81 @@ class ThrowawayPostgres:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class PgBouncer:
+    """Debian's pgbouncer on a free port in front of the machine's PostgreSQL, in
+    transaction pooling (what production deployments run), trusting every user as the
+    server does here."""
+
+    def __init__(self, server_url: str):
+        server = make_url(server_url)
+        self.server_host, self.server_port = server.host or "127.0.0.1", server.port or 5432
+        self.port = free_port()
+        # Under /tmp and readable: as root, pgbouncer is started as postgres (it refuses root)
+        self.directory = Path(tempfile.mkdtemp(prefix="sluice-pgbouncer-"))
+        self.process: subprocess.Popen | None = None
+
+    def url(self, database_url: str) -> str:
+        """`database_url` (same user and database) through the bouncer."""
+        return make_url(database_url).set(host="127.0.0.1", port=self.port) \
+            .render_as_string(hide_password=False)
+
+    def start(self) -> "PgBouncer":
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            unavailable("pgbouncer (apt-get install pgbouncer)")
+        # trust still asks that a user be listed; the server checks nothing either here
+        (self.directory / "users.txt").write_text(
+            "".join(f'"{user}" ""\n' for user in ("postgres", APP_ROLE)))
+        config = self.directory / "pgbouncer.ini"
+        config.write_text(f"""[databases]
+* = host={self.server_host} port={self.server_port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.directory / "users.txt"}
+admin_users = postgres
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 20
+ignore_startup_parameters = extra_float_digits,options
+""")
+        os.chmod(self.directory, 0o755)
+        argv = [binary, str(config)]
+        if os.geteuid() == 0:
+            argv = [binary, "-u", "postgres", str(config)]
+        self.process = subprocess.Popen(argv, stdout=open(self.directory / "log", "ab"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+        def listening():
+            assert self.process.poll() is None, (self.directory / "log").read_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, timeout=20, interval=0.1, what="pgbouncer")
+        return self
+
+    def show(self, what: str) -> list[dict]:
+        """The admin console's SHOW `what` (POOLS, STATS, ...), a dict per row."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/pgbouncer",
+                             autocommit=True, prepare_threshold=None,
+                             row_factory=dict_row) as conn:
+            return conn.execute(f"SHOW {what}").fetchall()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 # --- Redis ------------------------------------------------------------------------
 
 def redis_url(db_index: int) -> str:

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "INDEX_KEY": None,                # keys the blind indexes; None: generated (SQLite)
     "DATABASE_URL": None,             # None: SQLite file under instance/
     "DATABASE_POOL_SIZE": 5,          # connections each process keeps open (gunicorn: threads + 1)
+    "DATABASE_PREPARED_STATEMENTS": True,  # False behind PgBouncer < 1.21 in transaction mode
     "REDIS_URL": None,                # None: the embedded Redis server under instance/
     "CELERY_BROKER_URL": None,        # None: REDIS_URL (RabbitMQ's amqp:// also works)
     "CELERY_QUEUE_TYPE": "classic",   # quorum: RabbitMQ's replicated quorum queues

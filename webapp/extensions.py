@@ -40,6 +40,7 @@ class DatabaseState:
 class Database:
     def init_app(self, app: Flask) -> None:
         engine = make_engine(app.config["DATABASE_URL"],
+                             prepared_statements=app.config["DATABASE_PREPARED_STATEMENTS"],
                              pool_size=app.config["DATABASE_POOL_SIZE"])
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         event.listen(factory, "after_begin", _act_for_request_owner)
