@@ -54,7 +54,7 @@ def test_ingest_processing_relay_and_jobs_through_pgbouncer(
                     JobRun.outcome == "succeeded"))
         assert wait_for(jobs_done, timeout=60, interval=1, what="a job run by beat") >= 1
         database = direct.rsplit("/", 1)[1]
-        transactions = sum(row["total_xact_count"] for row in bouncer.show("STATS")
+        transactions = sum(int(row["total_xact_count"]) for row in bouncer.show("STATS")
                            if row["database"] == database)
         assert transactions >= EVENTS, transactions  # it all went through the bouncer
         for name in ("web", "worker", "beat"):
