@@ -40,9 +40,8 @@ from store.holds import (
     SUBJECT_KINDS,
     Hold,
     held_subjects,
-    plain_text,
+    subject_index,
 )
-from store.sealing import blind_index
 from webhooks.models import WebhookEvent
 from webhooks.processing import link_pending
 from webhooks.whatsapp.models import WhatsAppMedia, WhatsAppMessage
@@ -66,8 +65,7 @@ class Subject:
 def subject(kind: str, value) -> Subject:
     """The person named by `value` (a phone in any spelling, an email, a customer id);
     InvalidSubject if it names no one. The value itself goes no further."""
-    index = (blind_index(kind, value) if kind in SUBJECT_KINDS and plain_text(value)
-             and len(value) <= 320 else None)
+    index = subject_index(kind, value)
     if index is None:
         raise InvalidSubject(f"a subject is one of {', '.join(SUBJECT_KINDS)}, with a "
                              "value of 1 to 320 characters")

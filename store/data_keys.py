@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import String, delete, func, select
+from sqlalchemy import String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import Base, UTCDateTime, insert_ignoring, utcnow
-from store.sealing import PREFIX, KeyRing, SealedBytes, raw_column, sealed_columns
+from store.sealing import KeyRing, key_counts
 
 
 class KnownKey(Base):
@@ -23,18 +23,6 @@ class KnownKey(Base):
 
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-
-
-def values_under(session: Session, metadata, key_id: str) -> int:
-    """How many stored values are sealed under `key_id`, over every sealed column."""
-    total = 0
-    for _table, column in sealed_columns(metadata):
-        prefix = f"{PREFIX}{key_id}:"
-        raw = raw_column(column)
-        wanted = prefix.encode("ascii") if isinstance(column.type, SealedBytes) else prefix
-        total += session.scalar(select(func.count()).where(
-            func.substr(raw, 1, len(prefix)) == wanted)) or 0
-    return total
 
 
 def dropped_in_use(session: Session, metadata, ring: KeyRing) -> dict[str, int]:
@@ -46,7 +34,9 @@ def dropped_in_use(session: Session, metadata, ring: KeyRing) -> dict[str, int]:
                     [{"key_id": key_id, "first_seen_at": utcnow()} for key_id in ring.ids])
     dropped = list(session.scalars(select(KnownKey.key_id).where(
         KnownKey.key_id.not_in(ring.ids))))
-    in_use = {key_id: values_under(session, metadata, key_id) for key_id in dropped}
+    counts = key_counts(session, metadata) if dropped else {}  # the scan: only then
+    in_use = {key_id: sum(found.get(key_id, 0) for found in counts.values())
+              for key_id in dropped}
     gone = [key_id for key_id, count in in_use.items() if not count]
     if gone:
         session.execute(delete(KnownKey).where(KnownKey.key_id.in_(gone)))

@@ -69,6 +69,15 @@ def plain_text(value) -> bool:
         unicodedata.category(char) == "Cs" for char in value)
 
 
+def subject_index(kind, value) -> str | None:
+    """The blind index of the person `value` names as a `kind` (SUBJECT_KINDS), or None
+    if it names no one (no digit in a phone, a blank email, not plain text, past 320
+    characters): what a hold and an erasure (privacy/erasure.py) know a person by."""
+    if kind not in SUBJECT_KINDS or not plain_text(value) or len(value) > 320:
+        return None
+    return blind_index(kind, value)
+
+
 def checked_reason(reason) -> str:
     """Why, in 1 to 500 characters of plain text; InvalidHold otherwise."""
     if not plain_text(reason) or not 1 <= len(reason.strip()) <= 500:
@@ -89,9 +98,7 @@ def place(session: Session, target: Target, reason: str, actor: str) -> Hold:
     elif target.owner_id is not None:
         hold.scope, hold.owner_id = OWNER, target.owner_id
     else:
-        index = (blind_index(target.subject_kind, target.subject_value)
-                 if target.subject_kind in SUBJECT_KINDS and
-                 plain_text(target.subject_value) else None)
+        index = subject_index(target.subject_kind, target.subject_value)
         if index is None:
             raise InvalidHold(f"a subject is one of {', '.join(SUBJECT_KINDS)}, with a value")
         hold.scope, hold.subject_kind, hold.subject_index = SUBJECT, target.subject_kind, index
