@@ -27,7 +27,7 @@ run: $(VENV)/.embedded
 	@echo "sluice: serving on http://127.0.0.1:$(PORT)/ (Ctrl-C, or make stop, stops it)"
 	@CLAMD_URL="$$($(BIN)/python -m webapp.embedded clamd)" PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m webapp.embedded serve $(BIN)/honcho start -f Procfile -p $(PORT) \
-	  web worker deliver beat
+	  web worker enrich deliver beat
 
 test: $(VENV)/.test
 	$(BIN)/lint-imports

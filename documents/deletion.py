@@ -32,6 +32,7 @@ from documents.models import (
     referenced_blobs,
 )
 from documents.storage import BlobStorage, StorageUnavailable
+from documents.text import index
 from store import audit
 from store.db import as_system
 from store.holds import documents_held
@@ -53,6 +54,9 @@ def _imports_and_uploads(session: Session, document_ids: list[int]) -> None:
     for model in (ImportRow, Upload):
         session.execute(update(model).where(model.document_id.in_(document_ids))
                         .values(document_id=None).execution_options(synchronize_session=False))
+
+
+register(index.forget)  # their text and its search index
 
 
 class ImportRunning(RuntimeError):

@@ -3,7 +3,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, func, select, union
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+    func,
+    select,
+    union,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import Base, BigIntId, JSONType, UTCDateTime, insert_all_unless_exist, utcnow
@@ -37,6 +48,15 @@ class Document(Base):
     # when its work was last handed to a worker (an import: or last made progress);
     # the redrive job hands it out again past its REDRIVE_*AFTER
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
+    # its text (documents/text/): None until a scan calls it clean (and again once one
+    # calls it infected), then pending -> extracted | ocr | limited | failed | skipped
+    text_status: Mapped[str | None] = mapped_column(String(20))
+    text_reason: Mapped[str | None] = mapped_column(String(50))  # why limited, failed, skipped
+    text_characters: Mapped[int | None] = mapped_column(Integer())
+    text_pages_ocr: Mapped[int | None] = mapped_column(Integer())
+    text_ms: Mapped[int | None] = mapped_column(Integer())       # the extraction's wall time
+    # a preview PNG of its bytes is in the store (previews/, beside the blob)
+    has_preview: Mapped[bool] = mapped_column(Boolean(), server_default=false())
 
     __table_args__ = (
         UniqueConstraint("owner_id", "sha256"),

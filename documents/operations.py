@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from documents.models import PENDING_SCAN, Document, DocumentTag, Import
+from documents.text import index
 from store import audit
 from store.clients import ApiClient
 from store.db import utcnow
@@ -31,6 +32,10 @@ class DocumentFilter:
     # ids from elsewhere, as a subquery: e.g. webhooks.whatsapp.documents_from(source),
     # the documents a WhatsApp source brought (that package sits above this one)
     among: Any = None
+    # full-text search: the query's words (index.query_words), all of which must match,
+    # and PostgreSQL's text search configuration (index.text_search_config)
+    words: tuple[str, ...] = ()
+    search_config: str = "simple"
 
     def where(self, query):
         if self.owner_id is not None:
@@ -52,11 +57,13 @@ class DocumentFilter:
 
 def find_documents(session: Session, which: DocumentFilter, *, limit: int,
                    before_id: int | None = None, offset: int = 0) -> list[Document]:
-    """Matching documents, newest first: a page by `before_id` (the console) or by
-    `offset` (the API's numbered pages)."""
+    """Matching documents, newest first (best first for a search): a page by
+    `before_id` (the console) or by `offset` (the API's numbered pages)."""
     query = which.where(select(Document)).order_by(Document.id.desc())
     if before_id:
         query = query.where(Document.id < before_id)
+    if which.words:
+        query = index.search(session, query, list(which.words), which.search_config)
     return list(session.scalars(query.offset(offset).limit(limit)))
 
 

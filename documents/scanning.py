@@ -18,6 +18,7 @@ from documents.origins import origin_of
 from documents.scanner import CLEAN as VERDICT_CLEAN
 from documents.scanner import INFECTED as VERDICT_INFECTED
 from documents.storage import BlobStorage
+from documents.text import enrich
 from store import audit, events
 from store.db import utcnow
 
@@ -95,6 +96,7 @@ def mark_infected(session: Session, sha256: str, signature: str,
         _verdict(session, document, INFECTED)
         audit.record(session, "scanner", "document.infected", "document", document.id,
                      {"signature": document.signature, "owner_id": document.owner_id})
+    enrich.undo(session, documents)
     return documents
 
 
@@ -114,6 +116,8 @@ def _verdict(session: Session, document: Document, status: str) -> None:
     """Set the verdict; a `document.scanned` event when it changed (a first verdict, or
     a rescan that says otherwise), in the same transaction."""
     previous, document.status = document.status, status
+    if status == CLEAN:
+        enrich.queue(session, document)  # its text, once: a rescan that stays clean has it
     if previous != status:
         events.record(session, events.DOCUMENT_SCANNED,
                       {**document_event_json(document), "previous_status": previous,

@@ -257,17 +257,18 @@ def rotate(session, metadata, batch: int = 500, progress=None) -> dict[str, int]
         current = f"{PREFIX}{keys.primary}:"
         current = current.encode("ascii") if is_bytes else current
         raw, resealed, after = raw_column(column), 0, 0
+        (key,) = table.primary_key.columns  # one column: `id`, or document_texts' document_id
         while True:
             rows = session.execute(
-                select(table.c.id, raw).where(
-                    column.is_not(None), table.c.id > after,
+                select(key, raw).where(
+                    column.is_not(None), key > after,
                     func.substr(raw, 1, len(current)) != current)
-                .order_by(table.c.id).limit(batch)).all()
+                .order_by(key).limit(batch)).all()
             if not rows:
                 break
             for row_id, stored in rows:
                 value = _plain(keys, column.type, stored)
-                session.execute(update(table).where(table.c.id == row_id)
+                session.execute(update(table).where(key == row_id)
                                 .values({column.name: value}))
             session.commit()
             resealed += len(rows)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 from store.task_names import (
+    EXTRACT_TEXT,
     FETCH_MEDIA,
     INGEST_UPLOAD,
     PROCESS_EVENT,
@@ -26,9 +27,9 @@ from store.task_names import (
 )
 from tasks.app_state import db_session
 
-QUEUES = ("webhooks", "documents", "imports", "cron", "deliveries")
+QUEUES = ("webhooks", "documents", "imports", "cron", "deliveries", "enrich")
 TASK_MODULES = ("tasks.system", "tasks.cron", "tasks.webhooks", "tasks.documents",
-                "tasks.imports", "tasks.media", "tasks.deliveries")
+                "tasks.imports", "tasks.media", "tasks.deliveries", "tasks.enrich")
 
 # task name -> what giving up means for it, called as fn(session, *args, **kwargs)
 GIVE_UP: dict[str, Callable[..., None]] = {}
@@ -42,6 +43,7 @@ RETRY_LIMITS = {
     SCAN_DOCUMENT: "DOCUMENT_SCAN_MAX_RETRIES",
     INGEST_UPLOAD: "DIRECT_UPLOAD_MAX_RETRIES",
     RUN_IMPORT: "IMPORT_MAX_RETRIES",
+    EXTRACT_TEXT: "EXTRACT_TEXT_MAX_RETRIES",
 }
 
 

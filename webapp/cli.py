@@ -18,6 +18,7 @@ from webapp.erasure_cli import erasure_cli
 from webapp.extensions import db
 from webapp.holds_cli import holds_cli
 from webapp.keys_cli import keys_cli
+from webapp.documents_cli import documents_cli
 from webapp.storage_cli import storage_cli
 from webhooks.models import EVENT_STATUSES
 from webhooks.operations import (
@@ -180,6 +181,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(webhooks_cli)
     app.cli.add_command(cron_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(documents_cli)
     app.cli.add_command(destinations_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(holds_cli)

@@ -89,6 +89,15 @@ DEFAULTS: dict[str, Any] = {
     "DOCUMENT_SCAN_MAX_BYTES": 100 * 1024 * 1024,  # keep <= clamd's StreamMaxLength
     "DOCUMENT_ALLOWED_TYPES": "",     # comma list; empty: PDF PNG JPEG TIFF text CSV DOCX XLSX
     "DOCUMENT_SCAN_MAX_RETRIES": 5,   # then scan_error (a rescan can still clear it)
+    # a clean document's text and preview (documents/text/), on the `enrich` queue
+    "OCR_LANGUAGES": "eng",           # tesseract's language packs, joined by +: "eng+deu"
+    "OCR_MAX_PAGES": 50,              # pages read of one document; past it: limited
+    "OCR_MAX_PIXELS": 40_000_000,     # a page or image rasterised for OCR (A4 at 300 dpi: 8.7M)
+    "TEXT_MAX_CHARS": 1_000_000,      # characters kept of one document's text
+    "EXTRACT_CPU_SECONDS": 120,       # RLIMIT_CPU of the extracting subprocess (and each tool)
+    "EXTRACT_MEMORY_BYTES": 1024 ** 3,  # its RLIMIT_AS
+    "EXTRACT_TIMEOUT": 300,           # wall clock, seconds; then its process group is killed
+    "EXTRACT_TEXT_MAX_RETRIES": 3,    # the store or database away; then text_status failed
     "IMPORT_MAX_BYTES": 1024 * 1024 * 1024,  # archive upload cap (413 past it)
     "IMPORT_MAX_ENTRIES": 20000,      # entries in an archive, and rows in its manifest
     "IMPORT_MAX_TOTAL_BYTES": 4 * 1024 * 1024 * 1024,  # decompressed, counted while reading
@@ -244,6 +253,9 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
         raise ConfigError("WEBHOOK_RETRY_BACKOFF_MAX must stay below CELERY_VISIBILITY_TIMEOUT")
     if config["CELERY_VISIBILITY_TIMEOUT"] <= config["CELERY_TASK_TIME_LIMIT"]:
         raise ConfigError("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT")
+    if config["EXTRACT_TIMEOUT"] >= config["CELERY_TASK_SOFT_TIME_LIMIT"]:
+        raise ConfigError("EXTRACT_TIMEOUT must be below CELERY_TASK_SOFT_TIME_LIMIT: the "
+                          "sandbox must end an extraction before Celery ends its task")
     if config["CELERY_TASK_SOFT_TIME_LIMIT"] >= config["CELERY_TASK_TIME_LIMIT"]:
         raise ConfigError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
     if config["REDRIVE_IMPORT_AFTER"] <= config["CELERY_TASK_TIME_LIMIT"]:

@@ -15,6 +15,7 @@ from documents.ingest import Spooled, create_document
 from documents.models import CLEAN, DOCUMENT_STATUSES, MISSING_BLOB, Document, tags_of
 from documents.operations import DocumentFilter, find_documents, owned_document
 from documents.sniffing import Rejected, allowlist_from
+from documents.text import index as text_index
 from store import audit, tracing
 from tasks.app_state import storage
 from webapp import writes_from_here
@@ -52,19 +53,35 @@ def _links() -> URLSafeTimedSerializer:
 def document_json(document: Document, origin: dict | None = None,
                   tags: list[str] | None = None) -> dict:
     """`origin`: where it came from other than an upload ({source, wamid} for WhatsApp);
-    `title`, `external_ref`, `tags`: what an import's manifest said of it."""
+    `title`, `external_ref`, `tags`: what an import's manifest said of it; `text`:
+    what reading it found (documents/text/), null until a scan calls it clean."""
     return {"id": document.id, "sha256": document.sha256, "size": document.size,
             "mime_type": document.mime_type, "filename": document.filename,
             "status": document.status, "created_at": document.created_at.isoformat(),
             "scanned_at": document.scanned_at.isoformat() if document.scanned_at else None,
             "origin": origin, "title": document.title, "external_ref": document.external_ref,
-            "tags": tags or []}
+            "tags": tags or [], "text": text_json(document),
+            "preview": document.has_preview and document.status == CLEAN}
 
 
-def documents_json(documents: list[Document]) -> list[dict]:
+def text_json(document: Document) -> dict | None:
+    if document.text_status is None:
+        return None
+    return {"status": document.text_status, "reason": document.text_reason,
+            "characters": document.text_characters, "pages_ocr": document.text_pages_ocr,
+            "ms": document.text_ms}
+
+
+def documents_json(documents: list[Document], words: list[str] | None = None) -> list[dict]:
+    """With a search's `words`: each with a `snippet` of its text around them."""
     ids = [d.id for d in documents]
     origins, tags = document_origins(db.session, ids), tags_of(db.session, ids)
-    return [document_json(d, origins.get(d.id), tags.get(d.id)) for d in documents]
+    found = [document_json(d, origins.get(d.id), tags.get(d.id)) for d in documents]
+    if words is not None:
+        bodies = text_index.bodies(db.session, ids)
+        for item in found:
+            item["snippet"] = text_index.snippet(bodies.get(item["id"]), words)
+    return found
 
 
 def _received() -> tuple[Spooled, str | None, str | None]:
@@ -123,10 +140,16 @@ def list_documents():
     status = choice_arg("status", DOCUMENT_STATUSES)
     page = int_arg("page", 1, 1, 100000)
     tag, external_ref = text_arg("tag", 64), text_arg("external_ref", 255)
+    query = text_arg("q", 200)
+    words = text_index.query_words(query) if query is not None else None
+    if query is not None and not words:
+        raise APIError(400, "invalid_query", "q needs at least one word (letters or digits).")
     which = DocumentFilter(owner_id=g.client.id, status=status, tag=tag,
-                           external_ref=external_ref)
+                           external_ref=external_ref, words=tuple(words or ()),
+                           search_config=text_index.text_search_config(
+                               current_app.config["OCR_LANGUAGES"]))
     rows = find_documents(db.session, which, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    return jsonify(documents=documents_json(rows), page=page)
+    return jsonify(documents=documents_json(rows, words), page=page)
 
 
 # One rule for both methods: with a rule per method, werkzeug answers an id past
@@ -176,6 +199,52 @@ def download_url(document_id: int):
     expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)
     return jsonify(url=url_for("documents.download", token=token, _external=True),
                    expires_at=expires.isoformat())
+
+
+@bp.get("/v1/documents/<id:document_id>/text")
+@require_scopes("documents:read")
+def document_text(document_id: int):
+    """What reading the document found: its text state and the text (clean only)."""
+    document = _clean_or_409(owned_or_404(Document, document_id, "document"))
+    body = text_index.body_of(db.session, document.id)
+    return tagged({"id": document.id, "text": text_json(document), "content": body})
+
+
+@bp.get("/v1/documents/<id:document_id>/preview")
+@require_scopes("documents:read")
+def preview(document_id: int):
+    """The 256 px PNG of the first page or the image (clean only): the bytes, or a 302
+    to a short-lived store URL in DOWNLOAD_MODE=redirect."""
+    document = _clean_or_409(owned_or_404(Document, document_id, "document"))
+    if not document.has_preview:
+        raise APIError(404, "no_preview", "This document has no preview (yet, or of its "
+                       "type).")
+    sha256 = document.sha256
+    db.session.commit()  # the store is asked outside any transaction
+    blobs = storage()
+    if current_app.config["DOWNLOAD_MODE"] == "redirect":
+        url = blobs.presign_preview(sha256, expires_in=PRESIGNED_TTL)
+        if url:
+            return redirect(url, code=302)
+    try:
+        handle = blobs.open_preview(sha256)
+    except FileNotFoundError:
+        raise APIError(404, "no_preview", "This document's preview is missing from the "
+                       "store.") from None
+    with handle:
+        png = handle.read(4 * 1024 * 1024)
+    response = Response(png, mimetype="image/png")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'"
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+def _clean_or_409(document: Document) -> Document:
+    if document.status != CLEAN:
+        raise APIError(409, "not_clean", f"The document is {document.status}; only clean "
+                       "documents are read.")
+    return document
 
 
 def under_hold() -> APIError:

@@ -1,7 +1,9 @@
 """Content-addressed blob storage, behind one small interface.
 
 Keys are `sha256/ab/cd/<hash>`; the same bytes are written once; quarantined bytes
-live under `quarantine/<hash>`, where nothing serves from. A backend that can
+live under `quarantine/<hash>`, where nothing serves from. A clean blob's preview
+(documents/text/) is `previews/ab/cd/<hash>.png`: it belongs to the bytes, so it goes
+when they are deleted or quarantined. A backend that can
 presign writes also has an upload area, `uploads/<name>`, which clients PUT into
 directly and which nothing serves from either: the worker reads an object there
 through the same checks as an upload, stores it under its hash and deletes it. Temp files (upload
@@ -40,6 +42,7 @@ BACKENDS = {
 }
 QUARANTINE = "quarantine/"
 UPLOADS = "uploads/"
+PREVIEWS = "previews/"
 
 
 class StorageUnavailable(RuntimeError):
@@ -48,6 +51,10 @@ class StorageUnavailable(RuntimeError):
 
 def blob_key(sha256: str) -> str:
     return f"sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def preview_key(sha256: str) -> str:
+    return f"{PREVIEWS}{sha256[:2]}/{sha256[2:4]}/{sha256}.png"
 
 
 class BlobStorage:
@@ -97,11 +104,28 @@ class BlobStorage:
         raise NotImplementedError
 
     def quarantine(self, sha256: str) -> None:
-        """Move the bytes under quarantine/, where nothing serves them from."""
+        """Move the bytes under quarantine/, where nothing serves them from; their
+        preview is deleted."""
         raise NotImplementedError
 
     def delete(self, sha256: str) -> None:
+        """Delete the bytes and their preview."""
         raise NotImplementedError
+
+    def put_preview(self, path: Path, sha256: str) -> None:
+        """Store (or replace) the preview PNG of these bytes from a local file."""
+        raise NotImplementedError
+
+    def open_preview(self, sha256: str) -> BinaryIO:
+        """A streaming read of the preview (FileNotFoundError if there is none)."""
+        raise NotImplementedError
+
+    def delete_preview(self, sha256: str) -> None:
+        raise NotImplementedError
+
+    def presign_preview(self, sha256: str, expires_in: int) -> str | None:
+        """A short-lived URL of the preview, if the backend can."""
+        return None
 
     def blobs(self) -> Iterator[tuple[str, float]]:
         """(sha256, last modified as a UNIX time) of every servable blob."""

@@ -24,7 +24,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from documents.storage import QUARANTINE, UPLOADS, BlobStorage, StorageUnavailable, blob_key
+from documents.storage import (
+    QUARANTINE,
+    UPLOADS,
+    BlobStorage,
+    StorageUnavailable,
+    blob_key,
+    preview_key,
+)
 
 # Multipart above 16 MB in 8 MB parts, two at a time: an upload of any size holds
 # at most two parts in memory.
@@ -156,10 +163,33 @@ class S3Storage(BlobStorage):
                              self._quarantine_key(sha256), Config=TRANSFER,
                              ExtraArgs=self.encryption)
             self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+        self.delete_preview(sha256)
 
     def delete(self, sha256: str) -> None:
         with _unavailable_on_error(self._key(sha256)):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+        self.delete_preview(sha256)
+
+    def put_preview(self, path: Path, sha256: str) -> None:
+        key = self.prefix + preview_key(sha256)
+        with _unavailable_on_error(key):
+            self.client.upload_file(str(path), self.bucket, key, Config=TRANSFER,
+                                    ExtraArgs={"ContentType": "image/png", **self.encryption})
+
+    def open_preview(self, sha256: str) -> BinaryIO:
+        key = self.prefix + preview_key(sha256)
+        with _unavailable_on_error(key):
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+
+    def delete_preview(self, sha256: str) -> None:
+        key = self.prefix + preview_key(sha256)
+        with _unavailable_on_error(key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def presign_preview(self, sha256: str, expires_in: int) -> str | None:
+        return self.client.generate_presigned_url("get_object", ExpiresIn=expires_in, Params={
+            "Bucket": self.bucket, "Key": self.prefix + preview_key(sha256),
+            "ResponseContentType": "image/png"})
 
     def blobs(self) -> Iterator[tuple[str, float]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(

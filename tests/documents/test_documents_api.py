@@ -48,7 +48,7 @@ def test_an_upload_is_stored_by_hash_and_queued_for_scanning(app, client, owners
                     "mime_type": "application/pdf", "filename": "Report 2026.pdf",
                     "status": "pending_scan", "created_at": body["created_at"],
                     "scanned_at": None, "origin": None, "title": None, "external_ref": None,
-                    "tags": []}
+                    "tags": [], "text": None, "preview": False}
     blob = os.path.join(app.config["STORAGE_DIR"], "sha256", digest[:2], digest[2:4], digest)
     assert open(blob, "rb").read() == content
     assert relay(app) == 1

@@ -16,7 +16,7 @@ def test_worker_settings_guard_against_lost_and_duplicated_work(app):
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
     assert {q.name for q in conf.task_queues} == {"webhooks", "documents", "imports", "cron",
-                                                  "deliveries"}
+                                                  "deliveries", "enrich"}
 
 
 def test_every_task_module_registers_its_named_tasks(app):
