@@ -47,11 +47,17 @@ class QueueDepthGauge(bootsteps.StartStopStep):
         prefix = flask_app.config["REDIS_KEY_PREFIX"]
         clamd_url = flask_app.config.get("CLAMD_URL")
         timeout = flask_app.config["HEALTH_CHECK_TIMEOUT"]
+        # OCR is read once (an install does not change under a running worker), and
+        # told only by a worker that reads text: another may well have no tesseract
+        ocr = (scanner_state.measure_ocr(flask_app.config["OCR_LANGUAGES"])
+               if _consumes(celery, "enrich") else None)
         failing = False
         while True:
             try:
                 scanner_state.record(client, prefix, scanner_state.measure(clamd_url, timeout),
                                      interval)
+                if ocr is not None:
+                    scanner_state.record(client, prefix, ocr, interval, scanner_state.OCR_KEY)
                 record(client, prefix, measure(celery), interval)
                 failing = False
             except Exception as exc:  # the broker or Redis away, or a bug: the figures
@@ -60,3 +66,9 @@ class QueueDepthGauge(bootsteps.StartStopStep):
                 failing = True
             if self._stopping.wait(interval):
                 return
+
+
+def _consumes(celery, queue: str) -> bool:
+    """Whether this worker takes `queue` (every queue when -Q named none)."""
+    consumed = celery.amqp.queues.consume_from
+    return not consumed or queue in consumed

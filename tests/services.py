@@ -71,6 +71,17 @@ def postgres_base_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL") or None
 
 
+def require_ocr() -> None:
+    """Debian's tesseract-ocr + tesseract-ocr-eng, poppler-utils and fonts-dejavu-core:
+    what the document text tests read and render with."""
+    missing = [tool for tool in ("tesseract", "pdftoppm", "pdftotext", "pdfinfo")
+               if shutil.which(tool) is None]
+    if not Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").is_file():
+        missing.append("fonts-dejavu-core")
+    if missing:
+        unavailable(f"OCR ({', '.join(missing)})")
+
+
 def require_postgres() -> str:
     url = postgres_base_url()
     if not url:

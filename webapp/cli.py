@@ -14,11 +14,11 @@ from webapp.auth import KNOWN_SCOPES, create_client
 from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
 from webapp.destinations_cli import destinations_cli
+from webapp.documents_cli import documents_cli
 from webapp.erasure_cli import erasure_cli
 from webapp.extensions import db
 from webapp.holds_cli import holds_cli
 from webapp.keys_cli import keys_cli
-from webapp.documents_cli import documents_cli
 from webapp.storage_cli import storage_cli
 from webhooks.models import EVENT_STATUSES
 from webhooks.operations import (

@@ -219,6 +219,12 @@ def preview(document_id: int):
     if not document.has_preview:
         raise APIError(404, "no_preview", "This document has no preview (yet, or of its "
                        "type).")
+    return serve_preview(document)
+
+
+def serve_preview(document: Document) -> Response:
+    """A clean document's preview PNG (the API's and the console's): the bytes, or a
+    302 to a short-lived store URL in DOWNLOAD_MODE=redirect."""
     sha256 = document.sha256
     db.session.commit()  # the store is asked outside any transaction
     blobs = storage()

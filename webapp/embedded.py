@@ -197,8 +197,8 @@ def describe_sources(environ) -> list[str]:
 
 
 def stop(instance_path: str) -> list[str]:
-    """Stop what `make run` started: honcho (and so web, worker, deliver and beat), the embedded
-    Redis, and a clamd of its own. What was stopped, one line each."""
+    """Stop what `make run` started: honcho (and so web, worker, enrich, deliver and
+    beat), the embedded Redis, and a clamd of its own. What was stopped, one line each."""
     done = []
     pid = _run_pid(instance_path)
     if pid is not None:
@@ -208,7 +208,7 @@ def stop(instance_path: str) -> list[str]:
             time.sleep(0.1)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
-        done.append(f"stopped web, worker, deliver and beat (honcho, pid {pid})")
+        done.append(f"stopped web, worker, enrich, deliver and beat (honcho, pid {pid})")
     (Path(instance_path) / RUN_PID).unlink(missing_ok=True)
     sock = socket_path(instance_path)
     if _answers(f"unix://{sock}"):

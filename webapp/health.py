@@ -132,10 +132,16 @@ def readiness() -> dict[str, dict]:
 
 def components() -> dict[str, dict]:
     """Every dependency's state as the console's overview shows it: what /readyz checks,
-    and the scanner as the workers last reported it (a state, never its version)."""
-    scanner = scanner_state.recorded(redis_client(), current_app.config["REDIS_KEY_PREFIX"])
-    return {**readiness(), "clamd": {key: value for key, value in scanner.items()
-                                     if key in ("status", "detail", "error")}}
+    and the scanner and OCR as the workers last reported them (a state, never a version)."""
+    return {**readiness(), **workers_reported()}
+
+
+def workers_reported() -> dict[str, dict]:
+    """clamd and OCR as the workers last reported them (tasks/scanner_state.py)."""
+    prefix, client = current_app.config["REDIS_KEY_PREFIX"], redis_client()
+    return {name: {key: value for key, value in scanner_state.recorded(client, prefix, key_)
+                   .items() if key in ("status", "detail", "error")}
+            for name, key_ in (("clamd", scanner_state.KEY), ("ocr", scanner_state.OCR_KEY))}
 
 
 @bp.get("/readyz")
@@ -147,7 +153,10 @@ def readyz():
         status, code = "ok", 200
     else:
         status, code = "degraded", 200  # webhooks are still accepted without Redis or a store
-    return jsonify(status=status, components=components_), code
+    # What the workers reported of their own dependencies, for information: a web
+    # process is ready without them (scanning and reading documents are the workers').
+    workers = workers_reported() if components_["redis"]["status"] == "ok" else {}
+    return jsonify(status=status, components=components_, workers=workers), code
 
 
 def _probe_failed(component: str, exc: Exception):

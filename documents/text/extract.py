@@ -118,11 +118,12 @@ def read_pdf(path: Path, out: Output, args, tmp: Path) -> None:
             limited = "ocr_max_pixels"  # this page is not rasterised; the rest still are
             out.page(number, text, ocr=False)
             continue
+        # PGM, uncompressed: writing it as PNG took longer than the OCR of the page
         image = tmp / f"page-{number}"
         run_tool(["pdftoppm", "-f", str(number), "-l", str(number), "-singlefile", "-r",
-                  str(OCR_DPI), "-gray", "-png", str(path), str(image)])
-        out.page(number, ocr_image(image.with_suffix(".png"), args.languages), ocr=True)
-        image.with_suffix(".png").unlink()
+                  str(OCR_DPI), "-gray", str(path), str(image)])
+        out.page(number, ocr_image(image.with_suffix(".pgm"), args.languages), ocr=True)
+        image.with_suffix(".pgm").unlink()
     if count > args.max_pages:
         raise Limited("ocr_max_pages")
     if limited:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.db import Base, UTCDateTime, utcnow
@@ -47,6 +48,7 @@ TEXT_SEARCH_CONFIGS = {
     "tur": "turkish", "hun": "hungarian", "ron": "romanian",
 }
 MAX_QUERY_WORDS = 16
+TSVECTOR_TOO_LONG = "54000"  # PostgreSQL's program_limit_exceeded
 SNIPPET_CHARS = 240
 WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits
 PUNCTUATION = re.compile(r"(?:[^\w\s]|_)+", re.UNICODE)
@@ -93,16 +95,33 @@ def store(session: Session, document_id: int, name: str, body: str, config: str)
     session.flush()
     name, body = words_only(name), words_only(body)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(
-            f"UPDATE document_texts SET {SEARCH_COLUMN} = "
-            "setweight(to_tsvector(CAST(:config AS regconfig), :name), 'A') || "
-            "setweight(to_tsvector(CAST(:config AS regconfig), :body), 'B') "
-            "WHERE document_id = :id"),
-            {"config": config, "name": name, "body": body, "id": document_id})
+        _index_tsvector(session, document_id, name, body, config)
     else:
         session.execute(text(f"INSERT INTO {FTS_TABLE} (rowid, name, body) "
                              "VALUES (:id, :name, :body)"),
                         {"id": document_id, "name": name, "body": body})
+
+
+def _index_tsvector(session: Session, document_id: int, name: str, body: str,
+                    config: str) -> None:
+    """A tsvector holds at most 1 MB: a long text of many distinct words (a million
+    characters of them makes 1.3 MB) is indexed from its first half, then its first
+    quarter, …, until it fits. The whole text is still stored and served."""
+    indexed = len(body)
+    while True:
+        try:
+            with session.begin_nested():
+                session.execute(text(
+                    f"UPDATE document_texts SET {SEARCH_COLUMN} = "
+                    "setweight(to_tsvector(CAST(:config AS regconfig), :name), 'A') || "
+                    "setweight(to_tsvector(CAST(:config AS regconfig), :body), 'B') "
+                    "WHERE document_id = :id"),
+                    {"config": config, "name": name, "body": body[:indexed], "id": document_id})
+            return
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != TSVECTOR_TOO_LONG or indexed < 1000:
+                raise
+            indexed //= 2
 
 
 def forget(session: Session, document_ids: list[int]) -> None:
@@ -172,10 +191,10 @@ def _matches(word: str, terms: list[str]) -> bool:
                for term in terms)
 
 
-def snippet(body: str | None, terms: list[str]) -> str | None:
-    """HTML: up to SNIPPET_CHARS of the text around the first matched word, escaped,
-    with the matched words in <mark>. None when the body has none of them (the
-    filename matched)."""
+def snippet_parts(body: str | None, terms: list[str]) -> list[tuple[str, bool]] | None:
+    """Up to SNIPPET_CHARS of the text around the first matched word, as (text, matched)
+    runs, whitespace folded; None when the body has none of the words (the filename
+    matched). The console renders the runs, escaped; the API, `snippet`."""
     if not body or not terms:
         return None
     first = next((m for m in WORD.finditer(body) if _matches(m.group(), terms)), None)
@@ -183,14 +202,20 @@ def snippet(body: str | None, terms: list[str]) -> str | None:
         return None
     start = max(0, first.start() - SNIPPET_CHARS // 3)
     start = body.rfind(" ", 0, start) + 1 if start else 0
-    window = body[start:start + SNIPPET_CHARS]
-    parts, last = [], 0
+    window = " ".join(body[start:start + SNIPPET_CHARS].split())
+    parts, last = [("…", False)] if start else [], 0
     for match in WORD.finditer(window):
         if _matches(match.group(), terms):
-            parts += [html.escape(window[last:match.start()]),
-                      "<mark>", html.escape(match.group()), "</mark>"]
+            parts += [(window[last:match.start()], False), (match.group(), True)]
             last = match.end()
-    parts.append(html.escape(window[last:]))
-    prefix = "…" if start else ""
-    suffix = "…" if start + SNIPPET_CHARS < len(body) else ""
-    return prefix + " ".join("".join(parts).split()) + suffix
+    parts.append((window[last:] + ("…" if start + SNIPPET_CHARS < len(body) else ""), False))
+    return [(text_, matched) for text_, matched in parts if text_]
+
+
+def snippet(body: str | None, terms: list[str]) -> str | None:
+    """`snippet_parts` as HTML: every run escaped, the matched words in <mark>."""
+    parts = snippet_parts(body, terms)
+    if parts is None:
+        return None
+    return "".join(f"<mark>{html.escape(text_)}</mark>" if matched else html.escape(text_)
+                   for text_, matched in parts)

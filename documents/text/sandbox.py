@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,18 @@ def run(path: Path, content_type: str, limits: Limits,
         _kill_group(child.pid)  # a tool it started and left behind
     return _read(printed, child.returncode, timed_out, time.monotonic() - started,
                  limits.max_chars)
+
+
+def installed_languages() -> set[str] | None:
+    """tesseract's installed language packs; None when tesseract is not installed."""
+    if shutil.which("tesseract") is None:
+        return None
+    try:
+        listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True,
+                                timeout=10, check=True).stdout.decode("utf-8", "replace")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line.strip() for line in listed.splitlines()[1:] if line.strip()}
 
 
 def _kill_group(pid: int) -> None:

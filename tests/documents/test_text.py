@@ -1,5 +1,6 @@
 """A clean document's text: read (text layers, DOCX, XLSX) or OCRed (real tesseract, real
 poppler), searched through the API owner by owner, previewed; limits end `limited`."""
+import shutil
 import time
 
 import pytest
@@ -12,12 +13,18 @@ from documents.text import enrich, index
 from documents.text.sandbox import Limits
 from store.outbox import OutboxMessage
 from store.task_names import EXTRACT_TEXT
+from tests import services
 from tests.documents import files
 from tests.documents.conftest import upload
 from tests.documents.test_documents_api import scan
 from webapp.extensions import db
 
-pytestmark = pytest.mark.usefixtures("redis_db")
+pytestmark = pytest.mark.usefixtures("redis_db", "ocr")
+
+
+@pytest.fixture
+def ocr():
+    services.require_ocr()
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -229,6 +236,24 @@ def test_the_stored_text_is_sealed_at_rest(app, client, owners, clamd_url):
     assert raw.startswith("sl1:") and "SEALED8841" not in raw
 
 
+def test_a_million_characters_of_distinct_words_are_stored_and_indexed_as_far_as_fits(
+        app, client, owners, clamd_url):
+    # 1.08 M characters: past TEXT_MAX_CHARS, and its first million would make a
+    # tsvector of 1.3 MB, past PostgreSQL's 1 MB
+    import random
+    import string
+
+    rng = random.Random(1)
+    words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(8))
+             for _ in range(120_000)]
+    document = clean_document(app, client, owners["alice"], clamd_url,
+                              " ".join(words).encode(), "words.txt")
+    assert (document["text"]["status"], document["text"]["reason"]) == \
+        ("limited", "text_max_chars")
+    assert document["text"]["characters"] == 1_000_000
+    assert [d["id"] for d in search(client, owners["alice"], words[10])] == [document["id"]]
+
+
 # Limits: a clean file can still be a parser bomb ----------------------------------------
 
 @pytest.mark.parametrize("content, filename, reason", [
@@ -282,7 +307,8 @@ def test_the_wall_clock_cpu_and_memory_limits_end_an_ocr_as_limited(
 
 def test_documents_stored_before_text_existed_are_queued_once_by_the_cli(
         app, client, owners, clamd_url):
-    created = upload(client, owners["alice"], files.text_pdf(["an old page, stored before text was read"]), "old.pdf")
+    created = upload(client, owners["alice"],
+                     files.text_pdf(["an old page, stored before text was read"]), "old.pdf")
     document_id = created.get_json()["id"]
     assert scan(app, document_id, clamd_url) == "clean"
     with app.app_context():  # as a migrated database holds it: clean, never read
@@ -297,3 +323,95 @@ def test_documents_stored_before_text_existed_are_queued_once_by_the_cli(
         assert db.session.scalars(select(OutboxMessage.kwargs).where(
             OutboxMessage.task_name == EXTRACT_TEXT)).all() == [{"document_id": document_id}]
     assert extract(app, document_id) == "extracted"
+
+
+def test_a_rescan_that_stays_clean_reads_nothing_again(app, client, owners, clamd_url):
+    document = clean_document(app, client, owners["alice"], clamd_url,
+                              files.text_pdf(["Read once, however often it is scanned"]), "o.pdf")
+    assert scan(app, document["id"], clamd_url) == "clean"
+    with app.app_context():
+        queued = db.session.scalars(select(OutboxMessage.kwargs).where(
+            OutboxMessage.task_name == EXTRACT_TEXT)).all()
+    assert queued == [{"document_id": document["id"]}]  # the first clean verdict's only
+    assert extract(app, document["id"]) is None  # already read: nothing to do
+
+
+def test_without_tesseract_images_are_skipped_and_text_layers_still_read(tmp_path, monkeypatch):
+    """The embedded default on a machine without tesseract: `make run` still reads PDFs."""
+    from pathlib import Path
+
+    from documents.text import sandbox
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("pdftotext", "pdftoppm", "pdfinfo"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(tools))
+    image, pdf = tmp_path / "receipt.png", tmp_path / "ledger.pdf"
+    image.write_bytes(files.rendered(["Reference 4471"]))
+    pdf.write_bytes(files.text_pdf(["A ledger page with a text layer, reference 4471"]))
+    read_image = sandbox.run(image, "image/png", limits(), Path(tmp_path / "p1.png"))
+    read_pdf = sandbox.run(pdf, "application/pdf", limits(), Path(tmp_path / "p2.png"))
+    assert (read_image.status, read_image.reason, read_image.text) == \
+        ("skipped", "ocr_unavailable", "")
+    assert read_image.preview  # Pillow still makes the preview
+    assert read_pdf.status == "extracted" and "reference 4471" in read_pdf.text
+
+
+@pytest.mark.parametrize("content_type", sorted(
+    ["application/pdf", "image/png", "image/jpeg", "image/tiff", DOCX, XLSX, "text/plain"]))
+def test_hostile_bytes_of_every_type_end_in_a_decided_state(tmp_path, content_type):
+    """Clean is not well-formed: garbage, truncated and NUL-filled files of each type
+    end failed, limited, skipped or read, in time, and never raise."""
+    from documents.text import sandbox
+
+    good = {"application/pdf": files.text_pdf(["a page of text to cut short somewhere"]),
+            "image/png": files.rendered(["cut"]), DOCX: files.docx(["cut short"]),
+            XLSX: files.xlsx([["cut", 1]])}.get(content_type, b"plain \x00 text \xff\xfe")
+    for number, content in enumerate((good[:len(good) // 2], b"\x00" * 4096,
+                                      bytes(range(256)) * 64, good + b"\x00trailing")):
+        path = tmp_path / f"hostile-{number}"
+        path.write_bytes(content)
+        started = time.monotonic()
+        result = sandbox.run(path, content_type, limits(wall_seconds=30), tmp_path / "p.png")
+        assert time.monotonic() - started < 30
+        assert result.status in ("failed", "limited", "skipped", "extracted", "ocr"), result
+        assert "\x00" not in result.text
+
+
+def test_on_s3_the_preview_is_a_presigned_redirect_and_goes_with_the_bytes(
+        make_app, s3_env, moto, clamd_url):
+    import requests
+
+    from documents.scanning import mark_infected
+    from documents.storage import from_config
+    from tests.documents.conftest import make_owners
+
+    config, bucket = s3_env
+    app = make_app(**config, DOWNLOAD_MODE="redirect")
+    client, alice = app.test_client(), make_owners(app)["alice"]
+    document_id = upload(client, alice, files.rendered(["on the object store 3310"]),
+                         "s3.png").get_json()["id"]
+    storage = from_config(app.config)
+    with app.app_context():
+        from documents.scanner import client_from_url
+        from documents.scanning import scan_document
+
+        assert scan_document(db.session, storage, client_from_url(clamd_url, timeout=10),
+                             document_id, 50 * 1024 * 1024) == "clean"
+        db.session.commit()
+        assert enrich.extract(db.session, storage, document_id, limits()) == "ocr"
+        db.session.commit()
+    sha256 = client.get(f"/v1/documents/{document_id}", headers=auth(alice)).get_json()["sha256"]
+    assert f"pre/previews/{sha256[:2]}/{sha256[2:4]}/{sha256}.png" in moto.keys(bucket)
+    answer = client.get(f"/v1/documents/{document_id}/preview", headers=auth(alice))
+    assert answer.status_code == 302
+    fetched = requests.get(answer.headers["Location"], timeout=10)
+    assert fetched.status_code == 200 and fetched.content.startswith(b"\x89PNG")
+    assert [d["id"] for d in search(client, alice, "3310")] == [document_id]
+
+    with app.app_context():  # found infected later: quarantined, the preview deleted
+        storage.quarantine(sha256)
+        mark_infected(db.session, sha256, "Sluice.Test.Later")
+        db.session.commit()
+    assert not any(key.startswith("pre/previews/") for key in moto.keys(bucket))

@@ -76,7 +76,7 @@ def test_the_readmes_first_steps_work_on_the_embedded_default(newcomer, tmp_path
         # `make stop` from another shell stops everything `make run` started.
         stopped = make("stop", env)
         assert stopped.returncode == 0 and "Error" not in stopped.stdout + stopped.stderr
-        assert "stopped web, worker, deliver and beat" in stopped.stdout
+        assert "stopped web, worker, enrich, deliver and beat" in stopped.stdout
         assert "stopped the embedded Redis" in stopped.stdout
         first.processes["make"].wait(timeout=30)
         with pytest.raises(requests.ConnectionError):

@@ -1,5 +1,7 @@
 import time
 
+import pytest
+
 from tests.services import free_port
 from webapp import create_app
 from webapp.migrate import script_heads
@@ -29,9 +31,37 @@ def test_readyz_of_a_web_process_without_clamd_is_ok_scanning_is_the_workers(cli
     response = client.get("/readyz")
     assert response.status_code == 200
     body = response.get_json()
+    unknown = {"status": "unknown",
+               "detail": "no worker has reported on it lately (is a worker running?)"}
     assert body == {"status": "ok", "components": {
         "database": {"status": "ok"}, "redis": {"status": "ok"},
-        "storage": {"status": "ok", "backend": "file"}}}
+        "storage": {"status": "ok", "backend": "file"}},
+        "workers": {"clamd": unknown, "ocr": unknown}}
+
+
+@pytest.mark.parametrize("languages, status", [("eng", "ok"), ("eng+xyz", "missing")])
+def test_readyz_shows_the_ocr_the_enrich_workers_report_without_depending_on_it(
+        make_app, languages, status):
+    from tasks import scanner_state
+    from tasks.app_state import redis_client
+    from tests.services import require_ocr
+
+    require_ocr()
+    app = make_app(OCR_LANGUAGES=languages)
+    with app.test_request_context():
+        scanner_state.record(redis_client(), app.config["REDIS_KEY_PREFIX"],
+                             scanner_state.measure_ocr(languages), 60, scanner_state.OCR_KEY)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200 and response.get_json()["status"] == "ok"
+    assert response.get_json()["workers"]["ocr"]["status"] == status
+
+
+def test_without_tesseract_the_ocr_reads_missing(monkeypatch):
+    from tasks import scanner_state
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    state = scanner_state.measure_ocr("eng")
+    assert state["status"] == "missing" and "tesseract is not installed" in state["detail"]
 
 
 def test_the_overview_shows_the_workers_scanner_as_a_state_never_a_version(

@@ -458,3 +458,40 @@ def test_the_overview_flags_documents_whose_bytes_the_store_lost(ops_app, operat
     assert 'href="/ops/documents?status=missing_blob"' in html
     listed = operator.get("/ops/documents?status=missing_blob").get_data(as_text=True)
     assert "gone.txt" in listed
+
+
+def test_the_documents_page_searches_their_text_with_escaped_snippets_and_previews(
+        ops_app, operator, tmp_path):
+    from documents.storage.local import LocalStorage
+    from documents.text import index
+    from tests.services import require_ocr
+
+    require_ocr()  # the preview is rendered with Debian's font
+    with ops_app.app_context():
+        found = Document(owner_id=1, sha256="f" * 64, size=10, mime_type="image/png",
+                         filename="receipt.png", status="clean", scan_attempts=1,
+                         text_status="ocr", has_preview=True)
+        other = Document(owner_id=1, sha256="a" * 64, size=10, mime_type="application/pdf",
+                         filename="other.pdf", status="clean", scan_attempts=1,
+                         text_status="extracted")
+        db.session.add_all([found, other])
+        db.session.flush()
+        index.store(db.session, found.id, found.filename,
+                    f"Total {HOSTILE} reference 4471 paid", "english")
+        index.store(db.session, other.id, other.filename, "nothing to see", "english")
+        db.session.commit()
+        found_id, other_id = found.id, other.id
+    (tmp_path / "p.png").write_bytes(files.rendered(["x"], size=(64, 64)))
+    LocalStorage(ops_app.config["STORAGE_DIR"]).put_preview(tmp_path / "p.png", "f" * 64)
+
+    html = operator.get("/ops/documents?q=4471").get_data(as_text=True)
+    assert f'href="/ops/documents/{found_id}"' in html
+    assert f'href="/ops/documents/{other_id}"' not in html
+    assert "<mark>4471</mark>" in html and HOSTILE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert f'src="/ops/documents/{found_id}/preview"' in html
+    preview = operator.get(f"/ops/documents/{found_id}/preview")
+    assert preview.status_code == 200 and preview.data.startswith(b"\x89PNG")
+    assert operator.get(f"/ops/documents/{other_id}/preview").status_code == 404
+    # signed out, nothing of it
+    assert ops_app.test_client().get(f"/ops/documents/{found_id}/preview").status_code == 303

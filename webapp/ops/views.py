@@ -22,7 +22,7 @@ from flask import (
 from cron.lock import held_for
 from cron.operations import JobNotFound, find_job, recent_runs, request_run
 from documents.imports import error_rows, import_origins, progress
-from documents.models import DOCUMENT_STATUSES, Document, Import, tags_of
+from documents.models import CLEAN, DOCUMENT_STATUSES, Document, Import, tags_of
 from documents.operations import (
     DocumentFilter,
     find_documents,
@@ -31,6 +31,7 @@ from documents.operations import (
     rescan_pending,
 )
 from documents.reports import csv_lines
+from documents.text import index as text_index
 from store import audit
 from store.clients import ApiClient, client_names, end_ops_session, open_ops_session
 from store.redaction import redact_value
@@ -38,6 +39,7 @@ from tasks.app_state import redis_client
 from tasks.app_state import sources as configured_sources
 from webapp import readable
 from webapp.auth import checked_token
+from webapp.document_views import serve_preview
 from webapp.extensions import db
 from webapp.import_views import ERRORS_HEADER
 from webapp.ops import actor, bp, operator_required
@@ -80,7 +82,7 @@ def _number(name: str) -> int | None:
 
 
 EVENT_FILTERS = ("source", "status", "type", "from", "to")
-DOCUMENT_FILTERS = ("owner", "status", "source")
+DOCUMENT_FILTERS = ("owner", "status", "source", "q")
 MEDIA_FILTERS = ("status", "source")
 
 
@@ -219,17 +221,25 @@ def replay_all():
 @bp.get("/documents")
 @operator_required
 def documents():
-    source = _text("source")
+    """Newest first; with `q`, a search of their text (best first, one page, each with
+    its snippet)."""
+    source, words = _text("source"), text_index.query_words(_text("q") or "")
     which = DocumentFilter(owner_name=_text("owner"), status=_choice("status", DOCUMENT_STATUSES),
-                           among=documents_from(source) if source else None)
-    rows = find_documents(db.session, which, limit=PAGE, before_id=_number("before_id"))
+                           among=documents_from(source) if source else None,
+                           words=tuple(words), search_config=text_index.text_search_config(
+                               current_app.config["OCR_LANGUAGES"]))
+    rows = find_documents(db.session, which, limit=PAGE,
+                          before_id=None if words else _number("before_id"))
     owners = client_names(db.session, {d.owner_id for d in rows})
+    bodies = text_index.bodies(db.session, [d.id for d in rows]) if words else {}
     return render_template(
         "ops/documents.html", title="Documents", documents=rows, owners=owners,
         origins=document_origins(db.session, [d.id for d in rows]),
         imported=import_origins(db.session, [d.id for d in rows]), statuses=DOCUMENT_STATUSES,
-        args=_filters(DOCUMENT_FILTERS), next_before=rows[-1].id if len(rows) == PAGE else None,
-        refresh=5)
+        snippets={d.id: text_index.snippet_parts(bodies.get(d.id), words) for d in rows},
+        args=_filters(DOCUMENT_FILTERS),
+        next_before=rows[-1].id if len(rows) == PAGE and not words else None,
+        refresh=None if words else 5)
 
 
 @bp.get("/documents/<id:document_id>")
@@ -243,6 +253,15 @@ def document(document_id: int):
                            imported=import_origins(db.session, [row.id]).get(row.id),
                            tags=tags_of(db.session, [row.id]).get(row.id, []),
                            trail=audit.trail(db.session, "document", row.id), refresh=5)
+
+
+@bp.get("/documents/<id:document_id>/preview")
+@operator_required
+def document_preview(document_id: int):
+    row = db.session.get(Document, document_id)
+    if row is None or row.status != CLEAN or not row.has_preview:
+        abort(404)
+    return serve_preview(row)
 
 
 @bp.post("/documents/<id:document_id>/rescan")
