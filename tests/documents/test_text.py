@@ -20,13 +20,13 @@ from tests.documents.test_documents_api import scan
 from webapp.extensions import db
 
 pytestmark = pytest.mark.usefixtures("redis_db", "ocr")
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @pytest.fixture
 def ocr():
     services.require_ocr()
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def limits(**overrides) -> Limits:
