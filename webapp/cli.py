@@ -10,6 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from store.clients import ClientNotFound, all_clients, revoke_client
+from webapp.audit_cli import audit_cli
 from webapp.auth import KNOWN_SCOPES, create_client
 from webapp.cli_output import echo_table, when
 from webapp.cron_cli import cron_cli
@@ -182,6 +183,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(cron_cli)
     app.cli.add_command(storage_cli)
     app.cli.add_command(documents_cli)
+    app.cli.add_command(audit_cli)
     app.cli.add_command(destinations_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(holds_cli)

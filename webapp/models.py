@@ -4,7 +4,7 @@ from deliveries.models import Delivery, DeliveryAttempt, Destination, FanoutCurs
 from documents.models import Document, DocumentTag, Import, ImportRow, Upload  # noqa: F401
 from payments.history import PaymentChange  # noqa: F401
 from payments.ledger import Payment  # noqa: F401
-from store.audit import AuditLog  # noqa: F401
+from store.audit import AuditExport, AuditLog  # noqa: F401
 from store.clients import ApiClient, OpsSession  # noqa: F401
 from store.data_keys import KnownKey  # noqa: F401
 from store.db import Base

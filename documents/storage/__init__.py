@@ -112,20 +112,35 @@ class BlobStorage:
         """Delete the bytes and their preview."""
         raise NotImplementedError
 
-    def put_preview(self, path: Path, sha256: str) -> None:
-        """Store (or replace) the preview PNG of these bytes from a local file."""
+    # Objects by name, beside the blobs: previews, audit log exports ----------------------
+
+    def put_named(self, key: str, path: Path, content_type: str) -> None:
+        """Store (or replace) the object `key` from a local file."""
         raise NotImplementedError
+
+    def open_named(self, key: str) -> BinaryIO:
+        """A streaming read of the object `key` (FileNotFoundError if there is none)."""
+        raise NotImplementedError
+
+    def delete_named(self, key: str) -> None:
+        raise NotImplementedError
+
+    def presign_named(self, key: str, expires_in: int, content_type: str) -> str | None:
+        """A short-lived URL of the object `key`, if the backend can."""
+        return None
+
+    def put_preview(self, path: Path, sha256: str) -> None:
+        """Store (or replace) the preview PNG of these bytes."""
+        self.put_named(preview_key(sha256), path, "image/png")
 
     def open_preview(self, sha256: str) -> BinaryIO:
-        """A streaming read of the preview (FileNotFoundError if there is none)."""
-        raise NotImplementedError
+        return self.open_named(preview_key(sha256))
 
     def delete_preview(self, sha256: str) -> None:
-        raise NotImplementedError
+        self.delete_named(preview_key(sha256))
 
     def presign_preview(self, sha256: str, expires_in: int) -> str | None:
-        """A short-lived URL of the preview, if the backend can."""
-        return None
+        return self.presign_named(preview_key(sha256), expires_in, "image/png")
 
     def blobs(self) -> Iterator[tuple[str, float]]:
         """(sha256, last modified as a UNIX time) of every servable blob."""

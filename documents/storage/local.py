@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 from urllib.parse import unquote, urlsplit
 
-from documents.storage import QUARANTINE, BlobStorage, blob_key, preview_key
+from documents.storage import QUARANTINE, BlobStorage, blob_key
 
 
 class LocalStorage(BlobStorage):
@@ -76,18 +76,18 @@ class LocalStorage(BlobStorage):
         self.path(sha256).unlink(missing_ok=True)
         self.delete_preview(sha256)
 
-    def put_preview(self, path: Path, sha256: str) -> None:
-        target = self.root / preview_key(sha256)
+    def put_named(self, key: str, path: Path, content_type: str) -> None:
+        target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".part")
+        partial = target.with_name(target.name + ".part")
         shutil.copyfile(path, partial)
         os.replace(partial, target)
 
-    def open_preview(self, sha256: str) -> BinaryIO:
-        return (self.root / preview_key(sha256)).open("rb")
+    def open_named(self, key: str) -> BinaryIO:
+        return (self.root / key).open("rb")
 
-    def delete_preview(self, sha256: str) -> None:
-        (self.root / preview_key(sha256)).unlink(missing_ok=True)
+    def delete_named(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
 
     def blobs(self) -> Iterator[tuple[str, float]]:
         for path in (self.root / "sha256").glob("*/*/*"):

@@ -30,7 +30,6 @@ from documents.storage import (
     BlobStorage,
     StorageUnavailable,
     blob_key,
-    preview_key,
 )
 
 # Multipart above 16 MB in 8 MB parts, two at a time: an upload of any size holds
@@ -170,26 +169,22 @@ class S3Storage(BlobStorage):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
         self.delete_preview(sha256)
 
-    def put_preview(self, path: Path, sha256: str) -> None:
-        key = self.prefix + preview_key(sha256)
+    def put_named(self, key: str, path: Path, content_type: str) -> None:
         with _unavailable_on_error(key):
-            self.client.upload_file(str(path), self.bucket, key, Config=TRANSFER,
-                                    ExtraArgs={"ContentType": "image/png", **self.encryption})
+            self.client.upload_file(str(path), self.bucket, self.prefix + key, Config=TRANSFER,
+                                    ExtraArgs={"ContentType": content_type, **self.encryption})
 
-    def open_preview(self, sha256: str) -> BinaryIO:
-        key = self.prefix + preview_key(sha256)
+    def open_named(self, key: str) -> BinaryIO:
         with _unavailable_on_error(key):
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
 
-    def delete_preview(self, sha256: str) -> None:
-        key = self.prefix + preview_key(sha256)
+    def delete_named(self, key: str) -> None:
         with _unavailable_on_error(key):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
 
-    def presign_preview(self, sha256: str, expires_in: int) -> str | None:
+    def presign_named(self, key: str, expires_in: int, content_type: str) -> str | None:
         return self.client.generate_presigned_url("get_object", ExpiresIn=expires_in, Params={
-            "Bucket": self.bucket, "Key": self.prefix + preview_key(sha256),
-            "ResponseContentType": "image/png"})
+            "Bucket": self.bucket, "Key": self.prefix + key, "ResponseContentType": content_type})
 
     def blobs(self) -> Iterator[tuple[str, float]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
