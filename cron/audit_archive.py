@@ -105,6 +105,11 @@ def export_before(session: Session, storage: BlobStorage, before: dt.datetime, a
     return Exported(export, delete_exported(session, export) if delete_after else 0)
 
 
+def exports(session: Session) -> list[AuditExport]:
+    """Every export, oldest first."""
+    return list(session.scalars(select(AuditExport).order_by(AuditExport.id)))
+
+
 def delete_exported(session: Session, export: AuditExport) -> int:
     """Delete the entries `export` covers, BATCH a transaction; how many. Commits."""
     deleted = 0

@@ -7,11 +7,10 @@ import getpass
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select
 
+from cron import audit_archive
 from cron.audit_archive import ExportFailed, export_before
 from documents.storage import StorageUnavailable
-from store.audit import AuditExport
 from tasks.app_state import storage
 from webapp.cli_output import echo_table, when
 from webapp.extensions import db
@@ -51,6 +50,6 @@ def exports() -> None:
     """Every export: when, what it covers, where it is, and how many entries it let go."""
     rows = [(e.id, when(e.exported_at), f"< {e.cut:%Y-%m-%d}", e.entries,
              f"{e.first_id}-{e.last_id}", e.deleted, e.object_key, e.sha256)
-            for e in db.session.scalars(select(AuditExport).order_by(AuditExport.id))]
+            for e in audit_archive.exports(db.session)]
     echo_table(("id", "exported", "cut", "entries", "ids", "deleted", "object", "sha256"),
                rows, "No exports.")

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from documents.models import Document
 from store.db import Base, UTCDateTime, utcnow
 from store.sealing import SealedText
 
@@ -144,8 +145,6 @@ def forget(session: Session, document_ids: list[int]) -> None:
 def search(session: Session, query, words: list[str], config: str):
     """`query` (a select of documents) narrowed to those matching every word, best
     first: the filename and title weigh more than the body. No words, no match."""
-    from documents.models import Document
-
     if not words:
         return query.where(False)
     if session.get_bind().dialect.name == "postgresql":
