@@ -30,9 +30,17 @@ from documents.models import (
     Import,
     Upload,
 )
+from documents.text import PENDING as TEXT_PENDING
 from store.db import utcnow
 from store.outbox import enqueue
-from store.task_names import FETCH_MEDIA, INGEST_UPLOAD, PROCESS_EVENT, RUN_IMPORT, SCAN_DOCUMENT
+from store.task_names import (
+    EXTRACT_TEXT,
+    FETCH_MEDIA,
+    INGEST_UPLOAD,
+    PROCESS_EVENT,
+    RUN_IMPORT,
+    SCAN_DOCUMENT,
+)
 from webhooks.models import RECEIVED, WebhookEvent
 from webhooks.whatsapp.models import MEDIA_PENDING, WhatsAppMedia
 
@@ -50,6 +58,7 @@ class Redrive:
     argument: str      # the task's keyword argument that names the row
     after: str         # the setting: seconds since enqueued_at before it is redriven
     needs: str | None = None  # a setting that must be set for the work to be possible
+    status: str = "status"    # the column `states` are of
 
 
 REDRIVES = (
@@ -63,6 +72,8 @@ REDRIVES = (
             "REDRIVE_MEDIA_AFTER"),
     Redrive("imports", Import, (QUEUED, RUNNING), RUN_IMPORT, "import_id",
             "REDRIVE_IMPORT_AFTER"),
+    Redrive("text_readings", Document, (TEXT_PENDING,), EXTRACT_TEXT, "document_id",
+            "REDRIVE_TEXT_AFTER", status="text_status"),
 )
 
 
@@ -79,7 +90,8 @@ def _redrive(ctx: JobContext, redrive: Redrive) -> int:
         ctx.check()
         ids = list(ctx.session.scalars(
             select(model.id)
-            .where(model.status.in_(redrive.states), model.enqueued_at < cutoff)
+            .where(getattr(model, redrive.status).in_(redrive.states),
+                   model.enqueued_at < cutoff)
             .order_by(model.id).limit(BATCH).with_for_update(skip_locked=True)))
         if not ids:
             break

@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_FAILURE_LIMIT": "30/minute",  # per client IP, failed bearer-token authentications
     "REDRIVE_INTERVAL": 60,           # seconds between redrive_stuck_work runs
     "REDRIVE_AFTER": 300,             # seconds a handed-out event, scan or upload may wait
+    "REDRIVE_TEXT_AFTER": 1800,       # a document's text still pending: above EXTRACT_TIMEOUT
     "REDRIVE_MEDIA_AFTER": 1800,      # a media fetch: its own retries honour Retry-After
     "REDRIVE_IMPORT_AFTER": 2400,     # an import without progress; above the task time limit
     "CRON_DISABLED": "",              # comma-separated job names beat should not run
@@ -258,6 +259,9 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
                           "sandbox must end an extraction before Celery ends its task")
     if config["CELERY_TASK_SOFT_TIME_LIMIT"] >= config["CELERY_TASK_TIME_LIMIT"]:
         raise ConfigError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+    if config["REDRIVE_TEXT_AFTER"] <= config["EXTRACT_TIMEOUT"]:
+        raise ConfigError("REDRIVE_TEXT_AFTER must exceed EXTRACT_TIMEOUT: a reading still "
+                          "running is not lost")
     if config["REDRIVE_IMPORT_AFTER"] <= config["CELERY_TASK_TIME_LIMIT"]:
         raise ConfigError("REDRIVE_IMPORT_AFTER must exceed CELERY_TASK_TIME_LIMIT: a running "
                           "import is only known lost once no task can still hold it")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from documents.models import CLEAN, Document
 from documents.storage import BlobStorage
 from documents.text import FAILED, PENDING, index, sandbox
+from store.db import utcnow
 from store.outbox import enqueue
 from store.task_names import EXTRACT_TEXT
 
@@ -31,6 +32,7 @@ def queue(session: Session, document: Document) -> None:
     """Ask for the document's text, once: a document that has a text state keeps it."""
     if document.text_status is None:
         document.text_status = PENDING
+        document.enqueued_at = utcnow()  # the redrive job's clock, as for its scan
         enqueue(session, EXTRACT_TEXT, {"document_id": document.id})
 
 

@@ -11,7 +11,7 @@ from cron.runner import run_job
 from documents.models import Document, Import, Upload
 from store.db import utcnow
 from store.outbox import OutboxMessage
-from store.task_names import FETCH_MEDIA, INGEST_UPLOAD, RUN_IMPORT, SCAN_DOCUMENT
+from store.task_names import EXTRACT_TEXT, FETCH_MEDIA, INGEST_UPLOAD, RUN_IMPORT, SCAN_DOCUMENT
 from webapp.extensions import db
 from webhooks.whatsapp.models import WhatsAppMedia
 
@@ -90,16 +90,22 @@ def test_each_kind_is_redriven_past_its_own_threshold_and_only_once(app):
         imported(session, "g", "completed", ago(2 * HOUR))
         ingest = direct_upload(session, "u1", "processing", ago(HOUR))
         direct_upload(session, "u2", "awaiting_upload", ago(HOUR))  # the client's move
+        unread = document(session, "i", "clean", ago(HOUR))
+        session.get(Document, unread).text_status = "pending"       # its message lost
+        reading = document(session, "j", "clean", ago(dt.timedelta(minutes=10)))
+        session.get(Document, reading).text_status = "pending"      # may still be read
+        session.get(Document, document(session, "k", "clean", ago(HOUR))).text_status = "ocr"
         session.commit()
 
     detail = redrive(app)
     assert detail == {"webhook_events_redriven": 0, "scans_redriven": 1,
                       "direct_uploads_redriven": 1, "media_fetches_redriven": 1,
-                      "imports_redriven": 2}
+                      "imports_redriven": 2, "text_readings_redriven": 1}
     assert queued_for(app, SCAN_DOCUMENT) == [{"document_id": scan}]
     assert queued_for(app, FETCH_MEDIA) == [{"media_id": fetch}]
     assert sorted(m["import_id"] for m in queued_for(app, RUN_IMPORT)) == sorted([stalled, lost])
     assert queued_for(app, INGEST_UPLOAD) == [{"upload_id": ingest}]
+    assert queued_for(app, EXTRACT_TEXT) == [{"document_id": unread}]
 
     again = redrive(app)  # each waits a whole threshold before its next hand-out
     assert set(again.values()) == {0}
