@@ -23,7 +23,6 @@ from sqlalchemy import (
     BigInteger,
     ForeignKey,
     String,
-    bindparam,
     delete,
     literal_column,
     select,
@@ -177,8 +176,7 @@ def bodies(session: Session, document_ids: list[int]) -> dict[int, str]:
 
 
 def body_of(session: Session, document_id: int) -> str | None:
-    return session.scalar(select(DocumentText.body).where(
-        DocumentText.document_id == bindparam("id", document_id)))
+    return bodies(session, [document_id]).get(document_id)
 
 
 def _matches(word: str, terms: list[str]) -> bool:
