@@ -1,32 +1,84 @@
 """What a payment provider module declares, and helpers its event reader uses.
 
 A provider module (payments/providers/<name>.py) holds everything Sluice knows
-about one provider: how to read its webhook events, how its statuses map onto the
-ledger's, where its status API answers for reconciliation, and which settings
-hold that API's base URL and key. `payments/providers/__init__.py` lists them.
+about one provider: how its deliveries are signed (its `Scheme`), how to read its
+webhook events, how its statuses map onto the ledger's, where its status API answers
+for reconciliation and how it wants to be authenticated, and which settings hold
+that API's base URL and credentials. `payments/providers/__init__.py` lists them.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
-from typing import Any, Callable
+import decimal
+from typing import Any, Callable, Mapping
 
 from payments.ledger import PaymentUpdate
 from store.payloads import PayloadError, identifier, int64
+from store.signatures import Scheme
+
+
+class ProviderUnavailable(RuntimeError):
+    """The provider did not answer usefully after retries (counts against the breaker)."""
+
+
+class PaymentUnknown(LookupError):
+    """The provider does not know this payment (does not count against the breaker)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Confirmation:
+    """What a provider's API says of a payment: the state the ledger takes from it."""
+    status: str
+    amount: int | None = None   # minor units
+    currency: str | None = None
+
 
 # payload, provider name (a source may rename it), when it was received
 EventReader = Callable[[Any, str, dt.datetime], "PaymentUpdate | None"]
+# the configured values of the provider's credential settings -> the API's request headers
+Authorize = Callable[[Mapping[str, str]], dict[str, str]]
+
+
+def bearer(credentials: Mapping[str, str]) -> dict[str, str]:
+    """`Authorization: Bearer <the first credential>`: Stripe's and Paystack's way."""
+    return {"Authorization": f"Bearer {next(iter(credentials.values()))}"}
+
+
+def basic(credentials: Mapping[str, str]) -> dict[str, str]:
+    """HTTP basic auth with the key as the user and the next credential as the password
+    (Razorpay's key id and key secret)."""
+    user, password = list(credentials.values())[:2]
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Provider:
     name: str
+    scheme: Scheme                     # how its deliveries are signed, of the same name
     read_event: EventReader            # None for event types we do not act on
     status_path: str                   # status API path, with {reference}
     read_status: Callable[[Any], str | None]  # the status API's JSON -> a ledger status
     api_base_setting: str              # settings: the API's base URL ...
     default_api_base: str
     api_key_setting: str               # ... and its secret key (environment only)
+    # further credential settings the API needs besides the key (all must be set)
+    api_credential_settings: tuple[str, ...] = ()
+    authorize: Authorize = bearer      # credentials (key first) -> request headers
+    # Whether a delivery's claims need the API's confirmation before they change the
+    # ledger (a scheme of `token` trust proves the sender, not the content): the
+    # handler then asks the status API, and the ledger takes its answer.
+    confirm: bool = False
+    # the status API's JSON -> status, amount and currency (required to confirm)
+    read_confirmation: Callable[[Any], Confirmation | None] | None = None
+
+    def __post_init__(self):
+        if self.scheme.name != self.name or self.scheme.kind != "payment":
+            raise TypeError(f"provider {self.name}: declare its payment scheme, of its name")
+        if self.confirm and self.read_confirmation is None:
+            raise TypeError(f"provider {self.name}: confirming needs read_confirmation")
 
 
 def json_object(payload: Any, *path: str) -> dict:
@@ -51,3 +103,24 @@ def currency(value: Any) -> str | None:
 def amount(value: Any) -> int | None:
     """Minor units that fit the ledger's BIGINT; None for anything else."""
     return int64(value)
+
+
+# ISO 4217 currencies without minor units, among those the providers here settle in
+ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
+                          "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})
+
+
+def minor_units(value: Any, currency_code: str | None) -> int | None:
+    """An amount a provider gives in major units (Flutterwave's `100.5` NGN) in the
+    ledger's minor units, exactly; None for anything that is not a plain number or
+    does not come out whole."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = decimal.Decimal(str(value))
+    except decimal.InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    scaled = number.scaleb(0 if (currency_code or "").upper() in ZERO_DECIMAL else 2)
+    return int64(int(scaled)) if scaled == scaled.to_integral_value() else None

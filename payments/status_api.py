@@ -17,16 +17,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from payments.ledger import PaymentUpdate
-from payments.provider import Provider
+from payments.provider import Confirmation, PaymentUnknown, Provider, ProviderUnavailable
 from payments.providers import PROVIDERS
 
-
-class ProviderUnavailable(RuntimeError):
-    """The provider did not answer usefully after retries (counts against the breaker)."""
-
-
-class PaymentUnknown(LookupError):
-    """The provider does not know this payment (does not count against the breaker)."""
+__all__ = ["PaymentUnknown", "ProviderStatusClient", "ProviderUnavailable", "status_clients"]
 
 
 def http_session(retries: int, backoff: float) -> requests.Session:
@@ -49,13 +43,14 @@ def breaker(client: redis.Redis, provider: str, *, failures: int, reset_after: f
 
 
 class ProviderStatusClient:
-    def __init__(self, provider: Provider, base_url: str, api_key: str,
+    def __init__(self, provider: Provider, base_url: str, credentials: Mapping[str, str],
                  session: requests.Session, circuit: pybreaker.CircuitBreaker,
                  timeout: tuple[float, float]):
         self.provider = provider.name
         self._url = base_url.rstrip("/") + provider.status_path
         self._read = provider.read_status
-        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._read_confirmation = provider.read_confirmation
+        self._headers = provider.authorize(credentials)
         self._session, self._circuit, self._timeout = session, circuit, timeout
 
     def status(self, reference: str) -> PaymentUpdate | None:
@@ -63,14 +58,24 @@ class ProviderStatusClient:
 
         Raises pybreaker.CircuitBreakerError while the circuit is open.
         """
-        status = self._circuit.call(self._fetch, reference)
+        status = self._circuit.call(self._fetch, reference, self._read)
         if status is None:
             return None
         return PaymentUpdate(provider=self.provider, reference=reference, status=status,
                              occurred_at=dt.datetime.now(dt.timezone.utc),
                              event_id="reconciliation")
 
-    def _fetch(self, reference: str) -> str | None:
+    def confirm(self, reference: str) -> Confirmation:
+        """The provider's own word on a payment (status, amount, currency), for a
+        delivery whose claims are not signed. ProviderUnavailable if it says nothing
+        usable; PaymentUnknown if it does not know the payment; CircuitBreakerError
+        while the circuit is open."""
+        answer = self._circuit.call(self._fetch, reference, self._read_confirmation)
+        if answer is None:
+            raise ProviderUnavailable("the answer named no status")
+        return answer
+
+    def _fetch(self, reference: str, read):
         url = self._url.format(reference=requests.utils.quote(reference, safe=""))
         try:
             response = self._session.get(url, headers=self._headers, timeout=self._timeout)
@@ -81,25 +86,26 @@ class ProviderStatusClient:
         if response.status_code != 200:
             raise ProviderUnavailable(f"HTTP {response.status_code}")
         try:
-            return self._read(response.json())
+            return read(response.json())
         except ValueError:
             raise ProviderUnavailable("the answer was not JSON") from None
 
 
 def status_clients(config: Mapping[str, Any],
                    client: redis.Redis) -> dict[str, ProviderStatusClient]:
-    """One client per provider that has an API key configured."""
+    """One client per provider whose API credentials are all configured."""
     session = http_session(config["RECONCILE_HTTP_RETRIES"], config["RECONCILE_HTTP_BACKOFF"])
     timeout = (config["RECONCILE_CONNECT_TIMEOUT"], config["RECONCILE_READ_TIMEOUT"])
     clients = {}
     for provider in PROVIDERS.values():
-        api_key = config.get(provider.api_key_setting)
-        if api_key:
+        names = (provider.api_key_setting, *provider.api_credential_settings)
+        credentials = {name: config.get(name) for name in names}
+        if all(credentials.values()):
             circuit = breaker(client, provider.name,
                               failures=config["RECONCILE_BREAKER_FAILURES"],
                               reset_after=config["RECONCILE_BREAKER_RESET"],
                               prefix=config["REDIS_KEY_PREFIX"])
             clients[provider.name] = ProviderStatusClient(
-                provider, config[provider.api_base_setting], api_key, session, circuit,
+                provider, config[provider.api_base_setting], credentials, session, circuit,
                 timeout)
     return clients

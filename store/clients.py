@@ -17,7 +17,7 @@ from store.db import Base, UTCDateTime, utcnow
 
 TOKEN_PREFIX = "slc_"
 KNOWN_SCOPES = ("documents:read", "documents:write", "imports:write", "payments:read",
-                "messages:read", "destinations:write", "admin")
+                "messages:read", "webhooks:read", "destinations:write", "admin")
 
 
 class ApiClient(Base):

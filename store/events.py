@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import re
 import secrets
 from typing import Any, Iterable
@@ -55,6 +56,7 @@ MESSAGE_RECEIVED = "whatsapp.message.received"
 MESSAGE_STATUS = "whatsapp.message.status"
 DOCUMENT_SCANNED = "document.scanned"
 IMPORT_FINISHED = "import.finished"
+WEBHOOK_RECEIVED = "webhook.received"
 
 
 class Event(Base):
@@ -101,6 +103,16 @@ def record(session: Session, event_type: str, data: dict[str, Any],
 
 
 _INSERT = insert(Event.__table__)
+
+
+def record_once(session: Session, event_type: str, data: dict[str, Any], identity: str) -> str:
+    """`record`, at most once per `identity` whatever runs it again (a redelivered task,
+    a replay): the public id is derived from it, and the UNIQUE public_id keeps one."""
+    public_id = "evt_" + hashlib.sha256(f"{event_type}\n{identity}".encode()).hexdigest()[:24]
+    insert_unless_exists(session, Event, {
+        "public_id": public_id, "type": event_type, "data": data, "owner_id": None,
+        "created_at": utcnow(), "subject_index": None}, ["public_id"])
+    return public_id
 
 
 def insert_with_event(session: Session, model, values: dict[str, Any], unique: list[str],

@@ -19,6 +19,7 @@ DB_KEY = "sluice.db"            # webapp.extensions.DatabaseState: engine, sessi
 REDIS_KEY = "sluice.redis"      # redis.Redis
 SOURCES_KEY = "sluice.sources"  # {name: webhooks.sources.Source}, loaded with the app
 STORAGE_KEY = "sluice.storage"  # (pid, BlobStorage), built on first use in a process
+CONFIRMERS_KEY = "sluice.confirmers"  # (pid, {provider: ProviderStatusClient}), the same
 
 
 def _app(app: Flask | None) -> Flask:
@@ -52,6 +53,19 @@ def storage(app: Flask | None = None) -> BlobStorage:
     if state is None or state[0] != os.getpid():
         state = (os.getpid(), from_config(flask_app.config))
         flask_app.extensions[STORAGE_KEY] = state
+    return state[1]
+
+
+def payment_status_clients(app: Flask | None = None) -> dict:
+    """The payment providers' status API clients (those with credentials configured),
+    built on first use in this process: a requests session must not cross a fork."""
+    from payments.status_api import status_clients  # workers only: it loads requests
+
+    flask_app = _app(app)
+    state = flask_app.extensions.get(CONFIRMERS_KEY)
+    if state is None or state[0] != os.getpid():
+        state = (os.getpid(), status_clients(flask_app.config, redis_client(flask_app)))
+        flask_app.extensions[CONFIRMERS_KEY] = state
     return state[1]
 
 

@@ -9,8 +9,15 @@ from sqlalchemy.exc import DBAPIError
 
 from store.task_names import PROCESS_EVENT
 from tasks import register_give_up
-from tasks.app_state import config, db_session, sources
-from webhooks.processing import EventNotFound, is_final, park, process, record_failure
+from tasks.app_state import config, db_session, payment_status_clients, sources
+from webhooks.processing import (
+    Context,
+    EventNotFound,
+    is_final,
+    park,
+    process,
+    record_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,7 @@ def process_event(self, event_id: int) -> None:
     """
     session = db_session()
     try:
-        process(session, event_id, sources())
+        process(session, event_id, Context(sources(), payment_status_clients()))
         session.commit()
         return
     except EventNotFound:

@@ -34,7 +34,8 @@ SOURCE_NAME_MAX = 64  # webhook_events.source
 def event_summary(event: WebhookEvent) -> dict:
     return {
         "id": event.id, "source": event.source, "event_key": event.event_key,
-        "event_type": event.event_type, "status": event.status, "attempts": event.attempts,
+        "event_type": event.event_type, "kind": event.kind, "trust": event.trust,
+        "status": event.status, "attempts": event.attempts,
         "last_error": event.last_error, "received_at": event.received_at.isoformat(),
         "processed_at": event.processed_at.isoformat() if event.processed_at else None,
     }

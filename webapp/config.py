@@ -140,11 +140,12 @@ DEFAULTS: dict[str, Any] = {
     "DESTINATION_PROBE_INTERVAL": 60.0,   # seconds between probes while it is failing
     "DESTINATION_DISABLE_AFTER": 5 * 86400,  # seconds of continuous failure, then disabled
 }
-# Each payment provider's status API: its base URL, and its key (a secret: from the
-# environment only), under the setting names its module declares.
+# Each payment provider's status API: its base URL, and its key and other credentials
+# (secrets: from the environment only), under the setting names its module declares.
 for _provider in PROVIDERS.values():
     DEFAULTS[_provider.api_base_setting] = _provider.default_api_base
-    DEFAULTS[_provider.api_key_setting] = None
+    for _name in (_provider.api_key_setting, *_provider.api_credential_settings):
+        DEFAULTS[_name] = None
 
 
 class ConfigError(click.ClickException):

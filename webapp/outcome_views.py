@@ -22,8 +22,10 @@ from webhooks.whatsapp import media_json, message_json
 
 bp = Blueprint("outcomes", __name__)
 MAX_PAGE = 500
-# The events of objects nobody owns (payments, messages), and the scope that reads them.
-UNOWNED_BY_SCOPE = {"payments:read": "payment.", "messages:read": "whatsapp."}
+# The events of objects nobody owns (payments, messages, generic sources' deliveries),
+# and the scope that reads them.
+UNOWNED_BY_SCOPE = {"payments:read": "payment.", "messages:read": "whatsapp.",
+                    "webhooks:read": "webhook."}
 TYPES_MAX = 500
 _TYPES = re.compile(r"[A-Za-z0-9_.*, ]*")
 

@@ -1,7 +1,8 @@
-"""POST /webhooks/<source> (deliveries) and GET /webhooks/<source> (Meta's handshake)."""
+"""POST /webhooks/<source> (deliveries) and GET /webhooks/<source> (a scheme's handshake,
+such as Meta's subscription check). Nothing here knows a provider by name: each
+scheme declares its verifier, its handshake and the reply its sender expects."""
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import time
@@ -25,7 +26,6 @@ from webhooks.sources import Source
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
-MAX_CHALLENGE = 256
 
 DELIVERIES = Counter("sluice_webhook_deliveries_total", "Webhook deliveries by outcome",
                      ["source", "outcome"])
@@ -103,6 +103,9 @@ def receive(source: str):
     tracing.annotate(source=source.name, event_id=stored.event_id)
     if stored.duplicate:
         _count_unstored(source, outcome)
+    reply = SCHEMES[source.scheme].reply
+    if reply is not None:  # the sender's own acknowledgement, stored or duplicate alike
+        return Response(reply.body, status=reply.status, mimetype=reply.mimetype)
     return jsonify(id=stored.event_id, status=outcome), 200 if stored.duplicate else 202
 
 
@@ -118,15 +121,11 @@ def _count_unstored(source: Source, outcome: str) -> None:
                deduct_when=lambda response: response.status_code == 403)
 def verify_subscription(source: str):
     source = _source()
-    args = request.args
-    token = args.get("hub.verify_token", "")
-    challenge = args.get("hub.challenge", "")
-    if (source.scheme != "meta" or not source.verify_token
-            or args.get("hub.mode") != "subscribe" or not challenge
-            or len(challenge) > MAX_CHALLENGE
-            or not hmac.compare_digest(token.encode(), source.verify_token.encode())):
+    handshake = SCHEMES[source.scheme].handshake
+    answer = handshake(source, request.args) if handshake is not None else None
+    if answer is None:
         raise APIError(403, "verification_failed", "The subscription could not be verified.")
-    return Response(challenge, mimetype="text/plain")
+    return Response(answer, mimetype="text/plain")
 
 
 def send_test_delivery(source: Source, url: str | None = None) -> tuple[int, dict]:

@@ -52,8 +52,8 @@ def store_delivery(bind: Engine | Connection, source: Source, headers: Mapping[s
     now_utc = utcnow()
     values = dict(
         source=source.name, event_key=key, kind=source.kind, provider=source.provider,
-        event_type=scheme.event_type(payload), body=body, received_at=now_utc,
-        enqueued_at=now_utc,
+        event_type=scheme.event_type(headers, payload), trust=scheme.trust, body=body,
+        received_at=now_utc, enqueued_at=now_utc,
         headers={name: free_text(headers[name], 1000) for name in KEPT_HEADERS
                  if headers.get(name)},
         status=RECEIVED, attempts=0)

@@ -19,9 +19,12 @@ class WebhookEvent(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
     event_key: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(20))        # payment | whatsapp
+    kind: Mapped[str] = mapped_column(String(20))        # payment | whatsapp | generic
     provider: Mapped[str] = mapped_column(String(64))    # which handler reads it
     event_type: Mapped[str | None] = mapped_column(String(100))
+    # how far the delivery proves itself (store/signatures.py): signed | token, and
+    # confirmed once the provider's API has confirmed what it says
+    trust: Mapped[str] = mapped_column(String(12), server_default="signed")
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # last hand-off
     headers: Mapped[dict] = mapped_column(JSONType, default=dict)

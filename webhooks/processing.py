@@ -1,18 +1,27 @@
 """Run the handler for a stored event, and record its failures (what operators do with
-events, replay among it, is webhooks/operations.py's)."""
+events, replay among it, is webhooks/operations.py's).
+
+Each kind of event has one `Handler` in HANDLERS: how it reads a stored body, and
+what it changes. A payment moves the ledger, a WhatsApp notification stores messages,
+and a generic event (a signed sender with no handler of its own, such as GitHub)
+becomes a `webhook.received` event in the event log, carrying its verified payload.
+"""
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+from typing import Any, Callable, Mapping
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
+from payments.confirmation import Confirmer, confirmed
 from payments.ledger import apply_update
 from payments.providers import PROVIDERS
-from store import subjects
+from store import events, subjects
 from store.db import DATABASE_UNAVAILABLE, utcnow
 from store.payloads import PayloadError, describe_error
+from store.signatures import CONFIRMED
 from webhooks.ingest import parse_json
 from webhooks.models import DEAD, FAILED, PROCESSED, WebhookEvent
 from webhooks.sources import Source
@@ -33,18 +42,27 @@ _EVENTS = WebhookEvent.__table__
 _CLAIM = (update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id"))
           .values(status=PROCESSED, processed_at=bindparam("now"),
                   attempts=_EVENTS.c.attempts + 1, last_error=None, subjects_linked=True)
-          .returning(_EVENTS.c.kind, _EVENTS.c.provider, _EVENTS.c.body,
-                     _EVENTS.c.received_at, _EVENTS.c.source))
+          .returning(_EVENTS.c.id, _EVENTS.c.kind, _EVENTS.c.provider, _EVENTS.c.body,
+                     _EVENTS.c.received_at, _EVENTS.c.source, _EVENTS.c.event_type,
+                     _EVENTS.c.event_key, _EVENTS.c.trust))
 
 
-def process(session: Session, event_id: int,
-            sources: Mapping[str, Source] | None = None) -> str:
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a handler may use besides the session: the configured sources (which
+    WhatsApp sources fetch media) and the payment providers' status clients (which
+    confirm a delivery that is not signed over its content), by name."""
+    sources: Mapping[str, Source] = dataclasses.field(default_factory=dict)
+    confirmers: Mapping[str, Confirmer] = dataclasses.field(default_factory=dict)
+
+
+def process(session: Session, event_id: int, context: Context | None = None) -> str:
     """Apply one event's effect and mark it processed; the caller commits.
 
     Safe to run twice: handlers are idempotent, so a redelivery or a replay of an
-    already processed event changes nothing. `sources` (the configured ones) say
-    which WhatsApp sources fetch the media their messages carry.
+    already processed event changes nothing.
     """
+    context = context or Context()
     event = session.execute(_CLAIM, {"event_id": event_id, "now": utcnow()}).first()
     if event is None:
         raise EventNotFound(event_id)
@@ -53,32 +71,72 @@ def process(session: Session, event_id: int,
         session.expire(cached)
     if event.body is None:
         raise PayloadError("the body was purged by retention")
-    payload = read_payload(event.kind, event.provider, event.body)
+    handler = HANDLERS[event.kind]
+    payload = handler.read(event.provider, event.body)
     # the people the body names, linked to it in this transaction (store/subjects.py)
     subjects.link(session, subjects.WEBHOOK_EVENT, event_id, subjects.indexes(payload))
-    if event.kind == "whatsapp":
-        source = (sources or {}).get(event.source)
-        apply_notification(session, payload, event.provider, event.source,
-                           fetch_media=source is not None and source.media is not None)
-    else:
-        provider = PROVIDERS.get(event.provider)
-        if provider is None:  # a source whose provider has since been removed
-            raise PayloadError(f"no handler for provider {event.provider!r}")
-        change = provider.read_event(payload, event.provider, event.received_at)
-        if change is not None:
-            apply_update(session, change, source=event.source)
+    handler.apply(session, event, payload, context)
     return PROCESSED
 
 
-def read_payload(kind: str, provider: str, body: bytes):
-    """A stored body as its handler reads it: each WhatsApp provider parses its own wire
-    format (PayloadError if it cannot), a payment provider's is JSON (None if not)."""
-    if kind == "whatsapp":
-        reader = WHATSAPP.get(provider)
-        if reader is None:  # a source whose provider has since been removed
-            raise PayloadError(f"no WhatsApp reader for provider {provider!r}")
-        return reader.parse(body)
-    return parse_json(body)
+def _read_whatsapp(provider: str, body: bytes) -> Any:
+    # each WhatsApp provider parses its own wire format (PayloadError if it cannot)
+    reader = WHATSAPP.get(provider)
+    if reader is None:  # a source whose provider has since been removed
+        raise PayloadError(f"no WhatsApp reader for provider {provider!r}")
+    return reader.parse(body)
+
+
+def _read_json(provider: str, body: bytes) -> Any:
+    return parse_json(body)  # None if not JSON: the handler finds nothing it acts on
+
+
+def _apply_payment(session: Session, event, payload: Any, context: Context) -> None:
+    provider = PROVIDERS.get(event.provider)
+    if provider is None:  # a source whose provider has since been removed
+        raise PayloadError(f"no handler for provider {event.provider!r}")
+    change = provider.read_event(payload, event.provider, event.received_at)
+    if change is None:
+        return
+    if provider.confirm:  # the ledger takes the API's word, and the event says so
+        change = confirmed(session, change, context.confirmers.get(provider.name))
+        session.execute(update(_EVENTS).where(_EVENTS.c.id == event.id)
+                        .values(trust=CONFIRMED))
+    apply_update(session, change, source=event.source)
+
+
+def _apply_whatsapp(session: Session, event, payload: Any, context: Context) -> None:
+    source = context.sources.get(event.source)
+    apply_notification(session, payload, event.provider, event.source,
+                       fetch_media=source is not None and source.media is not None)
+
+
+def _apply_generic(session: Session, event, payload: Any, context: Context) -> None:
+    # once per stored event: a replay or a redelivered task does not announce it twice
+    events.record_once(session, events.WEBHOOK_RECEIVED, identity=str(event.id), data={
+        "id": event.id, "source": event.source, "event_key": event.event_key,
+        "type": event.event_type, "trust": event.trust,
+        "received_at": event.received_at.isoformat(), "payload": payload})
+
+
+@dataclasses.dataclass(frozen=True)
+class Handler:
+    # (provider, stored body) -> the payload, or PayloadError
+    read: Callable[[str, bytes], Any]
+    # (session, the claimed event, payload, what handlers may use)
+    apply: Callable[[Session, Any, Any, Context], None]
+
+
+HANDLERS: dict[str, Handler] = {
+    "payment": Handler(_read_json, _apply_payment),
+    "whatsapp": Handler(_read_whatsapp, _apply_whatsapp),
+    "generic": Handler(_read_json, _apply_generic),
+}
+
+
+def read_payload(kind: str, provider: str, body: bytes) -> Any:
+    """A stored body as its kind's handler reads it."""
+    return HANDLERS[kind].read(provider, body)
 
 
 def link_pending(session: Session, batch: int = 500) -> int:

@@ -1,9 +1,9 @@
 """Webhook sources from a TOML file: scheme, secrets (by env var name), limits.
 
     [sources.stripe]
-    scheme = "stripe"          # a name in webhooks/schemes/__init__.py
-    kind = "payment"           # payment | whatsapp (default: the scheme's)
-    provider = "stripe"        # payment sources: a name in payments/providers/
+    scheme = "stripe"          # a provider's name, or a generic scheme (webhooks/schemes/)
+    kind = "payment"           # payment | whatsapp | generic (default: the scheme's)
+    provider = "stripe"        # payment and WhatsApp sources: which provider reads its events
     secrets_env = ["STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PREVIOUS"]
     tolerance = 300
     rate_limit = "6000/minute"
@@ -35,10 +35,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from payments.providers import PROVIDERS
+from store.signatures import KINDS
 from webhooks.schemes import SCHEMES
 from webhooks.whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
 
-KINDS = ("payment", "whatsapp")
+# Who reads a kind's events; a generic event has no reader but the event log.
+READERS: dict[str, Mapping[str, Any]] = {"payment": PROVIDERS, "whatsapp": WHATSAPP_PROVIDERS,
+                                         "generic": {}}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
 _UNITS = {None: 1, "B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
@@ -75,7 +78,7 @@ class Source:
     name: str
     scheme: str
     kind: str
-    provider: str                      # payment sources: which provider reads its events
+    provider: str                      # which provider reads its events (generic: the scheme)
     secrets: tuple[bytes, ...] = dataclasses.field(repr=False)
     tolerance: int = 300
     rate_limit: str = "6000/minute"
@@ -130,11 +133,16 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
     kind = table.pop("kind", scheme.kind)
     if kind not in KINDS:
         raise SourceConfigError(f"source {name}: kind must be one of {', '.join(KINDS)}")
-    readers = PROVIDERS if kind == "payment" else WHATSAPP_PROVIDERS
-    provider = table.pop("provider", scheme.name if scheme.name in readers else None)
-    if provider not in readers:
-        raise SourceConfigError(f"source {name}: a {kind} source needs provider = one of "
-                                f"{', '.join(readers)}")
+    readers = READERS[kind]
+    if not readers:  # generic: verified, stored and logged, read by no provider
+        if "provider" in table:
+            raise SourceConfigError(f"source {name}: a generic source names no provider")
+        provider = scheme.name
+    else:
+        provider = table.pop("provider", scheme.name if scheme.name in readers else None)
+        if provider not in readers:
+            raise SourceConfigError(f"source {name}: a {kind} source needs provider = one "
+                                    f"of {', '.join(readers)}")
     secret_vars = table.pop("secrets_env", [])
     if isinstance(secret_vars, str):
         secret_vars = [secret_vars]

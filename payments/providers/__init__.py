@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from payments.provider import Provider
-from payments.providers import paystack, stripe
+from payments.providers import flutterwave, paystack, razorpay, square, stripe
 
 PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
     stripe.PROVIDER,
     paystack.PROVIDER,
+    razorpay.PROVIDER,
+    square.PROVIDER,
+    flutterwave.PROVIDER,
 )}

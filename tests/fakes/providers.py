@@ -1,4 +1,5 @@
-"""A local HTTP server that answers like Stripe's and Paystack's status APIs.
+"""A local HTTP server that answers like the providers' status APIs (Stripe, Paystack,
+Flutterwave).
 
 Responses follow the providers' documented shapes (a Stripe PaymentIntent; a
 Paystack `transaction/verify` envelope). Each path can be scripted with a
@@ -67,3 +68,12 @@ class FakeProviders:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def flutterwave_verify(transaction_id: int, status: str, amount=100, currency="NGN") -> dict:
+    """`GET /v3/transactions/{id}/verify`: amounts in major units."""
+    return {"status": "success", "message": "Transaction fetched successfully",
+            "data": {"id": transaction_id, "tx_ref": f"tx-{transaction_id}",
+                     "flw_ref": "FLW-MOCK-1", "amount": amount, "currency": currency,
+                     "charged_amount": amount, "status": status,
+                     "customer": {"email": "ade.bola@example.com"}}}

@@ -158,16 +158,38 @@ def test_app_honours_its_openapi_document(case, contract):
     case.call_and_validate(app=app, headers=headers, excluded_checks=excluded)
 
 
-def test_the_scheme_lists_of_openapi_and_the_readme_are_the_registry():
+def test_the_scheme_lists_of_openapi_and_the_docs_are_the_registry():
+    """The OpenAPI document, docs/webhooks.md (its TOML comment and its providers
+    table) and the registries name the same schemes, kinds, trust levels, WhatsApp
+    providers and event types, so none can drift from the others."""
     import re
     from pathlib import Path
 
+    import yaml
+
+    from store import events
+    from store.signatures import KINDS, TRUST_LEVELS
     from webhooks.schemes import SCHEMES
+    from webhooks.whatsapp import PROVIDERS as WHATSAPP
 
     repo = Path(__file__).resolve().parents[2]
-    spec = (repo / "webapp" / "openapi.yaml").read_text()
-    readme = (repo / "docs" / "webhooks.md").read_text()
-    in_spec = re.search(r"with the source's scheme\s+\(([^)]+)\)", spec).group(1)
-    in_readme = re.search(r'scheme = "stripe" +# ([a-z0-9 |-]+)', readme).group(1)
+    text = (repo / "webapp" / "openapi.yaml").read_text()
+    spec = yaml.safe_load(text)["components"]["schemas"]
+    docs = (repo / "docs" / "webhooks.md").read_text()
+    in_spec = re.search(r"with the source's scheme\s+\(([^)]+)\)", text).group(1)
+    in_comment = re.search(r'scheme = "stripe" +# ([a-z0-9 |-]+)', docs).group(1)
+    table = dict(re.findall(r"^\| `([a-z0-9-]+)` \| ([a-z (]+?)[ |]", docs, re.MULTILINE))
     assert sorted(re.split(r",\s*", in_spec)) == sorted(SCHEMES)
-    assert sorted(in_readme.split(" | ")) == sorted(SCHEMES)
+    assert sorted(in_comment.split(" | ")) == sorted(SCHEMES)
+    assert sorted(table) == sorted(SCHEMES)
+    for name, scheme in SCHEMES.items():  # each row says the scheme's own kind and trust
+        row = re.search(rf"^\| `{re.escape(name)}` \|([^\n]+)", docs, re.MULTILINE).group(1)
+        kind, trust = (cell.strip() for cell in row.split("|")[:2])
+        assert trust.split(",")[0] == scheme.trust, name
+        assert kind == scheme.kind or kind.startswith("any"), name
+    assert spec["SourceKind"]["enum"] == list(KINDS)
+    assert spec["WebhookEvent"]["properties"]["trust"]["enum"] == list(TRUST_LEVELS)
+    assert spec["WhatsAppMedia"]["properties"]["provider"]["enum"] == list(WHATSAPP)
+    constants = {value for name, value in vars(events).items()
+                 if name.isupper() and isinstance(value, str) and "." in value}
+    assert set(spec["OutcomeEvent"]["properties"]["type"]["enum"]) == constants

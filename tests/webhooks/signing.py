@@ -46,3 +46,28 @@ def generic_headers(body: bytes, secret: str, timestamp: int) -> dict[str, str]:
     signed = f"{timestamp}.".encode() + body
     digest = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest())
     return {"X-Signature": digest.decode(), "X-Timestamp": str(timestamp)}
+
+
+def razorpay_headers(body: bytes, secret: str, event_id: str) -> dict[str, str]:
+    return {"X-Razorpay-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+            "x-razorpay-event-id": event_id, "Content-Type": "application/json"}
+
+
+def square_headers(body: bytes, key: str, url: str) -> dict[str, str]:
+    digest = hmac.new(key.encode(), url.encode() + body, hashlib.sha256).digest()
+    return {"x-square-hmacsha256-signature": base64.b64encode(digest).decode(),
+            "Content-Type": "application/json"}
+
+
+def github_headers(body: bytes, secret: str, delivery: str,
+                   event: str = "push") -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Delivery": delivery,
+            "X-GitHub-Event": event, "Content-Type": "application/json"}
+
+
+def shopify_headers(body: bytes, secret: str, webhook_id: str,
+                    topic: str = "orders/create") -> dict[str, str]:
+    digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    return {"X-Shopify-Hmac-Sha256": digest.decode(), "X-Shopify-Webhook-Id": webhook_id,
+            "X-Shopify-Topic": topic, "Content-Type": "application/json"}

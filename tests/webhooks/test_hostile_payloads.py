@@ -30,7 +30,9 @@ from webhooks.models import WebhookEvent
 
 SECRETS = {"H_STRIPE": "whsec_hostile_stripe", "H_PAYSTACK": "sk_hostile_paystack",
            "H_WHATSAPP": "hostile_meta_secret", "H_STANDARD": "whsec_aG9zdGlsZS1zdGFuZGFyZA==",
-           "H_SHOP": "hostile_shop_secret", "H_TWILIO": "hostile_twilio_auth_token"}
+           "H_SHOP": "hostile_shop_secret", "H_TWILIO": "hostile_twilio_auth_token",
+           "H_RAZORPAY": "hostile_razorpay", "H_SQUARE": "hostile_square_key",
+           "H_GITHUB": "hostile_github", "H_SHOPIFY": "hostile_shopify"}
 MAX_BODY = 16 * 1024
 SOURCES = {"sources": {
     "stripe": {"scheme": "stripe", "secrets_env": "H_STRIPE", "max_body": MAX_BODY},
@@ -43,6 +45,11 @@ SOURCES = {"sources": {
              "max_body": MAX_BODY},
     "twilio": {"scheme": "twilio", "secrets_env": "H_TWILIO", "max_body": MAX_BODY,
                "public_url": "http://localhost/webhooks/twilio"},
+    "razorpay": {"scheme": "razorpay", "secrets_env": "H_RAZORPAY", "max_body": MAX_BODY},
+    "square": {"scheme": "square", "secrets_env": "H_SQUARE", "max_body": MAX_BODY,
+               "public_url": "http://localhost/webhooks/square"},
+    "github": {"scheme": "github", "secrets_env": "H_GITHUB", "max_body": MAX_BODY},
+    "shopify": {"scheme": "shopify", "secrets_env": "H_SHOPIFY", "max_body": MAX_BODY},
 }}
 # What dead may say: the data's fault, decided once.
 FINAL_ERRORS = ("PayloadError", "DataError", "StatementError")
@@ -75,8 +82,36 @@ def meta_event() -> dict:
                               "errors": [{"code": 131047, "title": "Re-engagement"}]}]}}]}]}
 
 
+def razorpay_event() -> dict:
+    return {"entity": "event", "event": "payment.captured", "contains": ["payment"],
+            "created_at": 1700000000, "payload": {"payment": {"entity": {
+                "id": f"pay_{uuid.uuid4().hex[:14]}", "amount": 50000, "currency": "INR",
+                "status": "captured", "email": "gaurav.kumar@example.com",
+                "contact": "+919876543210"}}}}
+
+
+def square_event() -> dict:
+    payment = f"sq_{uuid.uuid4().hex[:12]}"
+    return {"merchant_id": "6SSW7HV8K2ST5", "type": "payment.updated",
+            "event_id": str(uuid.uuid4()), "created_at": "2026-11-30T10:00:00Z",
+            "data": {"type": "payment", "id": payment, "object": {"payment": {
+                "id": payment, "status": "COMPLETED", "buyer_email_address": "a@example.com",
+                "amount_money": {"amount": 1500, "currency": "USD"}}}}}
+
+
+def github_event() -> dict:
+    return {"action": "opened", "number": 7, "pull_request": {
+        "title": "Fix", "user": {"login": "octocat", "email": "octocat@example.com"}}}
+
+
+def shopify_event() -> dict:
+    return {"id": 820982911946154508, "email": "jon@example.com", "total_price": "199.00",
+            "customer": {"first_name": "Jon", "phone": "+16135551212"}}
+
+
 EVENTS = {"stripe": stripe_event, "paystack": paystack_event, "whatsapp": meta_event,
-          "standard": stripe_event, "shop": paystack_event}
+          "standard": stripe_event, "shop": paystack_event, "razorpay": razorpay_event,
+          "square": square_event, "github": github_event, "shopify": shopify_event}
 
 
 def sign(source: str, body: bytes) -> dict[str, str]:
@@ -97,6 +132,14 @@ def sign(source: str, body: bytes) -> dict[str, str]:
             digest = hmac.new(key, f"{msg_id}.{t}.".encode() + body, hashlib.sha256).digest()
             return {"webhook-id": msg_id, "webhook-timestamp": t,
                     "webhook-signature": "v1," + base64.b64encode(digest).decode()}
+    if source == "razorpay":
+        return signing.razorpay_headers(body, secret, f"evt_{uuid.uuid4().hex}")
+    if source == "square":
+        return signing.square_headers(body, secret, "http://localhost/webhooks/square")
+    if source == "github":
+        return signing.github_headers(body, secret, str(uuid.uuid4()), "pull_request")
+    if source == "shopify":
+        return signing.shopify_headers(body, secret, str(uuid.uuid4()))
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return {"X-Signature": f"sha256={digest}", "X-Event-Id": f"ord_{uuid.uuid4().hex}",
             "Content-Type": "application/json"}

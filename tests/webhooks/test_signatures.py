@@ -1,11 +1,18 @@
-"""Each scheme against vectors computed by openssl, not by the code under test."""
+"""Each scheme against vectors computed by openssl, not by the code under test, and
+against the providers' own SDKs where one verifies (stripe, razorpay, squareup)."""
+import base64
+import hashlib
+import hmac
+
 import pytest
+import razorpay
 import stripe
+from square.utils.webhooks_helper import verify_signature as square_verify
 from werkzeug.datastructures import Headers
 
 from tests.webhooks import signing
-from webhooks.schemes import SignatureError, verify
-from webhooks.sources import Source
+from webhooks.schemes import SCHEMES, SignatureError, verify
+from webhooks.sources import Source, load_sources
 
 T = 1700000000
 STRIPE_SECRET = "whsec_test_secret_for_vectors"
@@ -36,8 +43,32 @@ GENERIC_BODY = b'{"type":"order.paid","id":"ord_1"}'
 # printf '%s' "1700000000.$BODY" | openssl dgst -sha256 -hmac "$SECRET" -binary | base64
 GENERIC_SIG = "la8kX3OUTJPHBUvFFKSXeWRMGRcPPj54LvZVcK8lsvU="
 
+RAZORPAY_SECRET = "rzp_webhook_secret"
+RAZORPAY_BODY = (b'{"entity":"event","event":"payment.captured","payload":{"payment":{"entity":'
+                 b'{"id":"pay_vec_1","amount":50000,"currency":"INR","status":"captured"}}},'
+                 b'"created_at":1700000000}')
+# printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET"
+RAZORPAY_SIG = "94c6e204535de007463e468d41f746f5788ddd892b7d407b664f9521cd077608"
+
+SQUARE_KEY, SQUARE_URL = "square_sig_key", "https://hooks.example.com/webhooks/square"
+SQUARE_BODY = (b'{"merchant_id":"M1","type":"payment.updated","event_id":"sq_evt_vec_1",'
+               b'"created_at":"2023-11-14T22:13:20Z","data":{"type":"payment","id":"sq_pay_1",'
+               b'"object":{"payment":{"id":"sq_pay_1","status":"COMPLETED","amount_money":'
+               b'{"amount":1500,"currency":"USD"}}}}}')
+# printf '%s' "$URL$BODY" | openssl dgst -sha256 -hmac "$KEY" -binary | base64
+SQUARE_SIG = "tvH4DZiQOyIHXB2JhFsIdelLDgKHMdgT6UN0RoDQkvo="
+
+GITHUB_SECRET, GITHUB_BODY = "github_secret", b'{"action":"opened","number":1}'
+GITHUB_SIG = "sha256=6ca7de239adc813a8adfdb50b580ecca196d5dd42e74d743e47ec10de04fae56"
+SHOPIFY_SECRET = "shopify_secret"
+SHOPIFY_BODY = b'{"id":820982911946154500,"email":"jon@example.com"}'
+SHOPIFY_SIG = "ikeqhK0yII9omi1UK1bEtLR1jGUdEklT/+C3m0uZ7+M="
+
 
 def source(scheme: str, *secrets: str, **options) -> Source:
+    if not options:  # a scheme's own keys, as a source's TOML table would give them
+        options = SCHEMES[scheme].parse_options(
+            {"public_url": SQUARE_URL} if scheme == "square" else {})
     return Source(name="s", scheme=scheme, kind="payment", provider=scheme,
                   secrets=tuple(s.encode() for s in secrets), options=options)
 
@@ -56,7 +87,20 @@ CASES = {
     "meta": (source("meta", META_SECRET), META_BODY, {"X-Hub-Signature-256": META_SIG}, T),
     "hmac-sha256": (source("hmac-sha256", GENERIC_SECRET, **GENERIC), GENERIC_BODY,
                     {"X-Signature": GENERIC_SIG, "X-Timestamp": str(T)}, T),
+    "razorpay": (source("razorpay", RAZORPAY_SECRET), RAZORPAY_BODY,
+                 {"X-Razorpay-Signature": RAZORPAY_SIG}, T),
+    "square": (source("square", SQUARE_KEY), SQUARE_BODY,
+               {"x-square-hmacsha256-signature": SQUARE_SIG}, T),
+    "github": (source("github", GITHUB_SECRET), GITHUB_BODY,
+               {"X-Hub-Signature-256": GITHUB_SIG}, T),
+    "shopify": (source("shopify", SHOPIFY_SECRET), SHOPIFY_BODY,
+                {"X-Shopify-Hmac-Sha256": SHOPIFY_SIG}, T),
 }
+SIGNATURE_HEADERS = {"stripe": "Stripe-Signature", "standard": "webhook-signature",
+                     "paystack": "x-paystack-signature", "meta": "X-Hub-Signature-256",
+                     "hmac-sha256": "X-Signature", "razorpay": "X-Razorpay-Signature",
+                     "square": "x-square-hmacsha256-signature",
+                     "github": "X-Hub-Signature-256", "shopify": "X-Shopify-Hmac-Sha256"}
 
 
 def code_of(src, headers, body, now) -> str | None:
@@ -145,10 +189,50 @@ def test_a_delivery_signed_for_another_scheme_is_refused():
 ])
 def test_garbage_headers_get_a_verdict_not_an_exception(header):
     for scheme, (src, body, _h, now) in CASES.items():
-        names = {"stripe": "Stripe-Signature", "standard": "webhook-signature",
-                 "paystack": "x-paystack-signature", "meta": "X-Hub-Signature-256",
-                 "hmac-sha256": "X-Signature"}
-        headers = {names[scheme]: header, "webhook-id": header, "webhook-timestamp": header,
-                   "X-Timestamp": header}
+        headers = {SIGNATURE_HEADERS[scheme]: header, "webhook-id": header,
+                   "webhook-timestamp": header, "X-Timestamp": header}
         assert code_of(src, headers, body, now) in {
             "invalid_signature", "missing_signature", "timestamp_out_of_tolerance"}
+
+
+def test_razorpay_the_official_library_agrees_on_the_vector_and_on_a_tampered_body():
+    utility = razorpay.Client(auth=("key", "secret")).utility
+    assert utility.verify_webhook_signature(RAZORPAY_BODY.decode(), RAZORPAY_SIG,
+                                            RAZORPAY_SECRET)
+    with pytest.raises(razorpay.errors.SignatureVerificationError):
+        utility.verify_webhook_signature(RAZORPAY_BODY.decode() + " ", RAZORPAY_SIG,
+                                         RAZORPAY_SECRET)
+    # and what Sluice's own test delivery signs, the library verifies
+    body, headers = SCHEMES["razorpay"].test_delivery(CASES["razorpay"][0], "", T)
+    assert utility.verify_webhook_signature(body.decode(), headers["X-Razorpay-Signature"],
+                                            RAZORPAY_SECRET)
+
+
+def test_square_signs_the_notification_url_and_the_official_helper_agrees():
+    assert square_verify(request_body=SQUARE_BODY.decode(), signature_header=SQUARE_SIG,
+                         signature_key=SQUARE_KEY, notification_url=SQUARE_URL)
+    body, headers = SCHEMES["square"].test_delivery(CASES["square"][0], SQUARE_URL, T)
+    assert square_verify(request_body=body.decode(),
+                         signature_header=headers["x-square-hmacsha256-signature"],
+                         signature_key=SQUARE_KEY, notification_url=SQUARE_URL)
+    # the same body signed for another URL (a sender that chose the Host header) fails
+    elsewhere = base64.b64encode(hmac.new(SQUARE_KEY.encode(),
+                                          b"https://evil.example/hook" + SQUARE_BODY,
+                                          hashlib.sha256).digest()).decode()
+    assert code_of(CASES["square"][0], {"x-square-hmacsha256-signature": elsewhere},
+                   SQUARE_BODY, T) == "invalid_signature"
+
+
+@pytest.mark.parametrize("scheme, keys", [
+    ("github", {}), ("shopify", {}),
+    ("square", {"public_url": "ftp://x"}), ("square", {}),
+    ("github", {"signature_header": "X-Other"}),
+])
+def test_presets_need_only_a_secret_and_refuse_keys_they_fix(scheme, keys):
+    table = {"s": {"scheme": scheme, "secrets_env": "S", **keys}}
+    if scheme in ("github", "shopify") and not keys:
+        loaded = load_sources({"sources": table}, {"S": "x"})["s"]
+        assert loaded.kind == "generic" and loaded.provider == scheme
+        return
+    with pytest.raises(ValueError):
+        load_sources({"sources": table}, {"S": "x"})

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
+from store.signatures import Scheme, key_by_body_hash, type_from_json_field
 from tests.webhooks import signing
 from webapp.config import ConfigError
 from webhooks.schemes import SCHEMES
-from webhooks.schemes.base import Scheme, key_by_body_hash, type_from_json_field
 from webhooks.sources import SourceConfigError, load_sources
 
 
@@ -16,10 +16,10 @@ def sources(**table) -> dict:
 
 
 @pytest.mark.parametrize("table, message", [
-    ({"scheme": "carrier-pigeon"}, "scheme must be one of stripe, standard"),
+    ({"scheme": "carrier-pigeon"}, "scheme must be one of stripe, paystack, "),
     ({"scheme": "standard"}, "a payment source needs provider = one of stripe, paystack"),
     ({"scheme": "standard", "provider": "venmo"}, "needs provider = one of"),
-    ({"scheme": "stripe", "kind": "sms"}, "kind must be one of payment, whatsapp"),
+    ({"scheme": "stripe", "kind": "sms"}, "kind must be one of payment, whatsapp, generic"),
     ({"scheme": "stripe", "max_body": "lots"}, "not a size"),
     ({"scheme": "stripe", "tolerance": "soon"}, "source s: invalid literal"),
     ({"scheme": "stripe", "signature_header": "X-Sig"}, "unknown keys signature_header"),

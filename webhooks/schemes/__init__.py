@@ -1,14 +1,17 @@
-"""Every signature scheme. Adding one is a module here and one line below.
+"""Every signature scheme, gathered from where each is declared.
 
-Each module declares a `Scheme` (webhooks/schemes/base.py): its verifier, its
-event-key rule and its event-type rule, together.
+A provider's scheme lives in its provider module, beside everything else about it:
+payment providers in payments/providers/ (PROVIDERS there), WhatsApp providers in
+webhooks/whatsapp/. The generic schemes, which any sender may use, live here, one
+module each, listed in GENERIC. Adding a provider adds its scheme; nothing here
+changes.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
-from webhooks.schemes import generic_hmac, meta, paystack, standard, stripe, twilio
-from webhooks.schemes.base import (
+from payments.providers import PROVIDERS as PAYMENT_PROVIDERS
+from store.signatures import (
     InvalidPayload,
     InvalidSignature,
     MissingSignature,
@@ -16,17 +19,23 @@ from webhooks.schemes.base import (
     SignatureError,
     StaleTimestamp,
 )
+from webhooks.schemes import generic_hmac, github, shopify, standard
+from webhooks.whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
 
 __all__ = ["SCHEMES", "InvalidPayload", "InvalidSignature", "MissingSignature", "Scheme",
            "SignatureError", "StaleTimestamp", "verify"]
 
-SCHEMES: dict[str, Scheme] = {scheme.name: scheme for scheme in (
-    stripe.SCHEME,
+GENERIC: tuple[Scheme, ...] = (
     standard.SCHEME,
-    paystack.SCHEME,
-    meta.SCHEME,
     generic_hmac.SCHEME,
-    twilio.SCHEME,
+    github.SCHEME,
+    shopify.SCHEME,
+)
+
+SCHEMES: dict[str, Scheme] = {scheme.name: scheme for scheme in (
+    *(provider.scheme for provider in PAYMENT_PROVIDERS.values()),
+    *(provider.scheme for provider in WHATSAPP_PROVIDERS.values()),
+    *GENERIC,
 )}
 
 

@@ -3,13 +3,16 @@
 Source keys: signature_header (X-Signature), signature_encoding (hex | base64),
 signature_prefix (e.g. "sha256="), timestamp_header, event_key_header. Without an
 event_key_header the body is the identity; with one, a delivery must carry it.
+
+`preset` fixes those keys for a well-known sender (webhooks/schemes/github.py), so
+its source needs nothing but `scheme` and its secret.
 """
 from __future__ import annotations
 
 import base64
 from typing import Any, Mapping
 
-from webhooks.schemes.base import (
+from store.signatures import (
     TEST_EVENT_TYPE,
     InvalidSignature,
     MissingSignature,
@@ -22,6 +25,7 @@ from webhooks.schemes.base import (
     key_from_header,
     parse_timestamp,
     test_id,
+    type_from_header,
     type_from_json_field,
     unbase64,
     unhex,
@@ -95,6 +99,25 @@ def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
     if _option(source, "event_key_header"):
         headers[_option(source, "event_key_header")] = test_id("")
     return body, headers
+
+
+def preset(name: str, *, type_header: str, **options: str) -> Scheme:
+    """This scheme with its keys fixed (those not given keep their defaults), the event
+    type read from `type_header`, and the `generic` kind unless a source says otherwise."""
+    fixed = {**OPTIONS, **parse_options(dict(options))}
+
+    def no_options(table: dict) -> dict:
+        return dict(fixed)  # a key the preset fixes is an unknown key to the source
+
+    return Scheme(name, verify, event_key=event_key, event_type=type_from_header(type_header),
+                  kind="generic", parse_options=no_options,
+                  test_delivery=lambda source, url, now: _typed(
+                      test_delivery(source, url, now), type_header))
+
+
+def _typed(delivery: tuple[bytes, dict[str, str]], type_header: str):
+    body, headers = delivery
+    return body, {**headers, type_header: TEST_EVENT_TYPE}
 
 
 SCHEME = Scheme("hmac-sha256", verify, event_key=event_key,

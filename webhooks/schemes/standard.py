@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 from typing import Mapping
 
-from webhooks.schemes.base import (
+from store.signatures import (
     TEST_EVENT_TYPE,
     InvalidSignature,
     MissingSignature,

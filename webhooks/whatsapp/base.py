@@ -1,7 +1,8 @@
 """What a WhatsApp provider declares: how to read its notifications, and how to find
 the bytes of a media item it announced.
 
-A provider module (meta.py, twilio.py) declares one `WhatsAppProvider`. Its reader
+A provider module (meta.py, twilio.py) declares one `WhatsAppProvider`, with the
+signature scheme its deliveries carry: its whole wire format in one place. Its reader
 turns a verified payload into plain `Inbound` messages and `StatusUpdate`s, taking
 identifiers only when they can be stored as sent; the shared code in
 `webhooks/whatsapp/__init__.py` stores them. Its locator tells the media pipeline
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from store.signatures import Scheme
 
 if TYPE_CHECKING:  # the web never fetches media, and must not load requests for it
     import requests
@@ -97,3 +100,8 @@ class WhatsAppProvider:
     refresh_on: frozenset[int] = frozenset()
     # a download answered with one of these means the item is gone for good
     gone_on: frozenset[int] = frozenset()
+    scheme: "Scheme" = None  # required: how its deliveries are signed (store/signatures.py)
+
+    def __post_init__(self):
+        if self.scheme is None or self.scheme.name != self.name:
+            raise TypeError(f"WhatsApp provider {self.name}: declare its scheme, of its name")

@@ -5,16 +5,30 @@ entry[].changes[].value; a media item is a media id, resolved with the Graph API
 `mime_type`, `sha256` and `file_size`; the URL needs the same token and expires
 after some minutes, so a 401, 403 or 404 on the download asks for a fresh one once.
 A media id Meta no longer has (404, after about 7 days) is expired.
+
+Deliveries carry `X-Hub-Signature-256: sha256=<hex>` of the body; Meta sends no
+timestamp, so deduplication is the only replay defence. Subscribing a URL is a GET
+with `hub.mode=subscribe`, the source's verify token and a challenge to echo.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import re
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from store.payloads import PayloadError, free_text, identifier, int64, parse_instant, storable_json
+from store.signatures import (
+    Scheme,
+    check_hmac,
+    hmac_digest,
+    json_bytes,
+    key_by_body_hash,
+    test_id,
+    type_from_json_field,
+)
 from webhooks.whatsapp.base import (
     Fetcher,
     Inbound,
@@ -29,6 +43,42 @@ from webhooks.whatsapp.base import (
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def verify(source, headers: Mapping[str, str], body: bytes, now: float,
+           url: str = "") -> None:
+    check_hmac(source, headers, "X-Hub-Signature-256", body, prefix="sha256=")
+
+
+def test_delivery(source, url: str, now: float) -> tuple[bytes, dict[str, str]]:
+    # A notification with no messages and no statuses: stored, processed, no effect.
+    body = json_bytes({"object": "whatsapp_business_account", "entry": [
+        {"id": test_id(""), "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp", "messages": [], "statuses": []}}]}]})
+    digest = hmac_digest(source.secrets[0], body).hex()
+    return body, {"X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+
+
+MAX_CHALLENGE = 256
+
+
+def handshake(source, args: Mapping[str, str]) -> str | None:
+    """The challenge to echo when the subscription request carries the source's verify
+    token (compared in constant time); None refuses it."""
+    token, challenge = args.get("hub.verify_token", ""), args.get("hub.challenge", "")
+    if (not source.verify_token or args.get("hub.mode") != "subscribe" or not challenge
+            or len(challenge) > MAX_CHALLENGE
+            or not hmac.compare_digest(token.encode(), source.verify_token.encode())):
+        return None
+    return challenge
+
+
+# A notification batches messages and statuses and has no id of its own; Meta
+# resends the identical body, so the body is the identity (each wamid is then
+# stored once by the handler).
+SCHEME = Scheme("meta", verify, event_key=key_by_body_hash,
+                event_type=type_from_json_field("object"), kind="whatsapp",
+                test_delivery=test_delivery, handshake=handshake)
 
 
 def parse(body: bytes) -> Any:
@@ -141,7 +191,7 @@ def _sha256(value: Any) -> str | None:
 
 
 PROVIDER = WhatsAppProvider(
-    "meta", parse, read, locate,
+    "meta", parse, read, locate, scheme=SCHEME,
     # Meta's media CDN (lookaside.fbsbx.com) and its app CDN hosts
     media_hosts=("fbsbx.com", "fbcdn.net", "whatsapp.net"),
     refresh_on=frozenset({401, 403, 404}))

@@ -1,8 +1,14 @@
 """What a signature scheme declares, and the pieces its rules are built from.
 
-A scheme module declares one `Scheme`: how to verify a delivery over its raw
-bytes, where its event key comes from, and where its event type comes from. There
+A scheme is declared by the module of the provider that speaks it (a payment
+provider in payments/providers/, a WhatsApp one in webhooks/whatsapp/), or by a
+generic scheme's module in webhooks/schemes/: how to verify a delivery over its raw
+bytes, how far that proves the delivery (its trust), where its event key comes
+from, where its event type comes from, and what the sender wants in answer. There
 is no fallback: a scheme without an event-key rule cannot be declared.
+
+It lives in the kernel because both the provider modules (payments, WhatsApp) and
+the web layer read it, and the provider modules sit below webhooks/.
 
 Verifiers return None or raise a SignatureError whose `code` the HTTP layer
 reports; they never raise anything else, whatever the bytes. Header values are
@@ -18,12 +24,13 @@ import hmac
 import json
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from store.payloads import identifier
 
-if TYPE_CHECKING:
-    from webhooks.sources import Source
+# A webhooks.sources.Source: named, not imported, since the kernel imports nothing above it.
+Source = Any
 
 _DIGITS = re.compile(r"^[0-9]{1,12}$")
 MAX_EVENT_KEY = 255
@@ -51,17 +58,38 @@ class InvalidPayload(ValueError):
     code = "invalid_payload"
 
 
+# How far a verified delivery proves what it says (stored on every event):
+SIGNED = "signed"        # an HMAC or signature over the content
+TOKEN = "token"          # a shared static secret or URL token, not bound to the content
+CONFIRMED = "confirmed"  # the provider's own API confirmed the state, whatever was delivered
+TRUST_LEVELS = (SIGNED, TOKEN, CONFIRMED)
+# What a source carries, each with its own handler (webhooks/processing.py's HANDLERS):
+KINDS = ("payment", "whatsapp", "generic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """The answer a provider expects once its delivery is stored, when Sluice's own
+    JSON will not do (Adyen wants the text `[accepted]`)."""
+    body: str
+    mimetype: str = "application/json"
+    status: int = 200
+
+
+# source, the GET request's query arguments -> the text to answer, or None to refuse
+Handshake = Callable[[Source, Mapping[str, str]], "str | None"]
 # source, headers, raw body, now, the full URL requested -> None or a SignatureError
-Verifier = Callable[["Source", Mapping[str, str], bytes, float, str], None]
+Verifier = Callable[[Source, Mapping[str, str], bytes, float, str], None]
 # raw body -> the payload the rules and the handler read, or InvalidPayload
 PayloadParser = Callable[[bytes], Any]
 # source, headers, raw body, parsed JSON (None when the body is not JSON) -> the key
-KeyRule = Callable[["Source", Mapping[str, str], bytes, Any], str]
-TypeRule = Callable[[Any], "str | None"]
+KeyRule = Callable[[Source, Mapping[str, str], bytes, Any], str]
+# headers, parsed payload -> the event type, or None
+TypeRule = Callable[[Mapping[str, str], Any], "str | None"]
 # source, the URL it will be posted to, now -> (body, headers): a harmless sample event
 # of the provider's format, signed with the source's first secret, as the provider's
 # own "send test webhook" button (or `stripe trigger`) would send it
-TestDelivery = Callable[["Source", str, float], "tuple[bytes, dict[str, str]]"]
+TestDelivery = Callable[[Source, str, float], "tuple[bytes, dict[str, str]]"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,15 +101,20 @@ class Scheme:
     # Decided at ingest: a verified body the handler could never read is refused
     # with 400, so the sender sees its own bug, rather than stored as a dead event.
     parse_payload: PayloadParser = None  # set in __post_init__: json_object by default
-    kind: str = "payment"   # what its sources carry unless they say: payment | whatsapp
+    kind: str = "payment"   # what its sources carry unless they say: one of KINDS
+    trust: str = SIGNED     # one of TRUST_LEVELS; CONFIRMED is earned by the handler
     # Takes the scheme's own keys out of a source's TOML table and returns them
     # checked; a ValueError names what is wrong.
     parse_options: Callable[[dict], dict] = lambda table: {}
     test_delivery: TestDelivery = None   # required: the ops console and CLI send one
+    reply: Reply | None = None           # None: Sluice's JSON (202 accepted, 200 duplicate)
+    handshake: Handshake | None = None   # GET /webhooks/<source>, for senders that probe it
 
     def __post_init__(self):
         if self.parse_payload is None:
             object.__setattr__(self, "parse_payload", json_object)
+        if self.kind not in KINDS or self.trust not in (SIGNED, TOKEN):
+            raise TypeError(f"scheme {self.name}: kind one of {KINDS}, trust signed or token")
         for rule in ("verify", "event_key", "event_type", "parse_payload", "test_delivery"):
             if not callable(getattr(self, rule)):
                 raise TypeError(f"scheme {self.name}: {rule} must be a rule, not "
@@ -144,12 +177,34 @@ def checked_key(value: Any, what: str) -> str:
 # -- event-type rules ------------------------------------------------------------------------
 
 def type_from_json_field(field: str) -> TypeRule:
-    def rule(payload: Any) -> str | None:
+    def rule(headers: Mapping[str, str], payload: Any) -> str | None:
         # A type we cannot store as sent is not one we act on: the handler reads the
         # body again and ignores it the same way.
         return identifier(payload.get(field) if isinstance(payload, dict) else None,
                           MAX_EVENT_TYPE)
     return rule
+
+
+def type_from_header(header: str) -> TypeRule:
+    def rule(headers: Mapping[str, str], payload: Any) -> str | None:
+        return identifier(headers.get(header), MAX_EVENT_TYPE)
+    return rule
+
+
+# -- source keys ------------------------------------------------------------------------------
+
+def public_url_option(provider: str):
+    """The parse_options of a scheme that signs the URL it posts to (Twilio, Square):
+    the URL must be the one configured at the provider, since taken from the request
+    it would come from the Host header, which the sender chooses."""
+    def parse(table: dict) -> dict:
+        public_url = table.pop("public_url", None)
+        if not isinstance(public_url, str) or \
+                urlsplit(public_url).scheme not in ("https", "http"):
+            raise ValueError(f"public_url must be set to the http(s) URL configured in "
+                             f"{provider} (the URL {provider} signs)")
+        return {"public_url": public_url}
+    return parse
 
 
 # -- test deliveries -------------------------------------------------------------------------
@@ -178,6 +233,23 @@ def any_matches(expected: list[bytes], candidates: list[bytes]) -> bool:
         for candidate in candidates:
             found |= hmac.compare_digest(digest, candidate)
     return found
+
+
+def check_hmac(source, headers: Mapping[str, str], header: str, message: bytes, *,
+               decode: Callable[[str], bytes | None] = None, prefix: str = "",
+               algorithm=hashlib.sha256) -> None:
+    """The common case: `header` carries an HMAC of `message` under one of the
+    source's secrets, hex (or as `decode` reads it) after an optional `prefix`."""
+    value = headers.get(header)
+    if not value:
+        raise MissingSignature(f"{header} header missing")
+    value = value.strip()
+    if not value.startswith(prefix):
+        raise InvalidSignature("signature prefix missing")
+    digest = (decode or unhex)(value[len(prefix):])
+    expected = [hmac_digest(secret, message, algorithm) for secret in source.secrets]
+    if digest is None or not any_matches(expected, [digest]):
+        raise InvalidSignature("signature did not match")
 
 
 def parse_timestamp(raw: str | None) -> int:
