@@ -37,16 +37,27 @@ class Confirmation:
 
 # payload, provider name (a source may rename it), when it was received
 EventReader = Callable[[Any, str, dt.datetime], "PaymentUpdate | None"]
-# the configured values of the provider's credential settings -> the API's request headers
-Authorize = Callable[[Mapping[str, str]], dict[str, str]]
+# (the configured values of the provider's credential settings, the HTTP session, the
+# API's base URL, the timeout) -> the request's headers; static ones ignore the rest,
+# an OAuth token (M-Pesa's) is fetched with them
+Authorize = Callable[..., dict[str, str]]
 
 
-def bearer(credentials: Mapping[str, str]) -> dict[str, str]:
+@dataclasses.dataclass(frozen=True)
+class StatusRequest:
+    """How to ask the status API about one payment, when a GET of `status_path` will
+    not do (M-Pesa's query is a POST with a signed body)."""
+    method: str
+    path: str
+    json: dict | None = None
+
+
+def bearer(credentials: Mapping[str, str], *context) -> dict[str, str]:
     """`Authorization: Bearer <the first credential>`: Stripe's and Paystack's way."""
     return {"Authorization": f"Bearer {next(iter(credentials.values()))}"}
 
 
-def basic(credentials: Mapping[str, str]) -> dict[str, str]:
+def basic(credentials: Mapping[str, str], *context) -> dict[str, str]:
     """HTTP basic auth with the key as the user and the next credential as the password
     (Razorpay's key id and key secret)."""
     user, password = list(credentials.values())[:2]
@@ -59,14 +70,18 @@ class Provider:
     name: str
     scheme: Scheme                     # how its deliveries are signed, of the same name
     read_event: EventReader            # None for event types we do not act on
-    status_path: str                   # status API path, with {reference}
-    read_status: Callable[[Any], str | None]  # the status API's JSON -> a ledger status
-    api_base_setting: str              # settings: the API's base URL ...
-    default_api_base: str
-    api_key_setting: str               # ... and its secret key (environment only)
+    # Its status API, for reconciliation and confirmation; a provider without one
+    # (Adyen) leaves these None, and its payments are not reconciled.
+    status_path: str | None = None     # status API path, with {reference}
+    read_status: Callable[[Any], str | None] | None = None  # its JSON -> a ledger status
+    api_base_setting: str | None = None  # settings: the API's base URL ...
+    default_api_base: str | None = None
+    api_key_setting: str | None = None   # ... and its secret key (environment only)
     # further credential settings the API needs besides the key (all must be set)
     api_credential_settings: tuple[str, ...] = ()
     authorize: Authorize = bearer      # credentials (key first) -> request headers
+    # (reference, credentials, now) -> the request; None: GET status_path
+    status_request: Callable[[str, Mapping[str, str], float], StatusRequest] | None = None
     # Whether a delivery's claims need the API's confirmation before they change the
     # ledger (a scheme of `token` trust proves the sender, not the content): the
     # handler then asks the status API, and the ledger takes its answer.
@@ -77,8 +92,9 @@ class Provider:
     def __post_init__(self):
         if self.scheme.name != self.name or self.scheme.kind != "payment":
             raise TypeError(f"provider {self.name}: declare its payment scheme, of its name")
-        if self.confirm and self.read_confirmation is None:
-            raise TypeError(f"provider {self.name}: confirming needs read_confirmation")
+        if self.confirm and (self.read_confirmation is None or self.status_path is None):
+            raise TypeError(f"provider {self.name}: confirming needs its status API and "
+                            f"read_confirmation")
 
 
 def json_object(payload: Any, *path: str) -> dict:

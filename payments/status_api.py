@@ -8,6 +8,7 @@ calling a provider that keeps failing.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any, Mapping
 
 import pybreaker
@@ -17,7 +18,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from payments.ledger import PaymentUpdate
-from payments.provider import Confirmation, PaymentUnknown, Provider, ProviderUnavailable
+from payments.provider import (
+    Confirmation,
+    PaymentUnknown,
+    Provider,
+    ProviderUnavailable,
+    StatusRequest,
+)
 from payments.providers import PROVIDERS
 
 __all__ = ["PaymentUnknown", "ProviderStatusClient", "ProviderUnavailable", "status_clients"]
@@ -47,10 +54,11 @@ class ProviderStatusClient:
                  session: requests.Session, circuit: pybreaker.CircuitBreaker,
                  timeout: tuple[float, float]):
         self.provider = provider.name
-        self._url = base_url.rstrip("/") + provider.status_path
+        self._base = base_url.rstrip("/")
+        self._path, self._request = provider.status_path, provider.status_request
         self._read = provider.read_status
         self._read_confirmation = provider.read_confirmation
-        self._headers = provider.authorize(credentials)
+        self._authorize, self._credentials = provider.authorize, dict(credentials)
         self._session, self._circuit, self._timeout = session, circuit, timeout
 
     def status(self, reference: str) -> PaymentUpdate | None:
@@ -76,9 +84,17 @@ class ProviderStatusClient:
         return answer
 
     def _fetch(self, reference: str, read):
-        url = self._url.format(reference=requests.utils.quote(reference, safe=""))
+        if self._request is None:
+            wanted = StatusRequest(
+                "GET", self._path.format(reference=requests.utils.quote(reference, safe="")))
+        else:
+            wanted = self._request(reference, self._credentials, time.time())
         try:
-            response = self._session.get(url, headers=self._headers, timeout=self._timeout)
+            headers = self._authorize(self._credentials, self._session, self._base,
+                                      self._timeout)
+            response = self._session.request(wanted.method, self._base + wanted.path,
+                                             json=wanted.json, headers=headers,
+                                             timeout=self._timeout, allow_redirects=False)
         except requests.RequestException as exc:
             raise ProviderUnavailable(type(exc).__name__) from None
         if response.status_code == 404:
@@ -98,6 +114,8 @@ def status_clients(config: Mapping[str, Any],
     timeout = (config["RECONCILE_CONNECT_TIMEOUT"], config["RECONCILE_READ_TIMEOUT"])
     clients = {}
     for provider in PROVIDERS.values():
+        if provider.status_path is None:  # no status API to ask (Adyen)
+            continue
         names = (provider.api_key_setting, *provider.api_credential_settings)
         credentials = {name: config.get(name) for name in names}
         if all(credentials.values()):

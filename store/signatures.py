@@ -78,6 +78,10 @@ class Reply:
 
 # source, the GET request's query arguments -> the text to answer, or None to refuse
 Handshake = Callable[[Source, Mapping[str, str]], "str | None"]
+# source, headers, raw body, now -> each event of a batch delivery (Adyen's), as the body
+# it is stored as, with its own verdict (None: verified); InvalidPayload for no batch
+Splitter = Callable[[Source, Mapping[str, str], bytes, float],
+                    "list[tuple[bytes, SignatureError | None]]"]
 # source, headers, raw body, now, the full URL requested -> None or a SignatureError
 Verifier = Callable[[Source, Mapping[str, str], bytes, float, str], None]
 # raw body -> the payload the rules and the handler read, or InvalidPayload
@@ -109,12 +113,21 @@ class Scheme:
     test_delivery: TestDelivery = None   # required: the ops console and CLI send one
     reply: Reply | None = None           # None: Sluice's JSON (202 accepted, 200 duplicate)
     handshake: Handshake | None = None   # GET /webhooks/<source>, for senders that probe it
+    # A delivery that is a batch of events each signed on its own: each is verified,
+    # stored and handled alone, and a bad one refuses only itself.
+    split: Splitter | None = None
+    # Authenticated by a token in its URL (`/webhooks/<source>/<token>`; the token is
+    # the source's secret, from `path_token_env`) for senders that can set no header
+    # (M-Pesa): a missing or wrong token is answered as an unknown source.
+    token_in_path: bool = False
 
     def __post_init__(self):
         if self.parse_payload is None:
             object.__setattr__(self, "parse_payload", json_object)
         if self.kind not in KINDS or self.trust not in (SIGNED, TOKEN):
             raise TypeError(f"scheme {self.name}: kind one of {KINDS}, trust signed or token")
+        if self.split is not None and self.reply is None:
+            raise TypeError(f"scheme {self.name}: a batch scheme declares its reply")
         for rule in ("verify", "event_key", "event_type", "parse_payload", "test_delivery"):
             if not callable(getattr(self, rule)):
                 raise TypeError(f"scheme {self.name}: {rule} must be a rule, not "

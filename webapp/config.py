@@ -143,6 +143,8 @@ DEFAULTS: dict[str, Any] = {
 # Each payment provider's status API: its base URL, and its key and other credentials
 # (secrets: from the environment only), under the setting names its module declares.
 for _provider in PROVIDERS.values():
+    if _provider.status_path is None:
+        continue
     DEFAULTS[_provider.api_base_setting] = _provider.default_api_base
     for _name in (_provider.api_key_setting, *_provider.api_credential_settings):
         DEFAULTS[_name] = None

@@ -16,7 +16,8 @@ from webhooks.models import RECEIVED, WebhookEvent
 from webhooks.schemes import SCHEMES, InvalidPayload
 from webhooks.sources import Source
 
-__all__ = ["InvalidPayload", "KEPT_HEADERS", "Stored", "parse_json", "store_delivery"]
+__all__ = ["InvalidPayload", "KEPT_HEADERS", "Stored", "event_values", "parse_json",
+           "store_batch", "store_delivery"]
 
 # Kept for debugging and replay; signatures are deliberately not stored.
 KEPT_HEADERS = ("Content-Type", "User-Agent", "webhook-id", "webhook-timestamp")
@@ -46,6 +47,18 @@ def store_delivery(bind: Engine | Connection, source: Source, headers: Mapping[s
     deliveries of one event store exactly one row and enqueue exactly one task.
     Raises InvalidPayload.
     """
+    return store_event(bind, event_values(source, headers, body))
+
+
+def store_batch(bind: Engine | Connection, rows: list[dict[str, Any]]) -> list[Stored]:
+    """Store the events of one batch delivery (each row from `event_values`), all in
+    one transaction: committed on return, or none of them."""
+    with core_connection(bind, autocommit=False) as connection:
+        return [store_event(connection, values) for values in rows]
+
+
+def event_values(source: Source, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """The row a verified delivery is stored as; InvalidPayload if it can never be."""
     scheme = SCHEMES[source.scheme]
     payload = scheme.parse_payload(body)
     key = scheme.event_key(source, headers, body, payload)
@@ -57,11 +70,16 @@ def store_delivery(bind: Engine | Connection, source: Source, headers: Mapping[s
         headers={name: free_text(headers[name], 1000) for name in KEPT_HEADERS
                  if headers.get(name)},
         status=RECEIVED, attempts=0)
+    return values
+
+
+def store_event(bind: Engine | Connection, values: dict[str, Any]) -> Stored:
     event_id = insert_with_message(bind, WebhookEvent, values, ["source", "event_key"],
                                    PROCESS_EVENT, "event_id")
     if event_id is None:
         with core_connection(bind, autocommit=True) as connection:
             existing = connection.scalar(select(WebhookEvent.id).where(
-                WebhookEvent.source == source.name, WebhookEvent.event_key == key))
+                WebhookEvent.source == values["source"],
+                WebhookEvent.event_key == values["event_key"]))
         return Stored(existing, duplicate=True)
     return Stored(event_id, duplicate=False)

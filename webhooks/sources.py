@@ -8,6 +8,7 @@
     tolerance = 300
     rate_limit = "6000/minute"
     max_body = "4MB"
+    allowed_ips = ["196.201.214.0/24"]  # optional: the sender's networks, and no others
 
 A scheme may take keys of its own (hmac-sha256 and twilio do; see their modules).
 Secret values come only from the environment, read once at load time; a source
@@ -88,6 +89,7 @@ class Source:
     media: MediaSettings | None = None  # WhatsApp sources that fetch media into documents
     secrets_env: tuple[str, ...] = ()   # the names of the variables the secrets come from
     retention_days: int | None = None   # its raw bodies' life; None: RETENTION_WEBHOOK_BODY_DAYS
+    allowed_networks: tuple = ()        # allowed_ips: where deliveries may come from (any)
 
 
 def parse_size(value: Any) -> int:
@@ -143,7 +145,8 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
         if provider not in readers:
             raise SourceConfigError(f"source {name}: a {kind} source needs provider = one "
                                     f"of {', '.join(readers)}")
-    secret_vars = table.pop("secrets_env", [])
+    # a scheme authenticated by a token in its URL takes it as its secret
+    secret_vars = table.pop("path_token_env" if scheme.token_in_path else "secrets_env", [])
     if isinstance(secret_vars, str):
         secret_vars = [secret_vars]
     secrets = tuple(environ[var].encode("utf-8") for var in secret_vars if environ.get(var))
@@ -154,6 +157,7 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
             "rate_limit": str(table.pop("rate_limit", "6000/minute")),
             "max_body": parse_size(table.pop("max_body", "4MB")),
             "retention_days": _retention_days(table.pop("retention_days", None)),
+            "allowed_networks": _networks(table.pop("allowed_ips", None)),
             "verify_token": environ.get(verify_var) if verify_var else None,
             "options": scheme.parse_options(table),
             "media": (_media_settings(table, provider, secrets, environ)
@@ -165,6 +169,14 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
         raise SourceConfigError(f"source {name}: unknown keys {', '.join(sorted(table))}")
     return Source(name=name, scheme=scheme.name, kind=kind, provider=provider,
                   secrets=secrets, secrets_env=tuple(secret_vars), **fields)
+
+
+def _networks(value: Any) -> tuple:
+    if value is None:
+        return ()
+    if not _strings(value) or not value:
+        raise ValueError("allowed_ips must be a list of CIDRs (e.g. [\"196.201.214.0/24\"])")
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in value)  # names a bad one
 
 
 def _retention_days(value: Any) -> int | None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from payments.provider import Provider
-from payments.providers import flutterwave, paystack, razorpay, square, stripe
+from payments.providers import adyen, flutterwave, mpesa, paystack, razorpay, square, stripe
 
 PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
     stripe.PROVIDER,
@@ -10,4 +10,6 @@ PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
     razorpay.PROVIDER,
     square.PROVIDER,
     flutterwave.PROVIDER,
+    mpesa.PROVIDER,
+    adyen.PROVIDER,
 )}

@@ -1,5 +1,5 @@
 """A local HTTP server that answers like the providers' status APIs (Stripe, Paystack,
-Flutterwave).
+Flutterwave, M-Pesa's Daraja).
 
 Responses follow the providers' documented shapes (a Stripe PaymentIntent; a
 Paystack `transaction/verify` envelope). Each path can be scripted with a
@@ -29,10 +29,16 @@ class FakeProviders:
     def __init__(self):
         self.scripts: dict[str, collections.deque] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.bodies: list[tuple[str, object]] = []  # what POSTs sent, as JSON
         self.default = (500, {"error": {"message": "not scripted"}})
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                fake.bodies.append((self.path, json.loads(self.rfile.read(length) or b"null")))
+                self.do_GET()
+
             def do_GET(self):
                 fake.requests.append((self.path, self.headers.get("Authorization")))
                 script = fake.scripts.get(self.path)
@@ -77,3 +83,16 @@ def flutterwave_verify(transaction_id: int, status: str, amount=100, currency="N
                      "flw_ref": "FLW-MOCK-1", "amount": amount, "currency": currency,
                      "charged_amount": amount, "status": status,
                      "customer": {"email": "ade.bola@example.com"}}}
+
+
+def daraja_token(token: str = "daraja-token", expires_in: str = "3599") -> dict:
+    """`GET /oauth/v1/generate?grant_type=client_credentials`."""
+    return {"access_token": token, "expires_in": expires_in}
+
+
+def stk_query(checkout_id: str, result_code: str) -> dict:
+    """`POST /mpesa/stkpushquery/v1/query`, answered for a finished checkout."""
+    return {"ResponseCode": "0", "ResponseDescription": "The service request has been "
+            "accepted successsfully", "MerchantRequestID": "22205-34066-1",
+            "CheckoutRequestID": checkout_id, "ResultCode": result_code,
+            "ResultDesc": "The service request is processed successfully."}

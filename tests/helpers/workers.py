@@ -34,3 +34,20 @@ def worker_request(task, task_id: str, *args):
         yield
     finally:
         task.pop_request()
+
+
+def process_as_worker(app: Flask, event_id: int, retries: int = 0) -> bool:
+    """Run the process-event task for `event_id` as a worker would, on its `retries`-th
+    retry; True if it asked to be retried (Celery's Retry), False if it finished."""
+    from celery.exceptions import Retry
+
+    from store.task_names import PROCESS_EVENT
+
+    task = celery_of(app).tasks[PROCESS_EVENT]
+    with worker_request(task, f"process-{event_id}-{retries}", event_id):
+        task.request.retries = retries
+        try:
+            task(event_id)
+        except Retry:
+            return True
+    return False

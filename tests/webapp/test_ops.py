@@ -33,9 +33,20 @@ EVERY_SCHEME = {"sources": {
              "event_key_header": "X-Event-Id"},
     "twilio": {"scheme": "twilio", "secrets_env": ["T_TWILIO"],
                "public_url": "https://sluice.example/webhooks/twilio"},
+    "razorpay": {"scheme": "razorpay", "secrets_env": "T_RAZORPAY"},
+    "square": {"scheme": "square", "secrets_env": "T_SQUARE",
+               "public_url": "https://sluice.example/webhooks/square"},
+    "flutterwave": {"scheme": "flutterwave", "secrets_env": "T_FLUTTERWAVE"},
+    "mpesa": {"scheme": "mpesa", "path_token_env": "T_MPESA"},
+    "adyen": {"scheme": "adyen", "secrets_env": "T_ADYEN"},
+    "github": {"scheme": "github", "secrets_env": "T_GITHUB"},
+    "shopify": {"scheme": "shopify", "secrets_env": "T_SHOPIFY"},
 }}
 OPS_SECRETS = {"T_STANDARD": "whsec_b3BzLXN0YW5kYXJkLXNlY3JldA==", "T_SHOP": "ops_shop_secret",
-               "T_TWILIO": "ops_twilio_auth_token"}
+               "T_TWILIO": "ops_twilio_auth_token", "T_RAZORPAY": "ops_razorpay",
+               "T_SQUARE": "ops_square", "T_FLUTTERWAVE": "ops_flw_hash",
+               "T_MPESA": "ops_mpesa_path_token", "T_ADYEN": "0123456789ABCDEF" * 4,
+               "T_GITHUB": "ops_github", "T_SHOPIFY": "ops_shopify"}
 
 
 @pytest.fixture
@@ -280,6 +291,9 @@ def test_replay_all_shows_the_count_and_the_cap_before_anything_happens(ops_app,
 
 @pytest.mark.parametrize("source", sorted(EVERY_SCHEME["sources"]))
 def test_a_test_delivery_of_every_scheme_passes_its_own_verification(ops_app, operator, source):
+    from webhooks.schemes import SCHEMES
+
+    assert {s["scheme"] for s in EVERY_SCHEME["sources"].values()} == set(SCHEMES)
     answer = post(operator, f"/ops/sources/{source}/test", "/ops/sources")
     assert answer.status_code == 303
     if source == "unconfigured":  # no secret in its environment: nothing is sent

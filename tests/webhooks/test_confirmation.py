@@ -5,13 +5,11 @@ import json
 import logging
 
 import pytest
-from celery.exceptions import Retry
 from sqlalchemy import select
 
 from payments.ledger import Payment
-from store.task_names import PROCESS_EVENT
 from tests.fakes.providers import FakeProviders, flutterwave_verify
-from tests.helpers.workers import celery_of, worker_request
+from tests.helpers.workers import celery_of, process_as_worker
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 
@@ -51,18 +49,6 @@ def post(app, body: bytes, secret_hash=SECRET_HASH):
     return app.test_client().post("/webhooks/flutterwave", data=body, headers=headers)
 
 
-def work(app, event_id: int, retries: int = 0) -> bool:
-    """Run the task as a worker would; True if it asked to be retried."""
-    task = celery_of(app).tasks[PROCESS_EVENT]
-    with worker_request(task, f"confirm-{event_id}-{retries}", event_id):
-        task.request.retries = retries
-        try:
-            task(event_id)
-        except Retry:
-            return True
-    return False
-
-
 def event_of(app, event_id: int) -> WebhookEvent:
     with app.app_context():
         return db.session.get(WebhookEvent, event_id)
@@ -81,7 +67,7 @@ def test_a_callback_claiming_success_that_the_api_calls_failed_leaves_the_ledger
     assert response.status_code == 202
     event_id = response.get_json()["id"]
     assert event_of(app, event_id).trust == "token"
-    assert work(app, event_id) is False
+    assert process_as_worker(app, event_id) is False
     assert ledger(app) == {"4001": ("failed", 10000, "NGN")}
     event = event_of(app, event_id)
     assert (event.status, event.trust) == ("processed", "confirmed")
@@ -92,12 +78,12 @@ def test_the_api_away_means_retry_then_success(app, api):
     api.script("/v3/transactions/4002/verify", (503, {"status": "error"}),
                (200, flutterwave_verify(4002, "successful", amount=250.5)))
     event_id = post(app, charge(4002, amount=250.5)).get_json()["id"]
-    assert work(app, event_id) is True  # the API answered 503: retried, nothing applied
+    assert process_as_worker(app, event_id) is True  # a 503: retried, nothing applied
     event = event_of(app, event_id)
     assert (event.status, event.trust, event.last_error) == (
         "failed", "token", "ProviderUnavailable")
     assert ledger(app) == {}
-    assert work(app, event_id, retries=1) is False
+    assert process_as_worker(app, event_id, retries=1) is False
     assert ledger(app) == {"4002": ("succeeded", 25050, "NGN")}
     assert event_of(app, event_id).trust == "confirmed"
 
@@ -108,7 +94,7 @@ def test_an_amount_mismatch_is_refused_dead_with_its_reason_and_no_personal_data
                (200, flutterwave_verify(4003, "successful", amount=5000)))
     event_id = post(app, charge(4003, amount=100)).get_json()["id"]
     with caplog.at_level(logging.DEBUG):
-        assert work(app, event_id) is False  # dead at once: no retry can change it
+        assert process_as_worker(app, event_id) is False  # dead at once: no retry can change it
     event = event_of(app, event_id)
     assert event.status == "dead" and event.trust == "token"
     assert event.last_error == ("Unconfirmed: amount mismatch: the delivery says 10000, "
@@ -123,8 +109,8 @@ def test_a_currency_mismatch_and_an_unknown_transaction_are_dead(app, api):
     api.script("/v3/transactions/4005/verify", (404, {"status": "error"}))
     first = post(app, charge(4004)).get_json()["id"]
     second = post(app, charge(4005)).get_json()["id"]
-    work(app, first)
-    work(app, second)
+    process_as_worker(app, first)
+    process_as_worker(app, second)
     assert event_of(app, first).last_error.startswith("Unconfirmed: currency mismatch")
     assert event_of(app, second).last_error == (
         "Unconfirmed: the provider's API does not know this payment")
@@ -147,7 +133,7 @@ def test_a_replay_is_a_duplicate_and_the_api_is_asked_once(app, api):
     first = post(app, charge(4020))
     again = post(app, charge(4020))
     assert (first.status_code, again.status_code) == (202, 200)
-    work(app, first.get_json()["id"])
+    process_as_worker(app, first.get_json()["id"])
     assert api.hits("/v3/transactions/4020/verify") == 1
     assert ledger(app) == {"4020": ("succeeded", 10000, "NGN")}
 
@@ -158,6 +144,6 @@ def test_without_api_credentials_the_event_waits_rather_than_trusting_the_callba
     app = make_app(WEBHOOK_SOURCES=SOURCES)
     celery_of(app).loader.import_default_modules()
     event_id = post(app, charge(4030)).get_json()["id"]
-    assert work(app, event_id) is True
+    assert process_as_worker(app, event_id) is True
     assert ledger(app) == {}
     assert event_of(app, event_id).last_error == "ProviderUnavailable"

@@ -163,7 +163,7 @@ def test_a_lock_wait_that_ran_out_is_database_busy_not_down(app, client, monkeyp
 
     def locked(*args, **kwargs):
         raise OperationalError("INSERT ...", None, driver_error)
-    monkeypatch.setattr(webapp.webhook_views, "store_delivery", locked)
+    monkeypatch.setattr(webapp.webhook_views, "store_batch", locked)
     response = post_stripe(client, stripe_event())
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.get_json()["error"]["code"] == "database_busy"

@@ -23,7 +23,7 @@ from webhooks.schemes import generic_hmac, github, shopify, standard
 from webhooks.whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
 
 __all__ = ["SCHEMES", "InvalidPayload", "InvalidSignature", "MissingSignature", "Scheme",
-           "SignatureError", "StaleTimestamp", "verify"]
+           "SignatureError", "StaleTimestamp", "split_batch", "verify"]
 
 GENERIC: tuple[Scheme, ...] = (
     standard.SCHEME,
@@ -37,6 +37,15 @@ SCHEMES: dict[str, Scheme] = {scheme.name: scheme for scheme in (
     *(provider.scheme for provider in WHATSAPP_PROVIDERS.values()),
     *GENERIC,
 )}
+
+
+def split_batch(source, headers: Mapping[str, str], body: bytes, now: float):
+    """A batch delivery's items, each with its verdict (None: verified), for a scheme
+    that splits (Adyen's); a source with no secret configured refuses every item."""
+    if not source.secrets:
+        return [(item, InvalidSignature("no secret is configured for this source"))
+                for item, _ in SCHEMES[source.scheme].split(source, headers, body, now)]
+    return SCHEMES[source.scheme].split(source, headers, body, now)
 
 
 def verify(source, headers: Mapping[str, str], body: bytes, now: float, url: str = "") -> None:
