@@ -42,7 +42,7 @@ from store.task_names import (
     SCAN_DOCUMENT,
 )
 from webhooks.models import RECEIVED, WebhookEvent
-from webhooks.whatsapp.models import MEDIA_PENDING, WhatsAppMedia
+from whatsapp.models import MEDIA_PENDING, WhatsAppMedia
 
 REDRIVEN = Counter("sluice_redriven_total",
                    "Work queued again because it was not done in time", ["kind"])

@@ -26,7 +26,7 @@ from store.outbox import OutboxMessage
 from webhooks.models import DEAD, PROCESSED, WebhookEvent
 from webhooks.processing import link_pending
 from webhooks.sources import configured
-from webhooks.whatsapp.models import WhatsAppMessage
+from whatsapp.models import WhatsAppMessage
 
 BATCH = 1000
 TEMP_FILE_MAX_AGE = 24 * 3600

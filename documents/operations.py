@@ -29,7 +29,7 @@ class DocumentFilter:
     status: str | None = None
     tag: str | None = None
     external_ref: str | None = None
-    # ids from elsewhere, as a subquery: e.g. webhooks.whatsapp.documents_from(source),
+    # ids from elsewhere, as a subquery: e.g. whatsapp.documents_from(source),
     # the documents a WhatsApp source brought (that package sits above this one)
     among: Any = None
     # full-text search: the query's words (index.query_words), all of which must match,

@@ -44,7 +44,7 @@ from store.holds import (
 )
 from webhooks.models import WebhookEvent
 from webhooks.processing import link_pending
-from webhooks.whatsapp.models import WhatsAppMedia, WhatsAppMessage
+from whatsapp.models import WhatsAppMedia, WhatsAppMessage
 
 log = logging.getLogger(__name__)
 

@@ -109,3 +109,17 @@ def describe_error(error: BaseException) -> str:
         return f"{type(error).__name__} ({type(original).__name__}" \
                f"{', SQLSTATE ' + state if state else ''})"
     return type(error).__name__
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1, "B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+
+
+def parse_size(value: Any) -> int:
+    """A size a setting gives: bytes as a number, or "4MB"; ValueError names a bad one."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.match(str(value))
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"not a size: {value!r} (say e.g. 4MB)")
+    return int(match.group(1)) * _UNITS[match.group(2) and match.group(2).upper()]

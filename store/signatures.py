@@ -1,7 +1,7 @@
 """What a signature scheme declares, and the pieces its rules are built from.
 
 A scheme is declared by the module of the provider that speaks it (a payment
-provider in payments/providers/, a WhatsApp one in webhooks/whatsapp/), or by a
+provider in payments/providers/, a WhatsApp one in whatsapp/), or by a
 generic scheme's module in webhooks/schemes/: how to verify a delivery over its raw
 bytes, how far that proves the delivery (its trust), where its event key comes
 from, where its event type comes from, and what the sender wants in answer. There

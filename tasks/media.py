@@ -12,8 +12,8 @@ from documents.sniffing import allowlist_from
 from store.task_names import FETCH_MEDIA
 from tasks import register_give_up
 from tasks.app_state import config, db_session, redis_client, sources, storage
-from webhooks.whatsapp.fetching import MediaEnvironment, TryLater, fetch_media
-from webhooks.whatsapp.media import give_up
+from whatsapp.fetching import MediaEnvironment, TryLater, fetch_media
+from whatsapp.media import give_up
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from tests.imports import archives
 from webapp.extensions import db
 from webhooks.schemes import SignatureError, verify
 from webhooks.sources import Source
-from webhooks.whatsapp import FINAL, STATUS_RANK, WhatsAppMessage, apply_notification
+from whatsapp import FINAL, STATUS_RANK, WhatsAppMessage, apply_notification
 
 NOW = 1_700_000_000
 HEADER_NAMES = {

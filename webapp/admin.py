@@ -24,7 +24,7 @@ from webhooks.operations import (
     replay,
     retry_media,
 )
-from webhooks.whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
+from whatsapp.models import MEDIA_STATUSES, WhatsAppMedia
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 MAX_PAGE = 200

@@ -32,7 +32,7 @@ from webhooks.operations import (
     replay_matching,
     retry_media,
 )
-from webhooks.whatsapp.models import MEDIA_STATUSES
+from whatsapp.models import MEDIA_STATUSES
 
 clients_cli = AppGroup("clients", help="API clients and their tokens.")
 webhooks_cli = AppGroup("webhooks", help="Stored webhook events and dead letters.")

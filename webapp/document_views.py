@@ -33,7 +33,7 @@ from webapp.uploads import (
     spooled_body,
     spooled_files,
 )
-from webhooks.whatsapp import document_origins
+from whatsapp import document_origins
 
 log = logging.getLogger(__name__)
 bp = Blueprint("documents", __name__)

@@ -14,6 +14,6 @@ from store.idempotency import IdempotencyKey  # noqa: F401
 from store.outbox import OutboxMessage  # noqa: F401
 from store.subjects import SubjectLink  # noqa: F401
 from webhooks.models import WebhookEvent  # noqa: F401
-from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage  # noqa: F401
+from whatsapp import WhatsAppMedia, WhatsAppMessage  # noqa: F401
 
 metadata = Base.metadata

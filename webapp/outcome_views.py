@@ -18,7 +18,7 @@ from webapp.errors import APIError
 from webapp.extensions import db
 from webapp.query_args import choice_arg, int_arg, printable, text_arg
 from webhooks.operations import find_messages, get_message, media_of
-from webhooks.whatsapp import media_json, message_json
+from whatsapp import media_json, message_json
 
 bp = Blueprint("outcomes", __name__)
 MAX_PAGE = 500

@@ -20,9 +20,9 @@ from store.task_names import FETCH_MEDIA, PROCESS_EVENT
 from webhooks.ingest import parse_json
 from webhooks.models import RECEIVED, WebhookEvent
 from webhooks.processing import EventNotFound
-from webhooks.whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
-from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage
-from webhooks.whatsapp.models import MEDIA_PENDING
+from whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
+from whatsapp import WhatsAppMedia, WhatsAppMessage
+from whatsapp.models import MEDIA_PENDING
 
 __all__ = ["EventFilter", "EventNotFound", "MediaNotFound", "count_events", "effects",
            "find_events", "find_messages", "get_event", "get_message", "list_media",

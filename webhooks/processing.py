@@ -25,8 +25,8 @@ from store.signatures import CONFIRMED
 from webhooks.ingest import parse_json
 from webhooks.models import DEAD, FAILED, PROCESSED, WebhookEvent
 from webhooks.sources import Source
-from webhooks.whatsapp import PROVIDERS as WHATSAPP
-from webhooks.whatsapp import apply_notification
+from whatsapp import PROVIDERS as WHATSAPP
+from whatsapp import apply_notification
 
 
 class EventNotFound(LookupError):

@@ -15,16 +15,8 @@ Secret values come only from the environment, read once at load time; a source
 whose variables are all unset has no secret and rejects every delivery.
 
 A WhatsApp source fetches the media its messages carry into documents once it names
-an owner (`media_owner`, an API client's name); then it needs its credentials:
-
-    media_owner = "whatsapp-inbox"
-    access_token_env = "WHATSAPP_ACCESS_TOKEN"   # Meta: the Graph API token
-    account_sid_env = "TWILIO_ACCOUNT_SID"       # Twilio: with the auth token (secrets_env)
-    graph_api_base = "https://graph.facebook.com/v21.0"
-    media_allowed_hosts = ["fbsbx.com"]          # default: the provider's CDN hosts
-    media_allow_http = false                     # and media_allowed_networks = [] (CIDRs):
-    media_concurrency = 4                        # the only ways to a plain-http or
-    media_max_bytes = { image = "5MB" }          # non-public address (tests, not production)
+an owner (`media_owner`, an API client's name), with its provider's credentials: see
+whatsapp/settings.py.
 """
 from __future__ import annotations
 
@@ -36,42 +28,20 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from payments.providers import PROVIDERS
+from store.payloads import parse_size
 from store.signatures import KINDS
 from webhooks.schemes import SCHEMES
-from webhooks.whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
+from whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
+from whatsapp.settings import MediaSettings, media_settings
 
 # Who reads a kind's events; a generic event has no reader but the event log.
 READERS: dict[str, Mapping[str, Any]] = {"payment": PROVIDERS, "whatsapp": WHATSAPP_PROVIDERS,
                                          "generic": {}}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
-_UNITS = {None: 1, "B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
 
 
 class SourceConfigError(ValueError):
     pass
-
-
-# What Meta and Twilio may send, by kind; a source's media_max_bytes changes any of them.
-MEDIA_MAX_BYTES = {"image": 5 * 1024 ** 2, "document": 100 * 1024 ** 2,
-                   "audio": 16 * 1024 ** 2, "video": 16 * 1024 ** 2, "sticker": 500 * 1024}
-MEDIA_KEYS = ("media_owner", "access_token_env", "account_sid_env", "graph_api_base",
-              "media_allowed_hosts", "media_allow_http", "media_allowed_networks",
-              "media_max_bytes", "media_concurrency")
-
-
-@dataclasses.dataclass(frozen=True)
-class MediaSettings:
-    """How a WhatsApp source's media reach the document pipeline."""
-    owner: str                                  # the API client that owns the documents
-    token: str = dataclasses.field(repr=False)  # Meta's Graph token, or Twilio's auth token
-    account_sid: str | None = None              # Twilio's basic-auth user
-    graph_api_base: str = "https://graph.facebook.com/v21.0"
-    allowed_hosts: tuple[str, ...] = ()
-    allow_http: bool = False
-    allowed_networks: tuple[str, ...] = ()
-    max_bytes: Mapping[str, int] = dataclasses.field(default_factory=lambda: MEDIA_MAX_BYTES)
-    concurrency: int = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,15 +60,6 @@ class Source:
     secrets_env: tuple[str, ...] = ()   # the names of the variables the secrets come from
     retention_days: int | None = None   # its raw bodies' life; None: RETENTION_WEBHOOK_BODY_DAYS
     allowed_networks: tuple = ()        # allowed_ips: where deliveries may come from (any)
-
-
-def parse_size(value: Any) -> int:
-    if isinstance(value, int) and value > 0:
-        return value
-    match = _SIZE.match(str(value))
-    if not match or int(match.group(1)) <= 0:
-        raise SourceConfigError(f"not a size: {value!r} (say e.g. 4MB)")
-    return int(match.group(1)) * _UNITS[match.group(2) and match.group(2).upper()]
 
 
 def load_sources(document: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Source]:
@@ -160,7 +121,7 @@ def _build(name: str, table: dict[str, Any], environ: Mapping[str, str]) -> Sour
             "allowed_networks": _networks(table.pop("allowed_ips", None)),
             "verify_token": environ.get(verify_var) if verify_var else None,
             "options": scheme.parse_options(table),
-            "media": (_media_settings(table, provider, secrets, environ)
+            "media": (media_settings(table, WHATSAPP_PROVIDERS[provider], secrets, environ)
                       if kind == "whatsapp" else None),
         }
     except ValueError as exc:
@@ -194,57 +155,6 @@ def configured(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[st
     if inline is not None:
         return load_sources(inline, environ)
     return load_sources_file(config["SLUICE_SOURCES_FILE"], environ)
-
-
-def _media_settings(table: dict[str, Any], provider: str, secrets: tuple[bytes, ...],
-                    environ: Mapping[str, str]) -> MediaSettings | None:
-    """None when the source fetches no media (no media key at all); ValueError for
-    settings that cannot fetch: no owner, no credentials, a bad host or network."""
-    given = {key: table.pop(key) for key in MEDIA_KEYS if key in table}
-    if not given:
-        return None
-    owner = given.get("media_owner")
-    if not isinstance(owner, str) or not owner:
-        raise ValueError("media fetching needs media_owner, the name of the API client "
-                         "that owns the documents")
-    account_sid = None
-    if provider == "twilio":
-        account_sid = environ.get(given.get("account_sid_env") or "")
-        if not account_sid or not secrets:
-            raise ValueError("Twilio media fetching needs account_sid_env set to a variable "
-                             "holding the account SID, and the auth token in secrets_env")
-        token = secrets[0].decode()
-    else:
-        token = environ.get(given.get("access_token_env") or "")
-        if not token:
-            raise ValueError("media fetching needs access_token_env set to a variable "
-                             "holding the Graph API access token")
-    hosts = given.get("media_allowed_hosts", list(WHATSAPP_PROVIDERS[provider].media_hosts))
-    networks = given.get("media_allowed_networks", [])
-    graph = given.get("graph_api_base", MediaSettings.graph_api_base)
-    allow_http = given.get("media_allow_http", False)
-    if not _strings(hosts) or not all(hosts):
-        raise ValueError("media_allowed_hosts must be a list of host names")
-    if not _strings(networks):
-        raise ValueError("media_allowed_networks must be a list of CIDRs")
-    for network in networks:
-        ipaddress.ip_network(network, strict=False)  # ValueError names it
-    if not isinstance(allow_http, bool):
-        raise ValueError("media_allow_http must be true or false")
-    if not isinstance(graph, str) or not re.match(r"^https?://[^/]+", graph) or \
-            (graph.startswith("http:") and not allow_http):
-        raise ValueError("graph_api_base must be an https URL (http only with media_allow_http)")
-    caps = given.get("media_max_bytes", {})
-    if not isinstance(caps, Mapping) or set(caps) - set(MEDIA_MAX_BYTES):
-        raise ValueError(f"media_max_bytes takes {', '.join(MEDIA_MAX_BYTES)}")
-    concurrency = given.get("media_concurrency", 4)
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-        raise ValueError("media_concurrency must be a whole number, 1 or more")
-    return MediaSettings(
-        owner=owner, token=token, account_sid=account_sid, graph_api_base=graph,
-        allowed_hosts=tuple(h.lower().strip(".") for h in hosts), allow_http=allow_http,
-        allowed_networks=tuple(networks), concurrency=concurrency,
-        max_bytes={**MEDIA_MAX_BYTES, **{k: parse_size(v) for k, v in caps.items()}})
 
 
 def _strings(value: Any) -> bool:

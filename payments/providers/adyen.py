@@ -95,7 +95,10 @@ def _check_item(source, item: dict) -> None:
     if not isinstance(signature, str) or not signature:
         raise MissingSignature("additionalData.hmacSignature missing")
     digest = unbase64(signature.strip())
-    message = signing_string(item)
+    try:
+        message = signing_string(item)
+    except UnicodeEncodeError:  # a lone surrogate: nothing Adyen could have signed
+        raise InvalidSignature("the item's fields cannot be signed as sent") from None
     if digest is None or not any_matches([hmac_digest(key, message) for key in _keys(source)],
                                          [digest]):
         raise InvalidSignature("hmacSignature did not match")

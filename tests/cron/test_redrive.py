@@ -13,7 +13,7 @@ from store.db import utcnow
 from store.outbox import OutboxMessage
 from store.task_names import EXTRACT_TEXT, FETCH_MEDIA, INGEST_UPLOAD, RUN_IMPORT, SCAN_DOCUMENT
 from webapp.extensions import db
-from webhooks.whatsapp.models import WhatsAppMedia
+from whatsapp.models import WhatsAppMedia
 
 HOUR = dt.timedelta(hours=1)
 

@@ -20,7 +20,7 @@ from tests.documents.test_deletion import blob_exists
 from webapp.config import ConfigError
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from webhooks.whatsapp.models import WhatsAppMessage
+from whatsapp.models import WhatsAppMessage
 
 
 def event(session, key, status, days_old):

@@ -16,7 +16,7 @@ from tests.imports.conftest import make_owners, post_import
 from tests.imports.test_imports import run
 from webapp.auth import create_client
 from webapp.extensions import db
-from webhooks.whatsapp.models import WhatsAppMedia
+from whatsapp.models import WhatsAppMedia
 
 
 def blob_exists(app, content: bytes) -> bool:

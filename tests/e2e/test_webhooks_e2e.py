@@ -14,7 +14,7 @@ from tests.services import wait_for
 from tests.webhooks import signing
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from webhooks.whatsapp import WhatsAppMessage
+from whatsapp import WhatsAppMessage
 
 pytestmark = pytest.mark.e2e
 

@@ -213,7 +213,7 @@ def test_old_events_are_purged_by_retention(make_app):
 
 def test_a_verdict_says_how_the_document_came(app):
     from documents.models import ImportRow
-    from webhooks.whatsapp.models import WhatsAppMedia
+    from whatsapp.models import WhatsAppMedia
 
     admin = token(app, "oncall", ["admin"])
     uploaded, imported, sent = (document(app, 1, c) for c in "xyz")

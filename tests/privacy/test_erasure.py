@@ -34,7 +34,7 @@ from tests.webhooks.test_whatsapp_media import (  # noqa: F401 - fixtures
 from webapp.extensions import db
 from webapp.models import metadata
 from webhooks.models import WebhookEvent
-from webhooks.whatsapp.models import WhatsAppMedia, WhatsAppMessage
+from whatsapp.models import WhatsAppMedia, WhatsAppMessage
 
 PHONE, EMAIL, OTHER = "447700900123", "Ada.Marker@Example.com", "15550001111"
 SPELLINGS = ("447700900123", "+447700900123", "+44 7700 900123", "7700900123",

@@ -23,7 +23,7 @@ from tests.webapp.test_ops import csrf_of, operator, ops_app, webhook_env  # noq
 from tests.webhooks.test_processing import stripe
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from webhooks.whatsapp.models import WhatsAppMessage
+from whatsapp.models import WhatsAppMessage
 
 PHONE = "+44 7700 900123"
 

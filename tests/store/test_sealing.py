@@ -26,7 +26,7 @@ from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.models import metadata
 from webhooks.models import WebhookEvent
-from webhooks.whatsapp.models import WhatsAppMessage
+from whatsapp.models import WhatsAppMessage
 
 PHONE, TEXT, EMAIL = "447700900123", "marker text 7731 for the dump", "ada.marker@example.com"
 # every spelling a careless copy could leave behind

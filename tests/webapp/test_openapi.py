@@ -170,7 +170,7 @@ def test_the_scheme_lists_of_openapi_and_the_docs_are_the_registry():
     from store import events
     from store.signatures import KINDS, TRUST_LEVELS
     from webhooks.schemes import SCHEMES
-    from webhooks.whatsapp import PROVIDERS as WHATSAPP
+    from whatsapp import PROVIDERS as WHATSAPP
 
     repo = Path(__file__).resolve().parents[2]
     text = (repo / "webapp" / "openapi.yaml").read_text()

@@ -22,7 +22,7 @@ from tests.helpers.clock import SignerClock
 from tests.webhooks import conftest as webhook_sources
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
-from webhooks.whatsapp.models import WhatsAppMedia
+from whatsapp.models import WhatsAppMedia
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 EVERY_SCHEME = {"sources": {

@@ -298,7 +298,7 @@ def test_a_body_of_exactly_the_maximum_size_is_taken_and_one_byte_more_is_413(
 
 
 def test_nul_and_surrogates_in_whatsapp_text_are_kept_storable(hostile_app):
-    from webhooks.whatsapp import WhatsAppMessage
+    from whatsapp import WhatsAppMessage
 
     event = meta_event()
     message = event["entry"][0]["changes"][0]["value"]["messages"][0]

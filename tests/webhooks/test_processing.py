@@ -18,7 +18,7 @@ from webhooks.operations import replay
 from webhooks.processing import process, record_failure
 from webhooks.schemes import verify
 from webhooks.sources import Source
-from webhooks.whatsapp import WhatsAppMessage
+from whatsapp import WhatsAppMessage
 
 STRIPE = Source(name="stripe", scheme="stripe", kind="payment", provider="stripe",
                 secrets=(b"s",))

@@ -31,8 +31,8 @@ from tests.webhooks.conftest import META_SECRET
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 from webhooks.sources import SourceConfigError, load_sources
-from webhooks.whatsapp import WhatsAppMedia, WhatsAppMessage
-from webhooks.whatsapp.fetching import slot_key
+from whatsapp import WhatsAppMedia, WhatsAppMessage
+from whatsapp.fetching import slot_key
 
 GRAPH_TOKEN = "EAAG-graph-access-token-for-tests"
 TWILIO_AUTH_TOKEN = "twilio-auth-token-for-tests"

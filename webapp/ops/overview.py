@@ -23,7 +23,7 @@ from webapp.health import components
 from webhooks import stats
 from webhooks.models import DEAD
 from webhooks.operations import list_media
-from webhooks.whatsapp.models import MEDIA_FAILED
+from whatsapp.models import MEDIA_FAILED
 
 _cache: dict[int, tuple[float, dict]] = {}
 _cache_lock = threading.Lock()

@@ -59,8 +59,8 @@ from webhooks.operations import (
     replay_matching,
     retry_media,
 )
-from webhooks.whatsapp import document_origins, documents_from
-from webhooks.whatsapp.models import MEDIA_STATUSES
+from whatsapp import document_origins, documents_from
+from whatsapp.models import MEDIA_STATUSES
 
 PAGE = 50
 MAX_TEXT = 200

@@ -2,7 +2,7 @@
 
 A provider's scheme lives in its provider module, beside everything else about it:
 payment providers in payments/providers/ (PROVIDERS there), WhatsApp providers in
-webhooks/whatsapp/. The generic schemes, which any sender may use, live here, one
+whatsapp/. The generic schemes, which any sender may use, live here, one
 module each, listed in GENERIC. Adding a provider adds its scheme; nothing here
 changes.
 """
@@ -20,7 +20,7 @@ from store.signatures import (
     StaleTimestamp,
 )
 from webhooks.schemes import generic_hmac, github, shopify, standard
-from webhooks.whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
+from whatsapp import PROVIDERS as WHATSAPP_PROVIDERS
 
 __all__ = ["SCHEMES", "InvalidPayload", "InvalidSignature", "MissingSignature", "Scheme",
            "SignatureError", "StaleTimestamp", "split_batch", "verify"]

@@ -1,9 +1,9 @@
 """WhatsApp, from Meta's Cloud API or from Twilio: inbound messages stored once per
 message id (wamid, or Twilio's MessageSid), statuses of outbound ones only ever moving
-forward, and media items handed to the document pipeline (webhooks/whatsapp/media.py).
+forward, and media items handed to the document pipeline (whatsapp/media.py).
 
 Adding a provider is a module here declaring `PROVIDER = WhatsAppProvider(...)`
-(webhooks/whatsapp/base.py) and one line in PROVIDERS.
+(whatsapp/base.py) and one line in PROVIDERS.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from store.outbox import enqueue
 from store.payloads import PayloadError
 from store.sealing import blind_index
 from store.task_names import FETCH_MEDIA
-from webhooks.whatsapp import meta, twilio
-from webhooks.whatsapp.base import Inbound, StatusUpdate, WhatsAppProvider
-from webhooks.whatsapp.models import (
+from whatsapp import meta, twilio
+from whatsapp.base import Inbound, StatusUpdate, WhatsAppProvider
+from whatsapp.models import (
     INBOUND,
     MEDIA_PENDING,
     OUTBOUND,

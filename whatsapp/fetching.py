@@ -18,7 +18,7 @@ import dataclasses
 import mimetypes
 import secrets
 import time
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import redis
 from sqlalchemy.orm import Session
@@ -30,17 +30,17 @@ from documents.sniffing import Rejected
 from documents.storage import BlobStorage
 from store import audit
 from store.clients import active_client_id
-from webhooks.sources import MediaSettings, Source
-from webhooks.whatsapp import PROVIDERS
-from webhooks.whatsapp.base import Fetcher, Located, MediaExpired, MediaFailed, WhatsAppProvider
-from webhooks.whatsapp.media import finish
-from webhooks.whatsapp.models import (
+from whatsapp import PROVIDERS
+from whatsapp.base import Fetcher, Located, MediaExpired, MediaFailed, WhatsAppProvider
+from whatsapp.media import finish
+from whatsapp.models import (
     MEDIA_EXPIRED,
     MEDIA_FAILED,
     MEDIA_FETCHED,
     MEDIA_PENDING,
     WhatsAppMedia,
 )
+from whatsapp.settings import MediaSettings
 
 SLOT_SECONDS = 600  # a holder that has not let go by then (its worker died) frees its slot
 
@@ -55,7 +55,7 @@ class TryLater(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class MediaEnvironment:
-    sources: Mapping[str, Source]
+    sources: Mapping[str, Any]        # the configured webhooks.sources.Source by name
     storage: BlobStorage
     redis_client: redis.Redis
     allowlist: tuple[str, ...]        # DOCUMENT_ALLOWED_TYPES, as for uploads
@@ -130,7 +130,7 @@ def _download(item: _Item, settings: MediaSettings,
     provider = item.provider
     cap = settings.max_bytes.get(item.kind, settings.max_bytes["document"])
     media_policy = _policy(settings, settings.allowed_hosts, env)
-    api_policy = _policy(settings, (fetch.origin_of(settings.graph_api_base).host,), env)
+    api_policy = _policy(settings, (fetch.origin_of(settings.credentials.api_base).host,), env)
     fetcher = Fetcher(settings, fetch.session_for(api_policy), api_policy)
     downloads = fetch.session_for(media_policy)
     try:
@@ -215,7 +215,7 @@ def slot_key(prefix: str, source: str) -> str:
 
 
 @contextlib.contextmanager
-def _slot(env: MediaEnvironment, source: Source) -> Iterator[bool]:
+def _slot(env: MediaEnvironment, source) -> Iterator[bool]:
     key, token = slot_key(env.key_prefix, source.name), secrets.token_hex(8)
     deadline, held = time.monotonic() + env.slot_wait, False
     while not held:

@@ -1,4 +1,4 @@
-"""The states a WhatsApp media item ends in. Fetching it is webhooks/whatsapp/fetching.py's,
+"""The states a WhatsApp media item ends in. Fetching it is whatsapp/fetching.py's,
 and only the worker loads it (it needs an HTTP client; the web does not); what operators
 do with items (list, retry) is webhooks/operations.py's.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from store.db import utcnow
-from webhooks.whatsapp.models import MEDIA_FAILED, MEDIA_PENDING, WhatsAppMedia
+from whatsapp.models import MEDIA_FAILED, MEDIA_PENDING, WhatsAppMedia
 
 
 def give_up(session: Session, media_id: int) -> None:

@@ -44,7 +44,7 @@ from store.signatures import (
     public_url_option,
     unbase64,
 )
-from webhooks.whatsapp.base import (
+from whatsapp.base import (
     Fetcher,
     Inbound,
     Located,
@@ -53,6 +53,7 @@ from webhooks.whatsapp.base import (
     StatusUpdate,
     WhatsAppProvider,
 )
+from whatsapp.settings import MediaCredentials
 
 MAX_FIELDS = 1000
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -210,10 +211,23 @@ def _errors(payload: dict) -> list | None:
 
 
 def locate(fetcher: Fetcher, media_url: str) -> Located:
-    settings = fetcher.settings
-    return Located(url=media_url, auth=(settings.account_sid, settings.token))
+    credentials = fetcher.settings.credentials
+    return Located(url=media_url, auth=(credentials.account_sid, credentials.token))
+
+
+def media_credentials(given: Mapping[str, Any], secrets: tuple[bytes, ...],
+                      environ: Mapping[str, str]) -> MediaCredentials:
+    """Basic auth: the account SID from the variable `account_sid_env` names, and the
+    auth token, which is the source's secret. Media URLs are Twilio's API's own."""
+    account_sid = environ.get(given.get("account_sid_env") or "")
+    if not account_sid or not secrets:
+        raise ValueError("Twilio media fetching needs account_sid_env set to a variable "
+                         "holding the account SID, and the auth token in secrets_env")
+    return MediaCredentials(token=secrets[0].decode(), account_sid=account_sid,
+                            api_base="https://api.twilio.com")
 
 
 PROVIDER = WhatsAppProvider(
     "twilio", parse, read, locate, scheme=SCHEME, media_hosts=("twilio.com", "twiliocdn.com"),
-    gone_on=frozenset({404}))
+    gone_on=frozenset({404}), media_keys=("account_sid_env",),
+    media_credentials=media_credentials)

@@ -5,7 +5,7 @@ A provider module (meta.py, twilio.py) declares one `WhatsAppProvider`, with the
 signature scheme its deliveries carry: its whole wire format in one place. Its reader
 turns a verified payload into plain `Inbound` messages and `StatusUpdate`s, taking
 identifiers only when they can be stored as sent; the shared code in
-`webhooks/whatsapp/__init__.py` stores them. Its locator tells the media pipeline
+`whatsapp/__init__.py` stores them. Its locator tells the media pipeline
 where to download an item from and with which credentials.
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ class MediaFailed(Exception):
 class Fetcher:
     """What a locator may use: the source's media settings, the guarded session,
     and the policy for calls to the provider's own API."""
-    settings: Any                    # webhooks.sources.MediaSettings
+    settings: Any                    # whatsapp.settings.MediaSettings
     session: "requests.Session"
     api_policy: "FetchPolicy"
 
@@ -101,7 +101,14 @@ class WhatsAppProvider:
     # a download answered with one of these means the item is gone for good
     gone_on: frozenset[int] = frozenset()
     scheme: "Scheme" = None  # required: how its deliveries are signed (store/signatures.py)
+    # The source keys its media credentials come from, and how they are read: (the
+    # source's media keys, its secrets, the environment) -> whatsapp.settings.
+    # MediaCredentials, or ValueError naming what is missing.
+    media_keys: tuple[str, ...] = ()
+    media_credentials: Callable[..., Any] = None
 
     def __post_init__(self):
         if self.scheme is None or self.scheme.name != self.name:
             raise TypeError(f"WhatsApp provider {self.name}: declare its scheme, of its name")
+        if not callable(self.media_credentials):
+            raise TypeError(f"WhatsApp provider {self.name}: declare media_credentials")

@@ -29,7 +29,7 @@ from store.signatures import (
     test_id,
     type_from_json_field,
 )
-from webhooks.whatsapp.base import (
+from whatsapp.base import (
     Fetcher,
     Inbound,
     Located,
@@ -40,6 +40,7 @@ from webhooks.whatsapp.base import (
     StatusUpdate,
     WhatsAppProvider,
 )
+from whatsapp.settings import MediaCredentials, api_base
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -149,9 +150,9 @@ def _int(value: Any) -> int | None:
 def locate(fetcher: Fetcher, media_id: str) -> Located:
     from documents import fetch  # requests: only where media are fetched (the worker)
 
-    settings = fetcher.settings
-    bearer = {"Authorization": f"Bearer {settings.token}"}
-    url = f"{settings.graph_api_base.rstrip('/')}/{media_id}"
+    credentials = fetcher.settings.credentials
+    bearer = {"Authorization": f"Bearer {credentials.token}"}
+    url = f"{credentials.api_base}/{media_id}"
     answer = fetch.get(fetcher.session, fetcher.api_policy, url, headers=bearer)
     try:
         if answer.status in (400, 404, 410):  # Meta answers 400 or 404 for an unknown id
@@ -190,8 +191,25 @@ def _sha256(value: Any) -> str | None:
     return raw.hex() if len(raw) == 32 else None
 
 
+GRAPH_API_BASE = "https://graph.facebook.com/v21.0"
+
+
+def media_credentials(given: Mapping[str, Any], secrets: tuple[bytes, ...],
+                      environ: Mapping[str, str]) -> MediaCredentials:
+    """`access_token_env` names the variable holding the Graph API token;
+    `graph_api_base` moves the API (a test's fake)."""
+    token = environ.get(given.get("access_token_env") or "")
+    if not token:
+        raise ValueError("media fetching needs access_token_env set to a variable "
+                         "holding the Graph API access token")
+    base = api_base(given.get("graph_api_base", GRAPH_API_BASE),
+                    given.get("media_allow_http", False) is True, "graph_api_base")
+    return MediaCredentials(token=token, api_base=base)
+
+
 PROVIDER = WhatsAppProvider(
     "meta", parse, read, locate, scheme=SCHEME,
+    media_keys=("access_token_env", "graph_api_base"), media_credentials=media_credentials,
     # Meta's media CDN (lookaside.fbsbx.com) and its app CDN hosts
     media_hosts=("fbsbx.com", "fbcdn.net", "whatsapp.net"),
     refresh_on=frozenset({401, 403, 404}))
