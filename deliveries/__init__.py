@@ -7,5 +7,5 @@
   feed), and hand out what is due, through the outbox, under each destination's
   in-flight cap and circuit breaker.
 - `sending`: one attempt: sign (Standard Webhooks), POST under the SSRF rules of
-  documents/fetch.py, record the outcome, schedule the retry, move the breaker.
+  store/fetch.py, record the outcome, schedule the retry, move the breaker.
 """

@@ -2,7 +2,7 @@
 may do with them. Every change is audited; a secret is returned once, when made.
 
 Where a destination may point follows the SSRF rules of media fetching
-(documents/fetch.py): https unless `allow_http`, and every address the host resolves
+(store/fetch.py): https unless `allow_http`, and every address the host resolves
 to must be public unless it lies in the destination's `allowed_networks` (internal
 receivers are usually private: the admin says so explicitly). The URL is checked
 here, at creation and change, and again on every connection when sending (DNS can
@@ -31,9 +31,9 @@ from deliveries.models import (
     DeliveryAttempt,
     Destination,
 )
-from documents.fetch_policy import FetchPolicy, FetchRefused
 from store import audit, events
 from store.db import utcnow
+from store.fetch_policy import FetchPolicy, FetchRefused
 
 SECRET_PREFIX = "whsec_"
 ROTATION_GRACE_DEFAULT = 24 * 3600

@@ -4,7 +4,7 @@ The request is Standard Webhooks': the event's envelope as JSON, `webhook-id` (t
 event's public id, the same on every retry, so a receiver can drop a repeat),
 `webhook-timestamp`, and `webhook-signature`, signed by the `standardwebhooks`
 package itself with each secret in force (two, space-separated, during a rotation).
-It goes out under the SSRF rules of documents/fetch.py (the address checked on the
+It goes out under the SSRF rules of store/fetch.py (the address checked on the
 connected socket, no redirect followed), with DELIVERY_TIMEOUT for connecting and
 for each read, and at most RESPONSE_CAP bytes of the answer read; an excerpt of it
 is kept, redacted, for diagnosis.
@@ -47,10 +47,10 @@ from deliveries.models import (
     Destination,
     parse_schedule,
 )
-from documents.fetch import FetchFailed, FetchRefused, post, session_for
 from store import audit
 from store.db import utcnow
 from store.events import Event, envelope
+from store.fetch import FetchFailed, FetchRefused, post, session_for
 from store.payloads import free_text
 from store.redaction import redact
 

@@ -7,8 +7,8 @@ import random
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from documents.fetch import FetchFailed
 from documents.sniffing import allowlist_from
+from store.fetch import FetchFailed
 from store.task_names import FETCH_MEDIA
 from tasks import register_give_up
 from tasks.app_state import config, db_session, redis_client, sources, storage

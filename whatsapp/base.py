@@ -18,7 +18,7 @@ from store.signatures import Scheme
 if TYPE_CHECKING:  # the web never fetches media, and must not load requests for it
     import requests
 
-    from documents.fetch import FetchPolicy
+    from store.fetch import FetchPolicy
 
 
 @dataclasses.dataclass(frozen=True)

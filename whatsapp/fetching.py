@@ -2,7 +2,7 @@
 
 For one `pending` item: ask its provider where the bytes are (Meta's Graph API, or
 Twilio's media URL), refuse what the source's caps say is too large before reading a
-byte, download through the guarded fetcher (documents/fetch.py: allowlisted hosts
+byte, download through the guarded fetcher (store/fetch.py: allowlisted hosts
 and networks, every redirect checked, timeouts, a byte cap while reading) into the
 same hashing spool as an upload, check the hash the provider reported, and hand the
 file to the same ingest: sniffing, the allowlist, per-owner dedup, storage, the scan.
@@ -23,13 +23,12 @@ from typing import Any, Iterator, Mapping
 import redis
 from sqlalchemy.orm import Session
 
-from documents import fetch
-from documents.fetch import FetchPolicy, FetchRefused
 from documents.ingest import HashingSpool, Spooled, TooLarge, create_document
 from documents.sniffing import Rejected
 from documents.storage import BlobStorage
-from store import audit
+from store import audit, fetch
 from store.clients import active_client_id
+from store.fetch import FetchPolicy, FetchRefused
 from whatsapp import PROVIDERS
 from whatsapp.base import Fetcher, Located, MediaExpired, MediaFailed, WhatsAppProvider
 from whatsapp.media import finish

@@ -148,7 +148,7 @@ def _int(value: Any) -> int | None:
 
 
 def locate(fetcher: Fetcher, media_id: str) -> Located:
-    from documents import fetch  # requests: only where media are fetched (the worker)
+    from store import fetch  # requests: only where media are fetched (the worker)
 
     credentials = fetcher.settings.credentials
     bearer = {"Authorization": f"Bearer {credentials.token}"}

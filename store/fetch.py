@@ -1,7 +1,8 @@
 """Fetch a file from a URL someone else gave us, as hostile input.
 
-Used for WhatsApp media: the provider's API hands us a URL, and the bytes behind it
-are treated exactly like an upload's, with more checks on the way in:
+Used for WhatsApp media (the provider's API hands us a URL, and the bytes behind it
+are treated exactly like an upload's), for deliveries to destinations, and for
+PayPal's signing certificates, with these checks on the way:
 
 - https only, unless the policy allows plain http;
 - one parser decides the host: urllib3's `parse_url`, the one requests and urllib3
@@ -19,7 +20,7 @@ are treated exactly like an upload's, with more checks on the way in:
 - connect and read timeouts, and a byte cap counted while reading, whatever size the
   provider reported.
 
-The rules themselves are in documents/fetch_policy.py. requests and urllib3 do the
+The rules themselves are in store/fetch_policy.py. requests and urllib3 do the
 HTTP; the one hook is the connection class, which checks
 the peer address before a byte is sent (urllib3 has no option for it).
 """
@@ -35,7 +36,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 # the rules, apart so that checking a URL loads no HTTP client; imported from here too
-from documents.fetch_policy import (  # noqa: F401
+from store.fetch_policy import (  # noqa: F401
     FetchFailed,
     FetchPolicy,
     FetchRefused,

@@ -1,5 +1,5 @@
 """Where Sluice may connect on someone else's say-so: the URL and address rules of
-documents/fetch.py, without the HTTP client (the web checks a destination's URL with
+store/fetch.py, without the HTTP client (the web checks a destination's URL with
 them, and must not load requests).
 """
 from __future__ import annotations

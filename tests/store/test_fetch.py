@@ -1,4 +1,4 @@
-"""The guarded fetcher (documents/fetch.py) against URLs built to make two parsers disagree.
+"""The guarded fetcher (store/fetch.py) against URLs built to make two parsers disagree.
 
 Each hostile URL goes through the real requests session against a local listener that
 records every request and every credential that reaches it. The policy lets loopback
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from documents import fetch
-from documents.fetch import FetchPolicy, FetchRefused
+from store import fetch
+from store.fetch import FetchPolicy, FetchRefused
 from tests.fakes.listener import Listener
 
 TOKEN = "Bearer EAAG-graph-token-that-must-not-leak"
