@@ -53,6 +53,11 @@ class StaleTimestamp(SignatureError):
     code = "timestamp_out_of_tolerance"
 
 
+class CannotSign(Exception):
+    """A scheme whose deliveries only the provider can sign (PayPal's private key) has
+    no test delivery of Sluice's making; the message says how to get one."""
+
+
 class InvalidPayload(ValueError):
     """A verified delivery that can never be stored or handled: 400, nothing stored."""
     code = "invalid_payload"
@@ -120,6 +125,8 @@ class Scheme:
     # the source's secret, from `path_token_env`) for senders that can set no header
     # (M-Pesa): a missing or wrong token is answered as an unknown source.
     token_in_path: bool = False
+    # False for a scheme verified without a shared secret (PayPal: its certificate)
+    needs_secret: bool = True
 
     def __post_init__(self):
         if self.parse_payload is None:

@@ -167,7 +167,7 @@ def webhooks_send_test(source: str, url: str | None) -> None:
     found = sources().get(source)
     if found is None:
         raise click.ClickException(f"no webhook source named {source!r}")
-    if not found.secrets:
+    if not found.can_verify:
         names = ", ".join(found.secrets_env) or "(none: the source names no secrets_env)"
         raise click.ClickException(f"{source} has no secret: set {names} in the environment "
                                    "of this command and of the service")

@@ -189,7 +189,7 @@ def describe_sources(environ) -> list[str]:
                 "and restart)"]
     lines = [f"webhook sources ({path}):"]
     for source in sources.values():
-        state = "secret set" if source.secrets else \
+        state = "secret set" if source.can_verify else \
             f"no secret (set {', '.join(source.secrets_env) or 'secrets_env'}): it refuses " \
             "every delivery"
         lines.append(f"  {source.name} ({source.scheme}): {state}")

@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from werkzeug.test import Client
 
 from store import tracing
+from store.signatures import CannotSign
 from tasks.app_state import SOURCES_KEY, redis_client, sources
 from webapp.config import webhook_sources
 from webapp.errors import APIError
@@ -208,7 +209,10 @@ def send_test_delivery(source: Source, url: str | None = None) -> tuple[int, dic
     scheme = SCHEMES[source.scheme]
     target = url or f"http://localhost/webhooks/{source.name}" + (
         f"/{source.secrets[0].decode()}" if scheme.token_in_path else "")
-    body, headers = scheme.test_delivery(source, target, time.time())
+    try:
+        body, headers = scheme.test_delivery(source, target, time.time())
+    except CannotSign as exc:  # only the provider can sign (PayPal): say how to get one
+        return 501, {"error": {"code": "cannot_sign", "message": str(exc)}}
     if url:
         import requests  # the CLI only: web workers do not load an HTTP client
 

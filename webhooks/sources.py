@@ -61,6 +61,12 @@ class Source:
     retention_days: int | None = None   # its raw bodies' life; None: RETENTION_WEBHOOK_BODY_DAYS
     allowed_networks: tuple = ()        # allowed_ips: where deliveries may come from (any)
 
+    @property
+    def can_verify(self) -> bool:
+        """A secret is set, or its scheme needs none (PayPal's certificates): without
+        either, every delivery is refused."""
+        return bool(self.secrets) or not SCHEMES[self.scheme].needs_secret
+
 
 def load_sources(document: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Source]:
     """Build sources from a parsed TOML document and the environment."""

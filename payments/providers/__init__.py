@@ -2,7 +2,16 @@
 from __future__ import annotations
 
 from payments.provider import Provider
-from payments.providers import adyen, flutterwave, mpesa, paystack, razorpay, square, stripe
+from payments.providers import (
+    adyen,
+    flutterwave,
+    mpesa,
+    paypal,
+    paystack,
+    razorpay,
+    square,
+    stripe,
+)
 
 PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
     stripe.PROVIDER,
@@ -12,4 +21,5 @@ PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
     flutterwave.PROVIDER,
     mpesa.PROVIDER,
     adyen.PROVIDER,
+    paypal.PROVIDER,
 )}

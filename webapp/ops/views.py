@@ -397,7 +397,7 @@ def sources():
 @operator_required
 def send_test(name: str):
     source = configured_sources().get(name) or abort(404)
-    if not source.secrets:
+    if not source.can_verify:
         names = ", ".join(source.secrets_env) or "secrets_env"
         flash(f"{name} has no secret: set {names} for the service. Nothing was sent.", "error")
         return redirect(url_for("ops.sources"), code=303)
