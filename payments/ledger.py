@@ -51,6 +51,9 @@ class PaymentUpdate:
     event_id: str
     amount: int | None = None
     currency: str | None = None
+    # how the change was learned: the delivery's trust (signed, token, confirmed), or
+    # None when no delivery said it (reconciliation asked the provider's API)
+    trust: str | None = None
 
 
 def may_move(current: str, new: str) -> bool:
@@ -71,7 +74,7 @@ def apply_update(session: Session, update: PaymentUpdate, source: str | None = N
     # event as a statement of its own cost the drain a round trip per event).
     if events.insert_with_event(session, Payment, values, ["provider", "reference"],
                                 events.PAYMENT_UPDATED,
-                                _event_json(Payment(**values), None, source)):
+                                _event_json(Payment(**values), None, source, update.trust)):
         return True
     payment = _locked(session, update)
     if payment.last_event_at and update.occurred_at < payment.last_event_at:
@@ -85,7 +88,7 @@ def apply_update(session: Session, update: PaymentUpdate, source: str | None = N
     payment.last_event_at, payment.last_event_id = update.occurred_at, update.event_id
     payment.transitions += 1
     payment.updated_at = utcnow()
-    _changed(session, payment, previous, source)
+    _changed(session, payment, previous, source, update.trust)
     return True
 
 
@@ -99,12 +102,15 @@ def payment_json(payment: Payment) -> dict:
 
 
 def _changed(session: Session, payment: Payment, previous: str | None,
-             source: str | None) -> None:
-    events.record(session, events.PAYMENT_UPDATED, _event_json(payment, previous, source))
+             source: str | None, trust: str | None) -> None:
+    events.record(session, events.PAYMENT_UPDATED,
+                  _event_json(payment, previous, source, trust))
 
 
-def _event_json(payment: Payment, previous: str | None, source: str | None) -> dict:
-    return {**payment_json(payment), "previous_status": previous, "source": source}
+def _event_json(payment: Payment, previous: str | None, source: str | None,
+                trust: str | None) -> dict:
+    return {**payment_json(payment), "previous_status": previous, "source": source,
+            "trust": trust}
 
 
 def _locked(session: Session, update: PaymentUpdate) -> Payment | None:

@@ -98,11 +98,12 @@ def _apply_payment(session: Session, event, payload: Any, context: Context) -> N
     change = provider.read_event(payload, event.provider, event.received_at)
     if change is None:
         return
+    trust = event.trust
     if provider.confirm:  # the ledger takes the API's word, and the event says so
         change = confirmed(session, change, context.confirmers.get(provider.name))
-        session.execute(update(_EVENTS).where(_EVENTS.c.id == event.id)
-                        .values(trust=CONFIRMED))
-    apply_update(session, change, source=event.source)
+        trust = CONFIRMED
+        session.execute(update(_EVENTS).where(_EVENTS.c.id == event.id).values(trust=trust))
+    apply_update(session, dataclasses.replace(change, trust=trust), source=event.source)
 
 
 def _apply_whatsapp(session: Session, event, payload: Any, context: Context) -> None:

@@ -101,3 +101,25 @@ def test_the_circuit_opens_after_repeated_failures_and_stops_calling(app, provid
         assert second["circuit_open"] == 5 and second["checked"] == 1
         assert len(providers.requests) == calls, "an open circuit must not call out"
         assert all(status_of(db.session, r) == "pending" for r in references)
+
+
+@pytest.mark.parametrize("provider, settings, path, answer, authorization", [
+    ("razorpay", {"RAZORPAY_KEY_ID": "rzp_key", "RAZORPAY_KEY_SECRET": "rzp_secret"},
+     "/v1/payments/pay_r1", {"id": "pay_r1", "status": "captured", "amount": 100},
+     "Basic cnpwX2tleTpyenBfc2VjcmV0"),
+    ("square", {"SQUARE_ACCESS_TOKEN": "sq_token"}, "/v2/payments/pay_r1",
+     {"payment": {"id": "pay_r1", "status": "COMPLETED"}}, "Bearer sq_token"),
+    ("flutterwave", {"FLUTTERWAVE_SECRET_KEY": "FLWSECK-x"}, "/v3/transactions/pay_r1/verify",
+     {"status": "success", "data": {"id": 1, "status": "successful", "amount": 1,
+                                    "currency": "NGN"}}, "Bearer FLWSECK-x"),
+])
+def test_the_new_providers_reconcile_through_their_status_apis(
+        make_app, providers, provider, settings, path, answer, authorization):
+    base = {f"{provider.upper()}_API_BASE": providers.url}
+    app = make_app(**base, **settings, RECONCILE_HTTP_RETRIES=0)
+    providers.script(path, (200, answer))
+    with app.app_context():
+        pending(db.session, provider, "pay_r1")
+        assert reconcile(app).detail["updated"] == 1
+        assert status_of(db.session, "pay_r1") == "succeeded"
+    assert providers.requests == [(path, authorization)]

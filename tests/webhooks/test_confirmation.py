@@ -5,11 +5,15 @@ import json
 import logging
 
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from payments.ledger import Payment
+from store.events import Event
 from tests.fakes.providers import FakeProviders, flutterwave_verify
 from tests.helpers.workers import celery_of, process_as_worker
+from tests.webhooks.test_hostile_payloads import HOSTILE, mutated, paths
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
 
@@ -71,6 +75,10 @@ def test_a_callback_claiming_success_that_the_api_calls_failed_leaves_the_ledger
     assert ledger(app) == {"4001": ("failed", 10000, "NGN")}
     event = event_of(app, event_id)
     assert (event.status, event.trust) == ("processed", "confirmed")
+    with app.app_context():  # and what the team's systems learn says how it was known
+        [announced] = db.session.scalars(select(Event).where(
+            Event.type == "payment.updated")).all()
+        assert (announced.data["status"], announced.data["trust"]) == ("failed", "confirmed")
     assert api.requests == [("/v3/transactions/4001/verify", "Bearer FLWSECK_TEST-key")]
 
 
@@ -147,3 +155,26 @@ def test_without_api_credentials_the_event_waits_rather_than_trusting_the_callba
     assert process_as_worker(app, event_id) is True
     assert ledger(app) == {}
     assert event_of(app, event_id).last_error == "ProviderUnavailable"
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_hostile_charges_with_the_real_hash_never_500_never_half_stored_never_loop(
+        app, api, data):
+    api.default = (200, flutterwave_verify(1, "successful"))
+    event = json.loads(charge(data.draw(st.integers(1, 10 ** 12), label="id")))
+    path = data.draw(st.sampled_from(list(paths(event))), label="path")
+    body = json.dumps(mutated(event, path, data.draw(HOSTILE, label="value"),
+                              data.draw(st.booleans(), label="add"))).encode()
+    with app.app_context():
+        before = db.session.scalar(select(func.count()).select_from(WebhookEvent))
+    response = post(app, body)
+    assert response.status_code in (200, 202, 400), response.get_data(as_text=True)
+    if response.status_code != 202:
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(WebhookEvent)) == before
+        return
+    event_id = response.get_json()["id"]
+    assert process_as_worker(app, event_id) is False  # never a retry loop
+    assert event_of(app, event_id).status in ("processed", "dead")
