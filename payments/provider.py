@@ -12,6 +12,8 @@ import base64
 import dataclasses
 import datetime as dt
 import decimal
+import threading
+import time
 from typing import Any, Callable, Mapping
 
 from payments.ledger import PaymentUpdate
@@ -63,6 +65,43 @@ def basic(credentials: Mapping[str, str], *context) -> dict[str, str]:
     user, password = list(credentials.values())[:2]
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+class OAuthClientCredentials:
+    """An `authorize` for APIs that take a client-credentials token (M-Pesa's Daraja,
+    PayPal): fetched at `token_path` with HTTP basic auth (the key and the credential
+    named `secret`), and kept until a minute before it expires, per API and key, per
+    process (each worker asks for its own)."""
+
+    def __init__(self, token_path: str, secret: str, method: str = "GET",
+                 form: Mapping[str, str] | None = None):
+        self._path, self._secret, self._method, self._form = token_path, secret, method, form
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def __call__(self, credentials: Mapping[str, str], session, base_url: str,
+                 timeout) -> dict[str, str]:
+        key = next(iter(credentials.values()))
+        with self._lock:
+            token = self._tokens.get((base_url, key))
+            if token is None or token[1] <= time.monotonic():
+                answer = session.request(self._method, base_url + self._path, data=self._form,
+                                         auth=(key, credentials[self._secret]),
+                                         timeout=timeout, allow_redirects=False)
+                token = self._tokens[(base_url, key)] = _token_of(answer)
+            return {"Authorization": f"Bearer {token[0]}"}
+
+
+def _token_of(answer) -> tuple[str, float]:
+    try:
+        body = answer.json() if answer.status_code == 200 else {}
+    except ValueError:
+        body = {}
+    token = body.get("access_token") if isinstance(body, dict) else None
+    lifetime = str(body.get("expires_in", "")) if isinstance(body, dict) else ""
+    if not isinstance(token, str) or not token or not lifetime.isdigit():
+        raise ProviderUnavailable(f"no OAuth token (HTTP {answer.status_code})")
+    return token, time.monotonic() + max(int(lifetime) - 60, 0)
 
 
 @dataclasses.dataclass(frozen=True)

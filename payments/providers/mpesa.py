@@ -26,16 +26,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hmac
-import threading
-import time
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from payments.ledger import FAILED, SUCCEEDED, PaymentUpdate
 from payments.provider import (
     Confirmation,
+    OAuthClientCredentials,
     Provider,
-    ProviderUnavailable,
     StatusRequest,
     minor_units,
     text,
@@ -114,7 +112,8 @@ SCHEME = Scheme("mpesa", verify, event_key=event_key, event_type=event_type, tru
 def _metadata(callback: dict) -> dict[str, Any]:
     meta = callback.get("CallbackMetadata")
     items = meta.get("Item") if isinstance(meta, dict) else None
-    return {item.get("Name"): item.get("Value") for item in items or []
+    return {item.get("Name"): item.get("Value")
+            for item in (items if isinstance(items, list) else [])
             if isinstance(item, dict) and isinstance(item.get("Name"), str)}
 
 
@@ -159,39 +158,6 @@ def read_status(body: Any) -> str | None:
     return confirmation.status if confirmation else None
 
 
-class OAuthToken:
-    """Daraja's client-credentials token, fetched with the consumer key and secret and
-    kept until a minute before it expires, per API and consumer key (per process: each
-    worker asks for its own)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-
-    def __call__(self, credentials: Mapping[str, str], session, base_url: str,
-                 timeout) -> dict[str, str]:
-        key = (base_url, credentials["MPESA_CONSUMER_KEY"])
-        with self._lock:
-            token = self._tokens.get(key)
-            if token is None or token[1] <= time.monotonic():
-                answer = session.get(base_url + TOKEN_PATH, timeout=timeout,
-                                     allow_redirects=False, auth=key[1:] + (
-                                         credentials["MPESA_CONSUMER_SECRET"],))
-                token = self._tokens[key] = _read_token(answer)
-            return {"Authorization": f"Bearer {token[0]}"}
-
-
-def _read_token(answer) -> tuple[str, float]:
-    try:
-        body = answer.json() if answer.status_code == 200 else {}
-    except ValueError:
-        body = {}
-    token, lifetime = body.get("access_token"), str(body.get("expires_in", ""))
-    if not isinstance(token, str) or not token or not lifetime.isdigit():
-        raise ProviderUnavailable(f"no OAuth token (HTTP {answer.status_code})")
-    return token, time.monotonic() + max(int(lifetime) - 60, 0)
-
-
 PROVIDER = Provider(
     name="mpesa", scheme=SCHEME, read_event=read_event,
     status_path="/mpesa/stkpushquery/v1/query", status_request=status_request,
@@ -199,4 +165,4 @@ PROVIDER = Provider(
     api_base_setting="MPESA_API_BASE", default_api_base="https://api.safaricom.co.ke",
     api_key_setting="MPESA_CONSUMER_KEY",
     api_credential_settings=("MPESA_CONSUMER_SECRET", "MPESA_SHORTCODE", "MPESA_PASSKEY"),
-    authorize=OAuthToken())
+    authorize=OAuthClientCredentials(TOKEN_PATH, secret="MPESA_CONSUMER_SECRET"))

@@ -17,6 +17,8 @@ PayPal sends no shared secret, so a source names none; its own test delivery can
 be signed by Sluice (PayPal's dashboard sends one). The event key is the body's `id`.
 PAYMENT.CAPTURE.* events move the capture they name (a refund names its capture in
 its `up` link); amounts come in major units ("10.00") and are kept in minor units.
+Reconciliation asks `GET /v2/payments/captures/{id}` with a client-credentials token
+(`PAYPAL_CLIENT_ID`, `PAYPAL_CLIENT_SECRET`).
 """
 from __future__ import annotations
 
@@ -27,7 +29,14 @@ import zlib
 from typing import Any, Mapping
 
 from payments.ledger import FAILED, PENDING, REFUNDED, SUCCEEDED, PaymentUpdate
-from payments.provider import Provider, currency, json_object, minor_units, text
+from payments.provider import (
+    OAuthClientCredentials,
+    Provider,
+    currency,
+    json_object,
+    minor_units,
+    text,
+)
 from store.fetch_policy import FetchPolicy, FetchRefused
 from store.payloads import PayloadError, parse_instant
 from store.signatures import (
@@ -239,4 +248,18 @@ def read_event(payload: Any, provider: str, received_at: dt.datetime) -> Payment
         amount=None if refund else minor_units(money.get("value"), code), currency=code)
 
 
-PROVIDER = Provider(name="paypal", scheme=SCHEME, read_event=read_event)
+API_STATUSES = {"COMPLETED": SUCCEEDED, "PENDING": PENDING, "DECLINED": FAILED,
+                "FAILED": FAILED, "REFUNDED": REFUNDED}
+
+
+def read_status(body: Any) -> str | None:
+    return API_STATUSES.get(text(body.get("status"))) if isinstance(body, dict) else None
+
+
+PROVIDER = Provider(
+    name="paypal", scheme=SCHEME, read_event=read_event,
+    status_path="/v2/payments/captures/{reference}", read_status=read_status,
+    api_base_setting="PAYPAL_API_BASE", default_api_base="https://api-m.paypal.com",
+    api_key_setting="PAYPAL_CLIENT_ID", api_credential_settings=("PAYPAL_CLIENT_SECRET",),
+    authorize=OAuthClientCredentials("/v1/oauth2/token", secret="PAYPAL_CLIENT_SECRET",
+                                     method="POST", form={"grant_type": "client_credentials"}))

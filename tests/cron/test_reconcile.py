@@ -123,3 +123,24 @@ def test_the_new_providers_reconcile_through_their_status_apis(
         assert reconcile(app).detail["updated"] == 1
         assert status_of(db.session, "pay_r1") == "succeeded"
     assert providers.requests == [(path, authorization)]
+
+
+def test_paypal_reconciles_with_a_client_credentials_token_it_keeps(make_app, providers):
+    app = make_app(PAYPAL_API_BASE=providers.url, PAYPAL_CLIENT_ID="client",
+                   PAYPAL_CLIENT_SECRET="secret", RECONCILE_HTTP_RETRIES=0)
+    providers.script("/v1/oauth2/token", (200, {"access_token": "A21AA-token",
+                                                "token_type": "Bearer", "expires_in": 32400}))
+    providers.script("/v2/payments/captures/CAP-R1", (200, {"id": "CAP-R1",
+                                                            "status": "COMPLETED"}))
+    providers.script("/v2/payments/captures/CAP-R2", (200, {"id": "CAP-R2",
+                                                            "status": "DECLINED"}))
+    with app.app_context():
+        pending(db.session, "paypal", "CAP-R1", "CAP-R2")
+        assert reconcile(app).detail["updated"] == 2
+        assert status_of(db.session, "CAP-R1") == "succeeded"
+        assert status_of(db.session, "CAP-R2") == "failed"
+    assert providers.requests == [
+        ("/v1/oauth2/token", "Basic Y2xpZW50OnNlY3JldA=="),  # client:secret, once
+        ("/v2/payments/captures/CAP-R1", "Bearer A21AA-token"),
+        ("/v2/payments/captures/CAP-R2", "Bearer A21AA-token")]
+    assert providers.bodies == [("/v1/oauth2/token", "grant_type=client_credentials")]

@@ -29,14 +29,18 @@ class FakeProviders:
     def __init__(self):
         self.scripts: dict[str, collections.deque] = {}
         self.requests: list[tuple[str, str | None]] = []
-        self.bodies: list[tuple[str, object]] = []  # what POSTs sent, as JSON
+        self.bodies: list[tuple[str, object]] = []  # what POSTs sent: JSON, or form text
         self.default = (500, {"error": {"message": "not scripted"}})
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                fake.bodies.append((self.path, json.loads(self.rfile.read(length) or b"null")))
+                raw = self.rfile.read(length)
+                try:
+                    fake.bodies.append((self.path, json.loads(raw or b"null")))
+                except ValueError:  # a form (an OAuth token request)
+                    fake.bodies.append((self.path, raw.decode()))
                 self.do_GET()
 
             def do_GET(self):

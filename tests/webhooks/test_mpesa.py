@@ -209,3 +209,15 @@ def test_hostile_callbacks_never_500_never_half_stored_never_loop(app, daraja, d
     assert process_as_worker(app, event_id) is False  # never a retry loop: processed or dead
     with app.app_context():
         assert db.session.get(WebhookEvent, event_id).status in ("processed", "dead")
+
+
+def test_callback_metadata_that_is_not_a_list_is_read_as_none(app, daraja):
+    # found by the hostile test: an Item that was a number made the handler raise
+    daraja.script(TOKEN_PATH, (200, daraja_token()))
+    daraja.script(QUERY_PATH, (200, stk_query("ws_CO_9", "0")))
+    body = json.loads(stk("ws_CO_9"))
+    body["Body"]["stkCallback"]["CallbackMetadata"]["Item"] = 2 ** 63 - 1
+    post(app, json.dumps(body).encode())
+    [event] = stored(app)
+    assert process_as_worker(app, event.id) is False
+    assert ledger(app) == {"ws_CO_9": ("succeeded", None, "KES")}
