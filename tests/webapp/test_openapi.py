@@ -159,9 +159,9 @@ def test_app_honours_its_openapi_document(case, contract):
 
 
 def test_the_scheme_lists_of_openapi_and_the_docs_are_the_registry():
-    """The OpenAPI document, docs/webhooks.md (its TOML comment and its providers
-    table) and the registries name the same schemes, kinds, trust levels, WhatsApp
-    providers and event types, so none can drift from the others."""
+    """The OpenAPI document, the README's scheme list, docs/webhooks.md (its TOML
+    comment and its providers table) and the registries name the same schemes, kinds,
+    trust levels, WhatsApp providers and event types, so none can drift apart."""
     import re
     from pathlib import Path
 
@@ -178,9 +178,12 @@ def test_the_scheme_lists_of_openapi_and_the_docs_are_the_registry():
     docs = (repo / "docs" / "webhooks.md").read_text()
     in_spec = re.search(r"with the source's scheme\s+\(([^)]+)\)", text).group(1)
     in_comment = re.search(r'scheme = "stripe" +# ([a-z0-9 |-]+)', docs).group(1)
+    readme = (repo / "README.md").read_text()
+    in_readme = re.search(r"Schemes: (.+?); WhatsApp media", readme, re.DOTALL).group(1)
     table = dict(re.findall(r"^\| `([a-z0-9-]+)` \| ([a-z (]+?)[ |]", docs, re.MULTILINE))
     assert sorted(re.split(r",\s*", in_spec)) == sorted(SCHEMES)
     assert sorted(in_comment.split(" | ")) == sorted(SCHEMES)
+    assert sorted(re.findall(r"`([a-z0-9-]+)`", in_readme)) == sorted(SCHEMES)
     assert sorted(table) == sorted(SCHEMES)
     for name, scheme in SCHEMES.items():  # each row says the scheme's own kind and trust
         row = re.search(rf"^\| `{re.escape(name)}` \|([^\n]+)", docs, re.MULTILINE).group(1)
