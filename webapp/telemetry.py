@@ -34,7 +34,9 @@ ENABLING = ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT",
 # The kwargs of our tasks that identify what they work on, as span attributes.
 TASK_FACTS = ("event_id", "document_id", "import_id", "media_id", "upload_id", "name")
 URL_ATTRIBUTES = ("http.url", "http.target", "url.full", "url.path", "url.query")
-_SECRET_PATHS = re.compile(r"^(/v1/files/)[^/?]+")
+# Paths that carry a secret: a download link's signed token, and a webhook source's
+# path token (M-Pesa's /webhooks/<source>/<token>)
+_SECRET_PATHS = re.compile(r"^(/v1/files/|/webhooks/[^/?]+/)[^/?]+")
 _state: dict[str, Any] = {}
 
 
@@ -142,8 +144,8 @@ def _trace_sql(engine) -> None:
 
 
 def _scrub_request(span, environ) -> None:
-    """URL attributes without the query string (Meta's verify token rides in it) and
-    without a download link's signed token."""
+    """URL attributes without the query string (Meta's verify token rides in it),
+    without a download link's signed token and without a webhook path token."""
     if not span.is_recording():
         return
     path = _SECRET_PATHS.sub(r"\1{token}", environ.get("PATH_INFO", ""))
