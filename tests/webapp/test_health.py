@@ -1,9 +1,11 @@
 import time
 
 import pytest
+from sqlalchemy import text
 
 from tests.services import free_port
 from webapp import create_app
+from webapp.extensions import db
 from webapp.migrate import script_heads
 
 
@@ -116,8 +118,14 @@ def test_a_hung_store_cannot_stall_readyz_or_pile_probes_onto_the_web(
     store = HungStore()
     try:
         app = make_app(STORAGE_URL="s3://bucket/x", S3_ENDPOINT_URL=store.endpoint,
-                       SPOOL_DIR=str(tmp_path / "spool"), HEALTH_CHECK_TIMEOUT=0.5)
+                       SPOOL_DIR=str(tmp_path / "spool"), HEALTH_CHECK_TIMEOUT=1.0)
         client = app.test_client()
+        # What is under test is the hung store. A first connection to a loaded CI
+        # database once took longer than the deadline and made a probe 503 (database
+        # down): the pool holds a connection before the probes start.
+        with app.app_context():
+            db.session.execute(text("SELECT 1"))
+            db.session.rollback()
 
         def probe(_):
             started = time.monotonic()
@@ -129,11 +137,11 @@ def test_a_hung_store_cannot_stall_readyz_or_pile_probes_onto_the_web(
             with ThreadPoolExecutor(20) as pool:
                 rounds.extend(pool.map(probe, range(20)))
             time.sleep(0.6)
-        assert max(took for took, _, _ in rounds) < 1.5
+        assert max(took for took, _, _ in rounds) < 2.5
         # Only the first round waits out the deadline: a component that timed out is
         # not waited for again, so later probes answer at once and hold no request
         # thread (CI saw /livez queue 0.9 s behind probes that each waited it again).
-        assert max(took for took, _, _ in rounds[20:]) < 0.4  # the deadline is 0.5
+        assert max(took for took, _, _ in rounds[20:]) < 0.5  # the deadline is 1.0
         assert {code for _, code, _ in rounds} == {200}  # degraded: webhooks still land
         assert all(body["components"]["storage"] == {"status": "down", "error": "Timeout"}
                    for _, _, body in rounds)
