@@ -45,6 +45,8 @@ def purge_retention(ctx: JobContext) -> dict:
                  for name, source_days in own.items())
     bodies += _drop_bodies(ctx, WebhookEvent.source.not_in(list(own)),
                            now - config["RETENTION_WEBHOOK_BODY_DAYS"] * days)
+    rows = (_expired_events(ctx, now - config["DEDUP_WINDOW_DAYS"] * days)
+            if config["DEDUP_WINDOW_DAYS"] else 0)
     texts = 0
     if config["RETENTION_MESSAGE_TEXT_DAYS"]:
         texts = _in_batches(ctx, lambda: select(WhatsAppMessage.id).where(
@@ -73,7 +75,8 @@ def purge_retention(ctx: JobContext) -> dict:
         Event.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
         lambda ids: delete(Event).where(Event.id.in_(ids)))
     keys = _in_batches(ctx, lambda: idempotency.expired_ids(now), idempotency.delete_ids)
-    return {"webhook_bodies_dropped": bodies, "message_texts_redacted": texts,
+    return {"webhook_bodies_dropped": bodies, "webhook_events_deleted": rows,
+            "message_texts_redacted": texts,
             "documents_deleted": _old_documents(ctx, storage, now), "job_runs_deleted": runs,
             "outbox_rows_deleted": outbox, "events_deleted": logged,
             "deliveries_deleted": deliveries, "delivery_attempts_deleted": attempts,
@@ -91,6 +94,21 @@ def _drop_bodies(ctx: JobContext, which, before: dt.datetime) -> int:
         WebhookEvent.received_at < before,
         WebhookEvent.id.not_in(subjects.linked(subjects.WEBHOOK_EVENT, held_subjects()))),
         lambda ids: update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(body=None))
+
+
+def _expired_events(ctx: JobContext, before: dt.datetime) -> int:
+    """Delete the rows of finished deliveries received before `before` (the dedup
+    window), with their subject links; a repeat of one of their keys is then stored
+    as new. Work still owed (received, failed) stays, and so does a row naming
+    someone a legal hold covers. Batched by the (status, received_at) index, so each
+    run's cost follows the rows it removes, not the table's size."""
+    def delete_rows(ids: list[int]):
+        subjects.unlink(ctx.session, subjects.WEBHOOK_EVENT, ids)
+        return delete(WebhookEvent).where(WebhookEvent.id.in_(ids))
+    return _in_batches(ctx, lambda: select(WebhookEvent.id).where(
+        WebhookEvent.status.in_((PROCESSED, DEAD)), WebhookEvent.received_at < before,
+        WebhookEvent.id.not_in(subjects.linked(subjects.WEBHOOK_EVENT, held_subjects()))),
+        delete_rows)
 
 
 def _old_documents(ctx: JobContext, storage: BlobStorage, now: dt.datetime) -> int:

@@ -119,6 +119,9 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_URL_TTL": 900,            # seconds a direct upload's presigned PUT is valid
     "UPLOAD_COMPLETE_HOURS": 24,      # then an uncompleted direct upload is expired and purged
     "RETENTION_WEBHOOK_BODY_DAYS": 30,  # then raw bodies go; key and outcome stay
+    # then a finished webhook event's row goes too, and a repeat of its key is new:
+    # above Stripe's 3 and Meta's 7 days of retries, with room for replays; 0: kept
+    "DEDUP_WINDOW_DAYS": 35,
     "RETENTION_JOB_RUNS_DAYS": 30,
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
     "RETENTION_EVENTS_DAYS": 30,      # the event log (/v1/events): older events are gone
@@ -184,9 +187,16 @@ def settings(environ: Mapping[str, str], instance_path: str,
 def webhook_sources(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Source]:
     """The configured sources: inline under WEBHOOK_SOURCES, else the sources file."""
     try:
-        return configured(config, environ)
+        sources = configured(config, environ)
     except SourceConfigError as exc:
         raise ConfigError(str(exc)) from None
+    window = config["DEDUP_WINDOW_DAYS"]
+    for source in sources.values():
+        if window and (source.retention_days or 0) > window:
+            raise ConfigError(f"source {source.name}: retention_days ({source.retention_days}) "
+                              f"is longer than DEDUP_WINDOW_DAYS ({window}), when the row "
+                              "and its body go")
+    return sources
 
 
 def check_startup(environ: Mapping[str, str], instance_path: str) -> None:
@@ -253,6 +263,11 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
             not str(config["CELERY_BROKER_URL"] or "").startswith(("amqp://", "amqps://")):
         raise ConfigError("CELERY_QUEUE_TYPE=quorum needs a RabbitMQ CELERY_BROKER_URL "
                           "(amqp://): quorum queues are RabbitMQ's")
+    if config["DEDUP_WINDOW_DAYS"] < 0:
+        raise ConfigError("DEDUP_WINDOW_DAYS must be 0 (rows kept) or more")
+    if 0 < config["DEDUP_WINDOW_DAYS"] < config["RETENTION_WEBHOOK_BODY_DAYS"]:
+        raise ConfigError("RETENTION_WEBHOOK_BODY_DAYS must not exceed DEDUP_WINDOW_DAYS, "
+                          "when the row and its body go")
     if config["WEBHOOK_RETRY_BACKOFF_MAX"] >= config["CELERY_VISIBILITY_TIMEOUT"]:
         raise ConfigError("WEBHOOK_RETRY_BACKOFF_MAX must stay below CELERY_VISIBILITY_TIMEOUT")
     if config["CELERY_VISIBILITY_TIMEOUT"] <= config["CELERY_TASK_TIME_LIMIT"]:

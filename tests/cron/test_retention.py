@@ -10,6 +10,7 @@ from cron.models import JobRun
 from cron.runner import run_job
 from deliveries.models import Delivery, DeliveryAttempt, Destination
 from documents.models import Document
+from store import subjects
 from store.audit import AuditLog
 from store.db import utcnow
 from store.idempotency import IdempotencyKey
@@ -17,6 +18,8 @@ from store.outbox import OutboxMessage
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from tests.documents.test_deletion import blob_exists
+from tests.webhooks.conftest import STRIPE_SECRET
+from tests.webhooks.test_ingest_api import post_stripe, stripe_event
 from webapp.config import ConfigError
 from webapp.extensions import db
 from webhooks.models import WebhookEvent
@@ -39,8 +42,9 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
         os.utime(path, (time.time() - age, time.time() - age))
     with app.app_context():
         session = db.session
-        event(session, "old-done", "processed", 40)
-        event(session, "old-dead", "dead", 40)
+        # older than RETENTION_WEBHOOK_BODY_DAYS (30), inside DEDUP_WINDOW_DAYS (35)
+        event(session, "old-done", "processed", 32)
+        event(session, "old-dead", "dead", 32)
         event(session, "old-waiting", "received", 40)  # never drop unprocessed work
         event(session, "new-done", "processed", 1)
         for when in (old, recent):
@@ -70,7 +74,8 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
         run = run_job(session, app.extensions["sluice.redis"],
                       registry(app.config)["purge_retention"], trigger="manual",
                       config=app.config)
-        assert run.detail == {"webhook_bodies_dropped": 2, "message_texts_redacted": 0,
+        assert run.detail == {"webhook_bodies_dropped": 2, "webhook_events_deleted": 0,
+                              "message_texts_redacted": 0,
                               "documents_deleted": 0, "job_runs_deleted": 1,
                               "outbox_rows_deleted": 1, "events_deleted": 0,
                               "deliveries_deleted": 2, "delivery_attempts_deleted": 3,
@@ -126,6 +131,71 @@ def test_a_sources_own_days_old_message_texts_and_old_documents(make_app, monkey
         assert [row.actor for row in session.scalars(select(AuditLog).where(
             AuditLog.action == "document.delete"))] == ["system:retention"]
     assert not blob_exists(app, old_pdf) and blob_exists(app, new_pdf)
+
+
+def purge(app) -> dict:
+    run = run_job(db.session, app.extensions["sluice.redis"],
+                  registry(app.config)["purge_retention"], trigger="manual", config=app.config)
+    assert run.outcome == "succeeded", run.error
+    return run.detail
+
+
+def test_past_the_dedup_window_finished_rows_go_and_a_repeat_of_their_key_is_new(
+        make_app, monkeypatch):
+    monkeypatch.setenv("T_STRIPE", STRIPE_SECRET)
+    app = make_app(WEBHOOK_SOURCES={"sources": {"stripe": {"scheme": "stripe",
+                                                           "secrets_env": "T_STRIPE"}}})
+    client = app.test_client()
+    ids = {}
+    for key in ("evt_done", "evt_dead", "evt_failed", "evt_received", "evt_recent"):
+        answer = post_stripe(client, stripe_event(key))
+        assert answer.status_code == 202
+        ids[key] = answer.get_json()["id"]
+    with app.app_context():
+        session = db.session
+        for key, status, age in (("evt_done", "processed", 36), ("evt_dead", "dead", 36),
+                                 ("evt_failed", "failed", 36), ("evt_received", "received", 36),
+                                 ("evt_recent", "processed", 34)):
+            session.execute(update(WebhookEvent).where(WebhookEvent.id == ids[key]).values(
+                status=status, received_at=utcnow() - dt.timedelta(days=age)))
+        subjects.link(session, subjects.WEBHOOK_EVENT, ids["evt_done"], {"a" * 64})
+        subjects.link(session, subjects.WEBHOOK_EVENT, ids["evt_recent"], {"b" * 64})
+        session.commit()
+        detail = purge(app)
+        assert (detail["webhook_events_deleted"], detail["webhook_bodies_dropped"]) == (2, 3)
+        left = dict(session.execute(select(WebhookEvent.event_key, WebhookEvent.status)).all())
+        # work still owed stays whatever its age; the recent one keeps its row, not its body
+        assert left == {"evt_failed": "failed", "evt_received": "received",
+                        "evt_recent": "processed"}
+        assert list(session.scalars(select(subjects.SubjectLink.record_id))) == [
+            ids["evt_recent"]]
+        assert purge(app)["webhook_events_deleted"] == 0  # a second run finds nothing
+    # a repeat of a forgotten key is a new delivery; of a remembered one, a duplicate
+    again = post_stripe(client, stripe_event("evt_done"))
+    assert again.status_code == 202 and again.get_json()["id"] not in ids.values()
+    repeat = post_stripe(client, stripe_event("evt_recent"))
+    assert repeat.get_json() == {"id": ids["evt_recent"], "status": "duplicate"}
+
+
+def test_a_dedup_window_of_zero_keeps_every_row(make_app):
+    app = make_app(DEDUP_WINDOW_DAYS=0)
+    with app.app_context():
+        event(db.session, "ancient", "processed", 400)
+        db.session.commit()
+        assert purge(app)["webhook_events_deleted"] == 0
+        assert db.session.scalar(select(WebhookEvent.body)) is None  # the body still goes
+        assert db.session.scalar(select(WebhookEvent.event_key)) == "ancient"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"DEDUP_WINDOW_DAYS": -1}, "DEDUP_WINDOW_DAYS must be 0"),
+    ({"DEDUP_WINDOW_DAYS": 20}, "RETENTION_WEBHOOK_BODY_DAYS must not exceed"),
+    ({"WEBHOOK_SOURCES": {"sources": {"long": {"scheme": "stripe", "retention_days": 60}}}},
+     r"source long: retention_days \(60\) is longer than DEDUP_WINDOW_DAYS \(35\)"),
+])
+def test_a_body_kept_longer_than_its_row_stops_the_start(make_app, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        make_app(**settings).extensions
 
 
 def test_a_bad_retention_days_stops_the_start(make_app):
