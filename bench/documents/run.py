@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench import ROUNDS, spread  # noqa: E402
+from bench.cpu import process_cpu  # noqa: E402
 from documents.scanner import client_from_url  # noqa: E402
 from documents.storage import from_config  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
@@ -199,7 +200,9 @@ def main() -> None:
         # follows a writer pays for the writer's file (and the order decides the ratios).
         hash_s = sha256_seconds(path)
         os.sync()
+        web_cpu = process_cpu(stack.processes["web"].pid)
         upload_s, status = post_file(stack.url("/v1/documents"), path, token)
+        web_cpu = process_cpu(stack.processes["web"].pid) - web_cpu
         os.sync()
         body_s, raw_status = post_raw(stack.url("/v1/documents"), path, token)
         assert raw_status in ("200", "201"), f"raw-body upload answered {raw_status}"
@@ -211,7 +214,8 @@ def main() -> None:
         socket_s = bare_socket_seconds(path, token)
         rounds.append({"sha256": hash_s, "upload": upload_s, "raw": body_s,
                        "ceiling": ceiling_s, "writing": writing_s,
-                       "socket": socket_s, "status": status})
+                       "socket": socket_s, "status": status,
+                       "web_cpu_ms_per_mib": 1000 * web_cpu / SIZE_MB})
     rss = peak_rss_mb(stack.processes["web"].pid)
     stack.stop()
     ceiling.stop()
@@ -221,14 +225,15 @@ def main() -> None:
     client = client_from_url(clamd.url, timeout=600)
     try:
         client.scan_stream(open(path, "rb"))  # warm-up: clamd's first scan is slower
-        raw, ours = [], []
+        raw, ours, clamd_cpu = [], [], []
         for _ in range(2):  # alternate, best of two each
             seconds, raw_reply = raw_instream_seconds(str(clamd.socket), path)
             raw.append(seconds)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), process_cpu(clamd.process.pid)
             with path.open("rb") as handle:
                 verdict = client.scan_stream(handle)
             ours.append(time.perf_counter() - started)
+            clamd_cpu.append(1000 * (process_cpu(clamd.process.pid) - cpu) / SIZE_MB)
         raw_s, ours_s = min(raw), min(ours)
         backends = compare_backends(workdir, env, path, token, client)
     finally:
@@ -265,6 +270,9 @@ def main() -> None:
         print(f"{kind:>4}: upload {spread([SIZE_MB / s for s in b['upload']])} MiB/s, scan "
               f"{spread([SIZE_MB / s for s in b['scan']])} MiB/s, web peak RSS "
               f"{b['rss']:.1f} MB")
+    web_cpu_per_mib = statistics.median(r["web_cpu_ms_per_mib"] for r in rounds)
+    print(f"CPU per MiB (for docs/capacity.md): an upload costs the web "
+          f"{web_cpu_per_mib:.2f} ms, a scan costs clamd {min(clamd_cpu):.2f} ms")
     client_rss = boto3_client_rss_mb()
     extra = backends["s3"]["rss"] - backends["file"]["rss"]
     print(f"s3 web's extra peak RSS  {extra:7.1f} MB; boto3 + an S3 client alone add "
@@ -283,7 +291,9 @@ def main() -> None:
           f"s3_scan_ratio={statistics.median(scan_ratio):.2f} "
           f"s3_web_peak_rss_mb={backends['s3']['rss']:.1f} "
           f"file_web_peak_rss_mb={backends['file']['rss']:.1f} "
-          f"boto3_client_rss_mb={client_rss:.1f}")
+          f"boto3_client_rss_mb={client_rss:.1f} "
+          f"web_cpu_ms_per_upload_mib={web_cpu_per_mib:.2f} "
+          f"clamd_cpu_ms_per_scan_mib={min(clamd_cpu):.2f}")
 
 
 def compare_backends(workdir: Path, env: dict, path: Path, token: str, scanner) -> dict:

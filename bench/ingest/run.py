@@ -44,7 +44,8 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench import ROUNDS, fresh_services, spread  # noqa: E402
+from bench import ROUNDS, capacity, fresh_services, spread  # noqa: E402
+from bench.cpu import Meter, per_unit  # noqa: E402
 from store.sealing import KeyRing  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
@@ -186,9 +187,9 @@ def drain_ceiling(workdir: Path, env: dict, redis_url: str, round_no: int) -> tu
 
 
 def drain(workdir: Path, env: dict, engine, redis_url: str,
-          round_no: int) -> tuple[float, float]:
-    """Events/s for the worker to process a fresh 10,000 accepted events, and the
-    worker's CPU ms per event."""
+          round_no: int) -> tuple[float, float, dict[str, float]]:
+    """Events/s for the worker to process a fresh 10,000 accepted events, the
+    worker's CPU ms per event, and PostgreSQL's and Redis's per event (bench/cpu.py)."""
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE webhook_events, payments, outbox"))
     redis.Redis.from_url(redis_url).flushdb()
@@ -200,15 +201,18 @@ def drain(workdir: Path, env: dict, engine, redis_url: str,
     web.stop()
     assert statuses == {202: DRAIN_EVENTS}, statuses
     worker = Stack(workdir / f"worker-{round_no}", env, printed_log_lines=0)
+    meter = Meter(engine, redis_url, {}).start()  # PostgreSQL and Redis, for the model
     worker.start("worker")
     wait_for(lambda: count(engine, "SELECT count(*) FROM webhook_events "
                                    "WHERE status = 'processed'") == DRAIN_EVENTS,
              timeout=600, interval=0.5, what="the drain")
     cpu = cpu_seconds(worker.processes["worker"].pid)
+    spent = meter.stop()
     worker.stop()
     span = count(engine, "SELECT extract(epoch FROM max(processed_at) - min(processed_at)) "
                          "FROM webhook_events")
-    return (DRAIN_EVENTS - 1) / float(span), 1000 * cpu / DRAIN_EVENTS
+    return (DRAIN_EVENTS - 1) / float(span), 1000 * cpu / DRAIN_EVENTS, \
+        per_unit(spent, DRAIN_EVENTS)
 
 
 LATENCY_EVENTS = 500
@@ -265,6 +269,10 @@ def sealing_cost(body: bytes, count: int = 20000) -> tuple[float, float]:
     return ((middle - started) / count * 1e6, (time.process_time() - middle) / count * 1e6)
 
 
+def median_of(costs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(cost[key] for cost in costs)
+
+
 def main() -> None:
     workdir, database_url, redis_url = fresh_services("sluice-bench", redis_db=12)
     env = web_env(workdir, database_url, redis_url)
@@ -307,10 +315,13 @@ def main() -> None:
     wrk(traced.port, presigned(workdir / "warm-otel.tsv", per_run, "warmotel"), 3)
     wrk(clear.port, presigned(workdir / "warm-clear.tsv", per_run, "warmclear"), 3)
     rounds, minimal_rounds, traced_rounds, clear_rounds = [], [], [], []
+    ingest_costs: list[dict[str, float]] = []  # CPU ms and WAL bytes per delivery, by role
     for round_no in range(ROUNDS):
         base = wrk(baseline.port, base_file, SECONDS)
+        meter = Meter(engine, redis_url, {"web": web.processes["web"].pid}).start()
         ingest = wrk(web.port, presigned(workdir / f"ingest-{round_no}.tsv", per_run,
                                          f"run{round_no}"), SECONDS)
+        ingest_costs.append(per_unit(meter.stop(), ingest["requests"]))
         rounds.append((base, ingest))
         traced_rounds.append(wrk(traced.port, presigned(
             workdir / f"otel-{round_no}.tsv", per_run, f"otel{round_no}"), SECONDS))
@@ -376,7 +387,7 @@ def main() -> None:
           f"{spread([c['p99'] for c in clear_rounds], '{:.1f}')} ms; ingest sealed / in clear "
           f"{spread(sealing_ratio, '{:.2f}')} (target >= 0.9); alone, sealing a body costs "
           f"{seal_us:.1f} us of CPU and opening it {open_us:.1f} us")
-    rates, cpu = [d for d, _ in drains], [c for _, c in drains]
+    rates, cpu = [d for d, _, _ in drains], [c for _, c, _ in drains]
     ceiling_rates, ceiling_cpu = [d for d, _ in ceilings], [c for _, c in ceilings]
     drain_ratio = [d / c for d, c in zip(rates, ceiling_rates)]
     print(f"drain of {DRAIN_EVENTS} accepted events: {spread(rates)} events/s over "
@@ -388,6 +399,23 @@ def main() -> None:
     print(f"commit to processed, web and worker running, {LATENCY_EVENTS} deliveries at "
           f"{LATENCY_RATE}/s (the worker's relay polls every OUTBOX_POLL_INTERVAL): p50 "
           f"{latency[0]:.0f} ms, p99 {latency[1]:.0f} ms")
+    # The model: a delivery costs the web its ingest, the worker its drain (the relay
+    # included), PostgreSQL and Redis both; each the median over the rounds.
+    drain_costs = [costs for _, _, costs in drains]
+    per_delivery = {"web": median_of(ingest_costs, "web"), "worker": statistics.median(cpu),
+                    **{role: median_of(ingest_costs, role) + median_of(drain_costs, role)
+                       for role in ("postgres", "redis")}}
+    wal = median_of(ingest_costs, "wal_bytes") + median_of(drain_costs, "wal_bytes")
+    print(f"per delivery, ingest: web {median_of(ingest_costs, 'web'):.2f} ms CPU, "
+          f"PostgreSQL {median_of(ingest_costs, 'postgres'):.2f} ms, Redis "
+          f"{median_of(ingest_costs, 'redis'):.3f} ms, WAL "
+          f"{median_of(ingest_costs, 'wal_bytes'):.0f} B; drain: worker "
+          f"{statistics.median(cpu):.2f} ms, PostgreSQL {median_of(drain_costs, 'postgres'):.2f} "
+          f"ms, Redis {median_of(drain_costs, 'redis'):.3f} ms, WAL "
+          f"{median_of(drain_costs, 'wal_bytes'):.0f} B")
+    for line in capacity.model(per_delivery, wal):
+        print(line)
+    limits = capacity.ceilings(per_delivery)
     print(f"RESULT ingest ratio_to_baseline={statistics.median(ratios):.2f} "
           f"ratio_to_ceiling={statistics.median(to_ceiling):.2f} "
           f"ratio_to_published_ceiling={statistics.median(to_published):.2f} "
@@ -399,7 +427,12 @@ def main() -> None:
           f"drain_events_per_second={statistics.median(rates):.0f} "
           f"drain_ratio={statistics.median(drain_ratio):.2f} "
           f"drain_cpu_ms_per_event={statistics.median(cpu):.2f} "
-          f"latency_p50_ms={latency[0]:.0f} latency_p99_ms={latency[1]:.0f}")
+          f"latency_p50_ms={latency[0]:.0f} latency_p99_ms={latency[1]:.0f} "
+          + " ".join(f"{role}_cpu_ms_per_delivery={value:.3f}"
+                     for role, value in per_delivery.items())
+          + f" wal_bytes_per_delivery={wal:.0f} "
+          f"postgres_ceiling_per_second={limits['postgres']:.0f} "
+          f"redis_ceiling_per_second={limits['redis']:.0f}")
 
 
 if __name__ == "__main__":
