@@ -14,9 +14,9 @@ from cron.runner import JobContext
 from deliveries.models import FAILED as DELIVERY_FAILED
 from deliveries.models import SUCCEEDED as DELIVERED
 from deliveries.models import Delivery, DeliveryAttempt
-from documents import direct_uploads
+from documents import direct_uploads, imports
 from documents.deletion import delete_documents, release_blobs
-from documents.models import Document, referenced_blobs
+from documents.models import Document, Import, referenced_blobs
 from documents.storage import BlobStorage, from_config
 from store import idempotency, subjects
 from store.db import utcnow
@@ -56,6 +56,8 @@ def purge_retention(ctx: JobContext) -> dict:
                 WhatsAppMessage.phone_index.not_in(held_subjects()))),
             lambda ids: update(WhatsAppMessage).where(WhatsAppMessage.id.in_(ids))
             .values(text=None, phone=None, phone_index=None))
+    import_rows = (_expired_import_rows(ctx, now - config["RETENTION_IMPORT_ROWS_DAYS"] * days)
+                   if config["RETENTION_IMPORT_ROWS_DAYS"] else 0)
     runs = _in_batches(ctx, lambda: select(JobRun.id).where(
         JobRun.started_at < now - config["RETENTION_JOB_RUNS_DAYS"] * days),
         lambda ids: delete(JobRun).where(JobRun.id.in_(ids)))
@@ -77,7 +79,8 @@ def purge_retention(ctx: JobContext) -> dict:
     keys = _in_batches(ctx, lambda: idempotency.expired_ids(now), idempotency.delete_ids)
     return {"webhook_bodies_dropped": bodies, "webhook_events_deleted": rows,
             "message_texts_redacted": texts,
-            "documents_deleted": _old_documents(ctx, storage, now), "job_runs_deleted": runs,
+            "documents_deleted": _old_documents(ctx, storage, now),
+            "import_rows_deleted": import_rows, "job_runs_deleted": runs,
             "outbox_rows_deleted": outbox, "events_deleted": logged,
             "deliveries_deleted": deliveries, "delivery_attempts_deleted": attempts,
             "idempotency_keys_deleted": keys,
@@ -109,6 +112,20 @@ def _expired_events(ctx: JobContext, before: dt.datetime) -> int:
         WebhookEvent.status.in_((PROCESSED, DEAD)), WebhookEvent.received_at < before,
         WebhookEvent.id.not_in(subjects.linked(subjects.WEBHOOK_EVENT, held_subjects()))),
         delete_rows)
+
+
+def _expired_import_rows(ctx: JobContext, before: dt.datetime) -> int:
+    """Imports finished before `before`: their counts kept on them, their rows that
+    name no document deleted (documents/imports.py); a few imports a transaction."""
+    total = 0
+    while True:
+        ctx.check()
+        ids = list(ctx.session.scalars(imports.rows_to_expire(before).limit(10)))
+        if not ids:
+            return total
+        for job in ctx.session.scalars(select(Import).where(Import.id.in_(ids))):
+            total += imports.expire_rows(ctx.session, job)
+        ctx.session.commit()
 
 
 def _old_documents(ctx: JobContext, storage: BlobStorage, now: dt.datetime) -> int:

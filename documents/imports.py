@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from documents.archives import (
@@ -362,7 +362,8 @@ def import_counts(session: Session, import_id: int) -> dict[str, int]:
 
 
 def progress(session: Session, job: Import, now: dt.datetime | None = None) -> dict:
-    counts = import_counts(session, job.id)
+    # once its rows have expired, the counts they gave when they did
+    counts = job.counts if job.rows_expired_at else import_counts(session, job.id)
     processed = sum(counts.values())
     status = job.status
     if status == QUEUED and processed:
@@ -392,6 +393,25 @@ def progress(session: Session, job: Import, now: dt.datetime | None = None) -> d
     }
 
 
+def rows_to_expire(before: dt.datetime):
+    """The ids of finished imports whose rows are past retention (finished before
+    `before`) and not yet expired, for `expire_rows`."""
+    return select(Import.id).where(Import.status.in_(FINISHED), Import.finished_at < before,
+                                   Import.rows_expired_at.is_(None)).order_by(Import.id)
+
+
+def expire_rows(session: Session, job: Import) -> int:
+    """Keep a finished import's counts on it and delete its rows that name no
+    document: the rejected ones (its error report) and those whose document has been
+    deleted. A row naming a document stays while the document does: it says which
+    import brought it (`import_origins`, deleting an import with its documents), so
+    what is left is bounded by the documents. How many rows went; the caller commits."""
+    job.counts = import_counts(session, job.id)
+    job.rows_expired_at = utcnow()
+    return session.execute(delete(ImportRow).where(
+        ImportRow.import_id == job.id, ImportRow.document_id.is_(None))).rowcount
+
+
 def import_origins(session: Session, document_ids: list[int]) -> dict[int, int]:
     """{document id: the import that brought it} for those of `document_ids` that came
     in an archive (the first import, when several carried the same bytes)."""
@@ -401,6 +421,17 @@ def import_origins(session: Session, document_ids: list[int]) -> dict[int, int]:
                            .where(ImportRow.document_id.in_(document_ids))
                            .group_by(ImportRow.document_id)).all()
     return dict(rows)
+
+
+class ReportExpired(Exception):
+    """The import's rows have expired (`expire_rows`): its error report is gone."""
+
+
+def error_report(session: Session, job: Import) -> Iterator[tuple]:
+    """`error_rows` for the import; ReportExpired once its rows have expired."""
+    if job.rows_expired_at:
+        raise ReportExpired(job.id)
+    return error_rows(session, job.id)
 
 
 def error_rows(session: Session, import_id: int) -> Iterator[tuple]:

@@ -130,6 +130,10 @@ class Import(Base):
     # when its work was last handed to a worker (an import: or last made progress);
     # the redrive job hands it out again past its REDRIVE_*AFTER
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
+    # RETENTION_IMPORT_ROWS_DAYS after it finished, its counts are kept here and its
+    # rows that name no document are deleted (documents/imports.py: expire_rows)
+    counts: Mapped[dict | None] = mapped_column(JSONType)
+    rows_expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("owner_id", "archive_sha256"),
                       Index("ix_imports_status_enqueued_at", "status", "enqueued_at"))

@@ -123,6 +123,9 @@ DEFAULTS: dict[str, Any] = {
     # above Stripe's 3 and Meta's 7 days of retries, with room for replays; 0: kept
     "DEDUP_WINDOW_DAYS": 35,
     "RETENTION_JOB_RUNS_DAYS": 30,
+    # then a finished import keeps its counts, not its rows that name no document
+    # (rejected ones: its error report); 0: kept
+    "RETENTION_IMPORT_ROWS_DAYS": 90,
     "RETENTION_OUTBOX_DAYS": 7,       # published outbox rows
     "RETENTION_EVENTS_DAYS": 30,      # the event log (/v1/events): older events are gone
     "ORPHAN_BLOB_GRACE_HOURS": 24,    # then a stored blob no row refers to is removed

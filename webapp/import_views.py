@@ -9,9 +9,10 @@ from documents.deletion import ImportRunning, UnderHold, delete_import, release_
 from documents.imports import (
     MANIFEST_MAX_BYTES,
     ImportSettings,
+    ReportExpired,
     check_upload,
     create_import,
-    error_rows,
+    error_report,
     manifest_kind,
     progress,
 )
@@ -32,6 +33,8 @@ from webapp.uploads import check_digest, part_sha256, spooled_files
 
 bp = Blueprint("imports", __name__)
 ERRORS_HEADER = ("row", "manifest_row", "entry", "code", "message")
+EXPIRED = ("This import's rows were removed RETENTION_IMPORT_ROWS_DAYS after it finished; "
+           "its counts remain on the import.")
 
 
 def _received() -> tuple[Spooled, FileStorage | None]:
@@ -124,6 +127,9 @@ def errors_csv(import_id: int):
     job = owned_or_404(Import, import_id, "import")
     # Built before the response: the request's session closes at teardown. The
     # report is bounded by IMPORT_MAX_ENTRIES (one line per entry or manifest row).
-    lines = list(csv_lines(ERRORS_HEADER, error_rows(db.session, job.id)))
+    try:
+        lines = list(csv_lines(ERRORS_HEADER, error_report(db.session, job)))
+    except ReportExpired:
+        raise APIError(410, "report_expired", EXPIRED) from None
     return Response(lines, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="import-{job.id}-errors.csv"'})

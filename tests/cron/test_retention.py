@@ -76,7 +76,8 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
                       config=app.config)
         assert run.detail == {"webhook_bodies_dropped": 2, "webhook_events_deleted": 0,
                               "message_texts_redacted": 0,
-                              "documents_deleted": 0, "job_runs_deleted": 1,
+                              "documents_deleted": 0, "import_rows_deleted": 0,
+                              "job_runs_deleted": 1,
                               "outbox_rows_deleted": 1, "events_deleted": 0,
                               "deliveries_deleted": 2, "delivery_attempts_deleted": 3,
                               "idempotency_keys_deleted": 1, "temp_files_removed": 1,

@@ -21,7 +21,7 @@ from flask import (
 
 from cron.lock import held_for
 from cron.operations import JobNotFound, find_job, recent_runs, request_run
-from documents.imports import error_rows, import_origins, progress
+from documents.imports import ReportExpired, error_report, import_origins, progress
 from documents.models import CLEAN, DOCUMENT_STATUSES, Document, Import, tags_of
 from documents.operations import (
     DocumentFilter,
@@ -41,7 +41,7 @@ from webapp import readable
 from webapp.auth import checked_token
 from webapp.document_views import serve_preview
 from webapp.extensions import db
-from webapp.import_views import ERRORS_HEADER
+from webapp.import_views import ERRORS_HEADER, EXPIRED
 from webapp.ops import actor, bp, operator_required
 from webapp.ops.overview import forget, gather
 from webapp.rate_limits import OverBudget
@@ -311,8 +311,11 @@ def import_detail(import_id: int):
 @bp.get("/imports/<id:import_id>/errors.csv")
 @operator_required
 def import_errors(import_id: int):
-    db.session.get(Import, import_id) or abort(404)
-    lines = list(csv_lines(ERRORS_HEADER, error_rows(db.session, import_id)))
+    job = db.session.get(Import, import_id) or abort(404)
+    try:
+        lines = list(csv_lines(ERRORS_HEADER, error_report(db.session, job)))
+    except ReportExpired:
+        abort(410, EXPIRED)
     return Response(lines, mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename=import-{import_id}-errors.csv"})
 
