@@ -6,12 +6,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from cron.jobs import registry
-from cron.runner import run_job
 from documents.models import Document, Import, Upload
 from store.db import utcnow
 from store.outbox import OutboxMessage
 from store.task_names import EXTRACT_TEXT, FETCH_MEDIA, INGEST_UPLOAD, RUN_IMPORT, SCAN_DOCUMENT
+from tests.helpers.jobs import run_now
 from webapp.extensions import db
 from whatsapp.models import WhatsAppMedia
 
@@ -54,12 +53,7 @@ def direct_upload(session, name: str, status: str, handed_out: dt.datetime) -> i
 
 
 def redrive(app):
-    with app.app_context():
-        run = run_job(db.session, app.extensions["sluice.redis"],
-                      registry(app.config)["redrive_stuck_work"], trigger="manual",
-                      config=app.config)
-    assert run.outcome == "succeeded", run.error
-    return run.detail
+    return run_now(app, "redrive_stuck_work")
 
 
 def queued_for(app, task_name: str) -> list[dict]:

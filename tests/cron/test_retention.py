@@ -18,6 +18,7 @@ from store.outbox import OutboxMessage
 from tests.documents import files
 from tests.documents.conftest import make_owners, upload
 from tests.documents.test_deletion import blob_exists
+from tests.helpers.jobs import run_now
 from tests.webhooks.conftest import STRIPE_SECRET
 from tests.webhooks.test_ingest_api import post_stripe, stripe_event
 from webapp.config import ConfigError
@@ -135,10 +136,7 @@ def test_a_sources_own_days_old_message_texts_and_old_documents(make_app, monkey
 
 
 def purge(app) -> dict:
-    run = run_job(db.session, app.extensions["sluice.redis"],
-                  registry(app.config)["purge_retention"], trigger="manual", config=app.config)
-    assert run.outcome == "succeeded", run.error
-    return run.detail
+    return run_now(app, "purge_retention")
 
 
 def test_past_the_dedup_window_finished_rows_go_and_a_repeat_of_their_key_is_new(

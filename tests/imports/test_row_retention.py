@@ -4,12 +4,11 @@ import datetime as dt
 
 from sqlalchemy import select, update
 
-from cron.jobs import registry
-from cron.runner import run_job
 from documents.models import Document, Import, ImportRow
 from store.db import utcnow
 from tests.documents import files
 from tests.documents.conftest import upload
+from tests.helpers.jobs import run_now
 from tests.imports import archives
 from tests.imports.conftest import post_import
 from tests.imports.test_imports import counts, errors_csv, run, status
@@ -17,12 +16,7 @@ from webapp.extensions import db
 
 
 def purge(app) -> dict:
-    with app.app_context():
-        done = run_job(db.session, app.extensions["sluice.redis"],
-                       registry(app.config)["purge_retention"], trigger="manual",
-                       config=app.config)
-        assert done.outcome == "succeeded", done.error
-        return done.detail
+    return run_now(app, "purge_retention")
 
 
 def imported(app, client, owner, entries) -> int:
