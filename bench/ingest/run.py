@@ -21,6 +21,10 @@
    includes the worker's relay publishing the 10,000 outbox rows.
 3. Latency: web and worker running, a steady trickle of deliveries; from each
    event's commit to its handler's commit.
+4. The capacity model (bench/capacity.py, docs/capacity.md): the CPU each role spent
+   per delivery (bench/cpu.py), the web and PostgreSQL and Redis over the ingest
+   rounds, the worker and PostgreSQL and Redis over the drains, and PostgreSQL's WAL;
+   from those, the hosts 100, 1,000 and 10,000 deliveries/s need.
 
 Environment: BENCH_DATABASE_URL (a PostgreSQL database it may create databases
 next to, default postgresql://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL
