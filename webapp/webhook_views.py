@@ -90,12 +90,13 @@ def receive(source: str, token: str | None = None):
     body = _read_body(found)
     if scheme.split is not None:
         bodies = _verified_items(found, scheme, body, now)
+    elif scheme.token_in_path:  # the path token, checked above, was the whole check
+        bodies = [body]
     else:
-        if not scheme.token_in_path:  # a path token was the whole check, made above
-            try:
-                verify(found, request.headers, body, now, url)
-            except SignatureError as exc:
-                raise _refused(found, exc) from None
+        try:
+            verify(found, request.headers, body, now, url)
+        except SignatureError as exc:
+            raise _refused(found, exc) from None
         bodies = [body]
     try:
         SOURCE_QUOTA.spend()

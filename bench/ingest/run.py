@@ -49,7 +49,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import ROUNDS, capacity, fresh_services, spread  # noqa: E402
-from bench.cpu import Meter, per_unit  # noqa: E402
+from bench.cpu import Meter, per_unit, process_cpu  # noqa: E402
 from store.sealing import KeyRing  # noqa: E402
 from tests.e2e.harness import Stack, clean_environment  # noqa: E402
 from tests.e2e.webhook_load import deliver, payment_event  # noqa: E402
@@ -153,20 +153,6 @@ def count(engine, sql: str) -> int:
         return connection.execute(text(sql)).scalar()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live children (the worker's pool)."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
-    for one in [pid, *children(pid)]:
-        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def children(pid: int) -> list[int]:
-    return [int(child) for child in
-            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
 def drain_ceiling(workdir: Path, env: dict, redis_url: str, round_no: int) -> tuple[float, float]:
     """The worker itself (same Celery app, transport, prefork pool, acks_late,
     prefetch) consuming DRAIN_EVENTS `sluice.ping` tasks from the webhooks queue: a
@@ -183,7 +169,7 @@ def drain_ceiling(workdir: Path, env: dict, redis_url: str, round_no: int) -> tu
              client.exists(f"sluice:ping:{tokens['last']}"), timeout=600, interval=0.2,
              what="the ping drain")
     time.sleep(1)  # the last few still running
-    cpu = cpu_seconds(worker.processes["worker"].pid)
+    cpu = process_cpu(worker.processes["worker"].pid)
     worker.stop()
     marks = [json.loads(value)["at"] for value in
              client.mget(client.keys("sluice:ping:*"))]
@@ -210,7 +196,7 @@ def drain(workdir: Path, env: dict, engine, redis_url: str,
     wait_for(lambda: count(engine, "SELECT count(*) FROM webhook_events "
                                    "WHERE status = 'processed'") == DRAIN_EVENTS,
              timeout=600, interval=0.5, what="the drain")
-    cpu = cpu_seconds(worker.processes["worker"].pid)
+    cpu = process_cpu(worker.processes["worker"].pid)
     spent = meter.stop()
     worker.stop()
     span = count(engine, "SELECT extract(epoch FROM max(processed_at) - min(processed_at)) "
