@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     Index,
     Integer,
+    Sequence,
     String,
     bindparam,
     func,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     null,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection, Engine
@@ -34,7 +36,7 @@ from store.db import (
     JSONType,
     UTCDateTime,
     core_connection,
-    insert_returning,
+    insert_ignoring,
     utcnow,
 )
 
@@ -81,29 +83,45 @@ def enqueue(session: Session, task_name: str, kwargs: dict[str, Any],
 
 
 def insert_with_message(bind: Engine | Connection, model, values: dict[str, Any],
-                        unique: list[str], task_name: str, argument: str) -> int | None:
-    """INSERT a row unless its unique values exist, and with it an outbox row asking
-    `task_name` for it (`{argument: the new id}`): the new id, or None if the row
-    existed (and nothing was written). The workers' relay publishes it.
+                        claim, claimed_by: str, task_name: str,
+                        argument: str) -> int | None:
+    """INSERT a row unless its key is claimed, and with it an outbox row asking
+    `task_name` for it (`{argument: the new id}`): the new id, or None if the key
+    was already claimed (and nothing was written). The workers' relay publishes it.
+
+    The key is a row of the `claim` table (its primary key is the key's columns,
+    `claimed_by` names the row that claimed it, and every other column is copied
+    from `values`). It is written first, and the row only if the key was new, so the
+    claim table's primary key decides duplicates, even for concurrent inserts.
 
     For the path every webhook delivery takes, so it is Core and no Session. Given
-    an Engine, it is committed on return: on PostgreSQL one statement does both (a
-    data-modifying CTE), atomic by itself, so it runs in autocommit, one round trip
-    with no BEGIN and no COMMIT; elsewhere (SQLite) it is two statements in one
+    an Engine, it is committed on return: on PostgreSQL one statement does all three
+    (a data-modifying CTE), atomic by itself, so it runs in autocommit, one round
+    trip with no BEGIN and no COMMIT; elsewhere (SQLite) it is four statements in one
     transaction. Given a Connection, it runs in that connection's transaction.
     """
     context = tracing.capture()
     dialect = bind.dialect.name
+    key_values = {column.name: values[column.name] for column in claim.columns
+                  if column.name != claimed_by}
     if dialect != "postgresql":
         with core_connection(bind, autocommit=False) as connection:
-            new_id = connection.execute(
-                insert_returning(dialect, model.__table__, tuple(unique), "id"), values).scalar()
-            if new_id is not None:  # created_at and attempts: the columns' defaults
-                connection.execute(insert(OutboxMessage.__table__), {
-                    "task_name": task_name, "kwargs": {argument: new_id}, "queue": None,
-                    "trace_context": context})
+            # 0 until the row has its id; one transaction, so no one sees the 0
+            if not connection.execute(insert_ignoring(
+                    dialect, claim, tuple(column.name for column in claim.primary_key)),
+                                      {**key_values, claimed_by: 0}).rowcount:
+                return None
+            new_id = connection.execute(insert(model.__table__).returning(model.__table__.c.id),
+                                        values).scalar_one()
+            connection.execute(update(claim).where(*(
+                claim.c[name] == value for name, value in key_values.items()
+                if claim.c[name].primary_key)).values({claimed_by: new_id}))
+            connection.execute(insert(OutboxMessage.__table__), {
+                "task_name": task_name, "kwargs": {argument: new_id}, "queue": None,
+                "trace_context": context})
             return new_id
-    statement = _insert_with_message(model.__table__, tuple(values), tuple(unique), argument)
+    statement = _insert_with_message(model.__table__, tuple(values), claim, claimed_by,
+                                     argument)
     with core_connection(bind, autocommit=True) as connection:
         return connection.execute(statement, {
             **values, "outbox_task_name": task_name, "outbox_trace_context": context,
@@ -111,14 +129,24 @@ def insert_with_message(bind: Engine | Connection, model, values: dict[str, Any]
 
 
 @functools.lru_cache(maxsize=None)
-def _insert_with_message(table, columns: tuple[str, ...], unique: tuple[str, ...],
+def _insert_with_message(table, columns: tuple[str, ...], claim, claimed_by: str,
                          argument: str):
-    """Built once per shape: a cached statement with the values as bound parameters."""
+    """Built once per shape: a cached statement with the values as bound parameters.
+    The new row's id is drawn from its table's sequence as the key is claimed."""
+    def parameter(name: str, of):
+        return bindparam(name, type_=of.c[name].type)
+    claimed = (postgresql_insert(claim).values({
+        column.name: (Sequence(f"{table.name}_id_seq").next_value()
+                      if column.name == claimed_by else parameter(column.name, claim))
+        for column in claim.columns})
+        .on_conflict_do_nothing()
+        .returning(claim.c[claimed_by]).cte("claimed"))
+    copied = [name for name in columns if name != "id"]
+    inserted = (insert(table).from_select(
+        ["id", *copied],
+        select(claimed.c[claimed_by], *(parameter(name, table) for name in copied)))
+        .returning(table.c.id).cte("inserted"))
     outbox = OutboxMessage.__table__
-    inserted = (postgresql_insert(table).values({name: bindparam(name, type_=table.c[name].type)
-                                                 for name in columns})
-                .on_conflict_do_nothing(index_elements=list(unique))
-                .returning(table.c.id).cte("inserted"))
     message = (insert(outbox).from_select(
         ["task_name", "kwargs", "queue", "trace_context", "created_at", "attempts"],
         select(bindparam("outbox_task_name"),

@@ -105,6 +105,8 @@ GRANTS = (
     "GRANT USAGE ON SCHEMA public TO {role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    # adding and dropping webhook_events' months (migration 0028): revoked from PUBLIC
+    "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}",
     # the tables and sequences later migrations create, too
     "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
     "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
@@ -186,3 +188,17 @@ def db_grant(role: str) -> None:
     for problem in grant_app_role(url, role):
         click.echo(f"warning: {problem}", err=True)
     click.echo(f"granted {role} the rows of every table")
+
+
+@db_cli.command("partition-events")
+def db_partition_events() -> None:
+    """Partition a populated webhook_events by month, without downtime (PostgreSQL; as
+    the tables' owner, once every process runs this release: migration 0028)."""
+    from store.db import make_engine, utcnow
+    from webhooks.partitions import partition_events
+
+    engine = make_engine(_database_url())
+    try:
+        click.echo(partition_events(engine, utcnow()))
+    finally:
+        engine.dispose()

@@ -12,7 +12,7 @@ from store.db import core_connection, utcnow
 from store.outbox import insert_with_message
 from store.payloads import free_text
 from store.task_names import PROCESS_EVENT
-from webhooks.models import RECEIVED, WebhookEvent
+from webhooks.models import RECEIVED, WebhookEvent, WebhookEventKey
 from webhooks.schemes import SCHEMES, InvalidPayload
 from webhooks.sources import Source
 
@@ -43,7 +43,7 @@ def store_delivery(bind: Engine | Connection, source: Source, headers: Mapping[s
     """Store a verified delivery once, with its outbox row: committed on return when
     given an Engine, in its transaction when given a Connection.
 
-    The UNIQUE (source, event_key) constraint decides duplicates, so concurrent
+    The key's claim (webhooks/models.py WebhookEventKey) decides duplicates, so concurrent
     deliveries of one event store exactly one row and enqueue exactly one task.
     Raises InvalidPayload.
     """
@@ -76,12 +76,12 @@ def event_values(source: Source, headers: Mapping[str, str], body: bytes) -> dic
 
 
 def store_event(bind: Engine | Connection, values: dict[str, Any]) -> Stored:
-    event_id = insert_with_message(bind, WebhookEvent, values, ["source", "event_key"],
-                                   PROCESS_EVENT, "event_id")
+    event_id = insert_with_message(bind, WebhookEvent, values, WebhookEventKey.__table__,
+                                   "event_id", PROCESS_EVENT, "event_id")
     if event_id is None:
         with core_connection(bind, autocommit=True) as connection:
-            existing = connection.scalar(select(WebhookEvent.id).where(
-                WebhookEvent.source == values["source"],
-                WebhookEvent.event_key == values["event_key"]))
+            existing = connection.scalar(select(WebhookEventKey.event_id).where(
+                WebhookEventKey.source == values["source"],
+                WebhookEventKey.event_key == values["event_key"]))
         return Stored(existing, duplicate=True)
     return Stored(event_id, duplicate=False)

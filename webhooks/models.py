@@ -1,9 +1,18 @@
-"""The durable event store: each (source, event_key) is stored once."""
+"""The durable event store: each (source, event_key) is stored once.
+
+A delivery's key is claimed in `webhook_event_keys` before its event is written
+(store/outbox.insert_with_message), and the key's primary key decides duplicates.
+The events themselves need no unique index of their own, and that is what lets
+PostgreSQL range-partition them by `received_at` (migration 0028,
+webhooks/partitions.py): a unique constraint on a partitioned table must include the
+partition key, which (source, event_key) does not. The key table stays small (a key,
+an id and a time) and unpartitioned; retention deletes a key with its event.
+"""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Index, Integer, String, UniqueConstraint, false, text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigIntId, JSONType, UTCDateTime, utcnow
@@ -16,6 +25,9 @@ EVENT_STATUSES = (RECEIVED, PROCESSED, FAILED, DEAD)
 class WebhookEvent(Base):
     __tablename__ = "webhook_events"
 
+    # On PostgreSQL the table is partitioned by received_at and its primary key is
+    # (id, received_at), as a partitioned table's must be; ids still come from one
+    # sequence, so SQLAlchemy identifies a row by its id alone.
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
     event_key: Mapped[str] = mapped_column(String(255))
@@ -39,9 +51,18 @@ class WebhookEvent(Base):
     subjects_linked: Mapped[bool] = mapped_column(Boolean(), server_default=false())
 
     __table_args__ = (
-        UniqueConstraint("source", "event_key"),
         Index("ix_webhook_events_status_received_at", "status", "received_at"),
         # the short tail link_pending looks for (webhooks/processing.py)
         Index("ix_webhook_events_unlinked", "id", postgresql_where=text("NOT subjects_linked"),
               sqlite_where=text("NOT subjects_linked")),
     )
+
+
+class WebhookEventKey(Base):
+    """A key an event claimed: its primary key is what makes a repeat a duplicate."""
+    __tablename__ = "webhook_event_keys"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger(), unique=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

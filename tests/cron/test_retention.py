@@ -3,7 +3,7 @@ import os
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from cron.jobs import registry
 from cron.models import JobRun
@@ -76,6 +76,7 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
                       registry(app.config)["purge_retention"], trigger="manual",
                       config=app.config)
         assert run.detail == {"webhook_bodies_dropped": 2, "webhook_events_deleted": 0,
+                              "webhook_months_added": 0,
                               "message_texts_redacted": 0,
                               "documents_deleted": 0, "import_rows_deleted": 0,
                               "job_runs_deleted": 1,
@@ -201,3 +202,86 @@ def test_a_bad_retention_days_stops_the_start(make_app):
     with pytest.raises(ConfigError, match="retention_days"):
         make_app(WEBHOOK_SOURCES={"sources": {
             "short": {"scheme": "stripe", "retention_days": 0}}}).extensions
+
+
+def month_gone_by(app):
+    """On PostgreSQL, a month of webhook_events wholly past the dedup window, added as
+    retention adds the months ahead (webhooks/partitions.py): its name and a time in it."""
+    from tests import services
+    from webhooks import partitions
+
+    services.require_postgres()
+    lower = partitions.first_of_month(utcnow() - dt.timedelta(days=120))
+    with app.app_context():
+        name = db.session.scalar(text(
+            "SELECT sluice_add_webhook_events_partition(:lower, :upper)"),
+            {"lower": lower, "upper": partitions.month_after(lower)})
+        db.session.commit()
+    return name, lower + dt.timedelta(days=3)
+
+
+def months(app) -> set[str]:
+    from webhooks import partitions
+
+    with app.app_context():
+        return {part.name for part in partitions.months(db.session.connection())}
+
+
+@pytest.mark.parametrize("owed", [False, True])
+def test_a_month_past_the_window_is_dropped_whole_unless_a_row_must_stay(
+        make_app, monkeypatch, owed):
+    monkeypatch.setenv("T_STRIPE", STRIPE_SECRET)
+    app = make_app(WEBHOOK_SOURCES={"sources": {"stripe": {"scheme": "stripe",
+                                                           "secrets_env": "T_STRIPE"}}})
+    name, when = month_gone_by(app)
+    client = app.test_client()
+    ids = {key: post_stripe(client, stripe_event(key)).get_json()["id"]
+           for key in ("evt_a", "evt_b", "evt_c", "evt_now")}
+    with app.app_context():
+        session = db.session
+        session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(
+            [ids["evt_a"], ids["evt_b"], ids["evt_c"]])).values(
+            status="processed", received_at=when))  # the rows move into that month
+        if owed:
+            session.execute(update(WebhookEvent).where(WebhookEvent.id == ids["evt_c"])
+                            .values(status="failed"))
+        subjects.link(session, subjects.WEBHOOK_EVENT, ids["evt_a"], {"a" * 64})
+        assert session.scalar(text(f"SELECT count(*) FROM {name}")) == 3
+        session.commit()
+        assert purge(app)["webhook_events_deleted"] == (2 if owed else 3)
+        left = set(session.scalars(select(WebhookEvent.event_key)))
+        linked = list(session.scalars(select(subjects.SubjectLink.record_id)))
+    if owed:  # the month stays for the work it owes; its finished rows go one by one
+        assert name in months(app) and left == {"evt_c", "evt_now"}
+    else:
+        assert name not in months(app) and left == {"evt_now"}
+    assert linked == []
+    again = post_stripe(client, stripe_event("evt_a"))
+    assert again.status_code == 202 and again.get_json()["id"] not in ids.values()
+    still = post_stripe(client, stripe_event("evt_c" if owed else "evt_now"))
+    assert still.get_json()["status"] == "duplicate"
+
+
+def test_retention_adds_the_months_ahead_and_refuses_to_drop_what_is_not_a_past_month(app):
+    from sqlalchemy.exc import DBAPIError
+
+    from tests import services
+    from webhooks import partitions
+
+    services.require_postgres()
+    with app.app_context():
+        connection = db.session.connection()
+        last = max(part.upper for part in partitions.months(connection) if part.upper)
+        ahead = partitions.first_of_month(utcnow())
+        for _ in range(partitions.MONTHS_AHEAD + 1):
+            ahead = partitions.month_after(ahead)
+        assert last == ahead  # this month and three more, from the migration on
+        connection.execute(text("SAVEPOINT before"))
+        added = partitions.add_ahead(connection, utcnow() + dt.timedelta(days=40))
+        assert len(added) in (1, 2) and months(app) >= set(added)
+        connection.execute(text("ROLLBACK TO SAVEPOINT before"))
+        for name in ("webhook_events_default", "webhook_events", "documents"):
+            connection.execute(text("SAVEPOINT before"))
+            with pytest.raises(DBAPIError, match="not a month of webhook_events"):
+                partitions.drop(connection, name)
+            connection.execute(text("ROLLBACK TO SAVEPOINT before"))

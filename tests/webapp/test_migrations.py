@@ -43,14 +43,19 @@ def read(url: str, query):
 OUTSIDE_METADATA = {index.FTS_TABLE, *index.FTS_SHADOW}
 
 
+def is_month(name: str) -> bool:
+    """A partition of webhook_events (migration 0028): the table describes them all."""
+    return name.startswith("webhook_events_")
+
+
 def tables(url: str) -> set[str]:
-    return read(url, lambda connection: inspect(connection).get_table_names()) \
-        - OUTSIDE_METADATA
+    return {name for name in read(url, lambda connection: inspect(connection).get_table_names())
+            if not is_month(name)} - OUTSIDE_METADATA
 
 
 def described_by_metadata(item, name, type_, reflected, compare_to) -> bool:
     if type_ == "table":
-        return name not in OUTSIDE_METADATA
+        return name not in OUTSIDE_METADATA and not is_month(name)
     if type_ == "column":
         return not (item.table.name == "document_texts" and name == index.SEARCH_COLUMN)
     return not (type_ == "index" and name == "ix_document_texts_search")
@@ -146,3 +151,81 @@ def test_0011_gives_existing_documents_their_manifests_metadata(empty_database_u
         engine.dispose()
     assert [tuple(d) for d in documents] == [(1, "Invoice", "INV-1"), (2, None, None)]
     assert [tuple(t) for t in tags] == [(1, "2026"), (1, "bank")]
+
+
+def test_0028_claims_every_key_and_partition_events_keeps_every_event(empty_database_url):
+    """A populated table: 0028 claims the keys of its events, and of those a process of
+    the release before inserts without claiming; on PostgreSQL `flask db
+    partition-events` then attaches it whole as the first month. A repeat is a
+    duplicate throughout, a new key is stored after the old ids, and 0027 comes back."""
+    import datetime as dt
+
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from webapp.migrate import db_cli
+    from webhooks.ingest import store_event
+
+    upgrade(empty_database_url, "0027")
+    engine = make_engine(normalize_database_url(empty_database_url))
+    postgres = engine.dialect.name == "postgresql"
+    now = dt.datetime.now(dt.timezone.utc)
+    old_insert = text(  # what the release before 0028 runs
+        "INSERT INTO webhook_events (source, event_key, kind, provider, received_at, "
+        "headers, status, attempts) VALUES ('stripe', :key, 'payment', 'stripe', :at, '{}', "
+        "'processed', 1) ON CONFLICT (source, event_key) DO NOTHING")
+    values = dict(source="stripe", kind="payment", provider="stripe", event_type=None,
+                  trust="signed", body=None, received_at=now, enqueued_at=now, headers={},
+                  status="received", attempts=0)
+
+    def keys_and_events():
+        with engine.connect() as connection:
+            return connection.execute(text(
+                "SELECT (SELECT count(*) FROM webhook_event_keys), (SELECT count(*) FROM "
+                "webhook_event_keys k JOIN webhook_events e ON e.id = k.event_id AND "
+                "e.event_key = k.event_key), (SELECT count(*) FROM webhook_events)")).one()
+
+    try:
+        with engine.begin() as connection:
+            connection.execute(old_insert, [{"key": f"evt_{n}", "at": now - dt.timedelta(
+                days=n % 60)} for n in range(250)])
+        upgrade(empty_database_url)
+        assert tuple(keys_and_events()) == (250, 250, 250)
+        if postgres:  # a process not yet replaced still inserts
+            with engine.begin() as connection:
+                connection.execute(old_insert, {"key": "evt_old_code", "at": now})
+        repeat = store_event(engine, {**values, "event_key": "evt_7"})
+        new = store_event(engine, {**values, "event_key": "evt_new"})
+        assert repeat.duplicate and repeat.event_id == 8
+        assert not new.duplicate and new.event_id > 250
+        stored = 252 if postgres else 251
+        assert tuple(keys_and_events()) == (stored, stored, stored)
+        if not postgres:
+            return
+        partition = CliRunner().invoke(db_cli, ["partition-events"], env={
+            "MIGRATION_DATABASE_URL": empty_database_url})
+        assert partition.exit_code == 0, partition.output
+        assert "webhook_events is partitioned: its rows until" in partition.output
+        with engine.connect() as connection:
+            kind = connection.scalar(text(
+                "SELECT relkind FROM pg_class WHERE relname = 'webhook_events'"))
+            first = connection.scalars(text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'webhook_events'::regclass "
+                "AND c.relname LIKE 'webhook_events_until_%'")).all()
+            in_first = [connection.scalar(text(f"SELECT count(*) FROM {name}"))
+                        for name in first]
+        assert kind == "p" and in_first == [stored]  # the old table, attached whole
+        assert store_event(engine, {**values, "event_key": "evt_old_code"}).duplicate
+        assert not store_event(engine, {**values, "event_key": "evt_after"}).duplicate
+        again = CliRunner().invoke(db_cli, ["partition-events"], env={
+            "MIGRATION_DATABASE_URL": empty_database_url})
+        assert "partitioned already" in again.output
+        downgrade(empty_database_url, "0027")
+        with engine.connect() as connection:
+            back = connection.execute(text(
+                "SELECT (SELECT relkind FROM pg_class WHERE relname = 'webhook_events'), "
+                "count(*) FROM webhook_events")).one()
+        assert tuple(back) == ("r", stored + 1)
+    finally:
+        engine.dispose()
