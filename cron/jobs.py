@@ -27,6 +27,8 @@ def registry(config: Mapping[str, Any]) -> dict[str, Job]:
             interval=config["RESCAN_INTERVAL"], soft_time_limit=600, time_limit=660),
         Job("purge_retention", "cron.retention:purge_retention", interval=24 * 3600,
             soft_time_limit=1200, time_limit=1260),
+        Job("expire_webhook_events", "cron.event_expiry:expire_webhook_events", interval=3600,
+            soft_time_limit=3000, time_limit=3060),
         Job("verify_storage", "cron.verify_storage:verify_storage",
             interval=config["STORAGE_VERIFY_INTERVAL"], soft_time_limit=600, time_limit=660),
         Job("rotate_data_keys", "cron.rotate_keys:rotate_data_keys", interval=3600,

@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import MetaData, and_, delete, exists, or_, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import delete, or_, select, update
 
 from cron.models import JobRun
-from cron.runner import JobContext
+from cron.runner import JobContext, in_batches
 from deliveries.models import FAILED as DELIVERY_FAILED
 from deliveries.models import SUCCEEDED as DELIVERED
 from deliveries.models import Delivery, DeliveryAttempt
@@ -25,16 +23,12 @@ from store.db import utcnow
 from store.events import Event
 from store.holds import documents_held, held_subjects
 from store.outbox import OutboxMessage
-from webhooks import partitions
-from webhooks.models import DEAD, FAILED, PROCESSED, RECEIVED, WebhookEvent, WebhookEventKey
+from webhooks.models import DEAD, PROCESSED, WebhookEvent
 from webhooks.processing import link_pending
 from webhooks.sources import configured
 from whatsapp.models import WhatsAppMessage
 
-log = logging.getLogger(__name__)
-
 BATCH = 1000
-MONTH_BATCH = 10_000  # ids whose keys and links go in one transaction, a month dropped
 TEMP_FILE_MAX_AGE = 24 * 3600
 
 
@@ -51,13 +45,9 @@ def purge_retention(ctx: JobContext) -> dict:
                  for name, source_days in own.items())
     bodies += _drop_bodies(ctx, WebhookEvent.source.not_in(list(own)),
                            now - config["RETENTION_WEBHOOK_BODY_DAYS"] * days)
-    rows = (_expired_events(ctx, now - config["DEDUP_WINDOW_DAYS"] * days)
-            if config["DEDUP_WINDOW_DAYS"] else 0)
-    months_added = partitions.add_ahead(ctx.session.connection(), now)
-    ctx.session.commit()
     texts = 0
     if config["RETENTION_MESSAGE_TEXT_DAYS"]:
-        texts = _in_batches(ctx, lambda: select(WhatsAppMessage.id).where(
+        texts = in_batches(ctx, lambda: select(WhatsAppMessage.id).where(
             WhatsAppMessage.created_at < now - config["RETENTION_MESSAGE_TEXT_DAYS"] * days,
             or_(WhatsAppMessage.text.is_not(None), WhatsAppMessage.phone.is_not(None)),
             or_(WhatsAppMessage.phone_index.is_(None),  # a legal hold keeps a subject's
@@ -66,27 +56,26 @@ def purge_retention(ctx: JobContext) -> dict:
             .values(text=None, phone=None, phone_index=None))
     import_rows = (_expired_import_rows(ctx, now - config["RETENTION_IMPORT_ROWS_DAYS"] * days)
                    if config["RETENTION_IMPORT_ROWS_DAYS"] else 0)
-    runs = _in_batches(ctx, lambda: select(JobRun.id).where(
+    runs = in_batches(ctx, lambda: select(JobRun.id).where(
         JobRun.started_at < now - config["RETENTION_JOB_RUNS_DAYS"] * days),
         lambda ids: delete(JobRun).where(JobRun.id.in_(ids)))
-    outbox = _in_batches(ctx, lambda: select(OutboxMessage.id).where(
+    outbox = in_batches(ctx, lambda: select(OutboxMessage.id).where(
         OutboxMessage.published_at < now - config["RETENTION_OUTBOX_DAYS"] * days),
         lambda ids: delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
     # a delivery's history goes with its event (finished ones; one still due fails
     # as event_expired when it is next tried)
-    attempts = _in_batches(ctx, lambda: select(DeliveryAttempt.id).where(
+    attempts = in_batches(ctx, lambda: select(DeliveryAttempt.id).where(
         DeliveryAttempt.attempted_at < now - config["RETENTION_EVENTS_DAYS"] * days),
         lambda ids: delete(DeliveryAttempt).where(DeliveryAttempt.id.in_(ids)))
-    deliveries = _in_batches(ctx, lambda: select(Delivery.id).where(
+    deliveries = in_batches(ctx, lambda: select(Delivery.id).where(
         Delivery.status.in_((DELIVERED, DELIVERY_FAILED)),
         Delivery.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
         lambda ids: delete(Delivery).where(Delivery.id.in_(ids)))
-    logged = _in_batches(ctx, lambda: select(Event.id).where(
+    logged = in_batches(ctx, lambda: select(Event.id).where(
         Event.created_at < now - config["RETENTION_EVENTS_DAYS"] * days),
         lambda ids: delete(Event).where(Event.id.in_(ids)))
-    keys = _in_batches(ctx, lambda: idempotency.expired_ids(now), idempotency.delete_ids)
-    return {"webhook_bodies_dropped": bodies, "webhook_events_deleted": rows,
-            "webhook_months_added": len(months_added),
+    keys = in_batches(ctx, lambda: idempotency.expired_ids(now), idempotency.delete_ids)
+    return {"webhook_bodies_dropped": bodies,
             "message_texts_redacted": texts,
             "documents_deleted": _old_documents(ctx, storage, now),
             "import_rows_deleted": import_rows, "job_runs_deleted": runs,
@@ -101,89 +90,11 @@ def purge_retention(ctx: JobContext) -> dict:
 def _drop_bodies(ctx: JobContext, which, before: dt.datetime) -> int:
     """Drop the raw bodies of finished deliveries `which` received before `before`,
     except those naming someone a legal hold covers (store/subjects.py)."""
-    return _in_batches(ctx, lambda: select(WebhookEvent.id).where(
+    return in_batches(ctx, lambda: select(WebhookEvent.id).where(
         which, WebhookEvent.body.is_not(None), WebhookEvent.status.in_((PROCESSED, DEAD)),
         WebhookEvent.received_at < before,
         WebhookEvent.id.not_in(subjects.linked(subjects.WEBHOOK_EVENT, held_subjects()))),
         lambda ids: update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(body=None))
-
-
-def _expired_events(ctx: JobContext, before: dt.datetime) -> int:
-    """Delete the rows of finished deliveries received before `before` (the dedup
-    window), with their keys and subject links; a repeat of one of their keys is then
-    stored as new. Work still owed (received, failed) stays, and so does a row naming
-    someone a legal hold covers.
-
-    On PostgreSQL the table is partitioned by month (webhooks/partitions.py): a
-    month wholly before `before` is dropped whole once none of its rows must stay,
-    its keys and links deleted first; a month with such rows has the others deleted
-    row by row. A row is therefore kept up to a month past the window. Rows in the
-    DEFAULT partition (no month covered them), and SQLite's, are deleted row by row,
-    batched by the (status, received_at) index, so each run's cost follows the rows
-    it removes, not the table's size."""
-    connection = ctx.session.connection()
-    parts = partitions.months(connection)
-    if not parts:
-        return _finished_rows(ctx, WebhookEvent.__table__, WebhookEvent.received_at < before)
-    removed = 0
-    for part in parts:
-        if part.default:
-            default = WebhookEvent.__table__.to_metadata(MetaData(), name=part.name)
-            removed += _finished_rows(ctx, default, default.c.received_at < before)
-        elif part.upper <= before:
-            in_month = WebhookEvent.received_at < part.upper
-            if part.lower is not None:
-                in_month = and_(WebhookEvent.received_at >= part.lower, in_month)
-            if ctx.session.scalar(select(exists().where(in_month, _must_stay()))):
-                removed += _finished_rows(ctx, WebhookEvent.__table__, in_month)
-            else:
-                removed += _drop_month(ctx, part, in_month)
-    return removed
-
-
-def _must_stay():
-    """A row retention keeps whatever its age: work owed, or naming someone held."""
-    return or_(WebhookEvent.status.in_((RECEIVED, FAILED)), WebhookEvent.id.in_(
-        subjects.linked(subjects.WEBHOOK_EVENT, held_subjects())))
-
-
-def _forget(ctx: JobContext, ids: list[int]) -> None:
-    """Delete what points at these events: their keys and subject links."""
-    subjects.unlink(ctx.session, subjects.WEBHOOK_EVENT, ids)
-    ctx.session.execute(delete(WebhookEventKey).where(WebhookEventKey.event_id.in_(ids)))
-
-
-def _finished_rows(ctx: JobContext, table, which) -> int:
-    def delete_rows(ids: list[int]):
-        _forget(ctx, ids)
-        return delete(table).where(table.c.id.in_(ids))
-    return _in_batches(ctx, lambda: select(table.c.id).where(
-        which, table.c.status.in_((PROCESSED, DEAD)),
-        table.c.id.not_in(subjects.linked(subjects.WEBHOOK_EVENT, held_subjects()))),
-        delete_rows)
-
-
-def _drop_month(ctx: JobContext, part: partitions.Partition, in_month) -> int:
-    """Forget a month's rows in batches of ids, then drop it in one statement."""
-    after, total = 0, 0
-    while True:
-        ctx.check()
-        ids = list(ctx.session.scalars(select(WebhookEvent.id).where(
-            in_month, WebhookEvent.id > after).order_by(WebhookEvent.id).limit(MONTH_BATCH)))
-        if not ids:
-            break
-        _forget(ctx, ids)
-        ctx.session.commit()
-        after, total = ids[-1], total + len(ids)
-    try:
-        partitions.drop(ctx.session.connection(), part.name)
-        ctx.session.commit()
-    except DBAPIError as error:  # its lock not had in 2 s, or work owed since: next run
-        ctx.session.rollback()
-        log.warning("retention: month %s not dropped this run: %s", part.name,
-                    type(error.orig).__name__)
-        return 0
-    return total
 
 
 def _expired_import_rows(ctx: JobContext, before: dt.datetime) -> int:
@@ -219,18 +130,6 @@ def _old_documents(ctx: JobContext, storage: BlobStorage, now: dt.datetime) -> i
         ctx.session.commit()
         release_blobs(ctx.session, storage, hashes)
         total += len(batch)
-
-
-def _in_batches(ctx: JobContext, ids_query, statement) -> int:
-    total = 0
-    while True:
-        ctx.check()
-        ids = list(ctx.session.scalars(ids_query().limit(BATCH)))
-        if not ids:
-            return total
-        ctx.session.execute(statement(ids))
-        ctx.session.commit()
-        total += len(ids)
 
 
 def _old_temp_files(config) -> int:

@@ -44,6 +44,20 @@ class JobContext:
             raise LockLost(f"lock for {self.lock.job} lost")
 
 
+def in_batches(ctx: JobContext, ids_query, statement, batch: int = 1000) -> int:
+    """Apply `statement(ids)` to `ids_query`'s rows, `batch` ids a transaction, until
+    none is left; checks the job's lock between batches. The rows it touched."""
+    total = 0
+    while True:
+        ctx.check()
+        ids = list(ctx.session.scalars(ids_query().limit(batch)))
+        if not ids:
+            return total
+        ctx.session.execute(statement(ids))
+        ctx.session.commit()
+        total += len(ids)
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     name: str

@@ -112,9 +112,10 @@ def linked(record_kind: str, subject_index):
                                                condition)
 
 
-def unlink(session: Session, record_kind: str, record_ids: list[int]) -> None:
-    """Forget the links of records that no longer hold anything about anyone."""
-    if record_ids:
+def unlink(session: Session, record_kind: str, record_ids) -> None:
+    """Forget the links of records that no longer hold anything about anyone: their
+    ids, a list or a subquery."""
+    if not isinstance(record_ids, list) or record_ids:
         session.execute(delete(SubjectLink).where(SubjectLink.record_kind == record_kind,
                                                   SubjectLink.record_id.in_(record_ids)))
 

@@ -75,8 +75,7 @@ def test_purge_drops_old_bodies_keeps_their_records_and_clears_old_rows(app):
         run = run_job(session, app.extensions["sluice.redis"],
                       registry(app.config)["purge_retention"], trigger="manual",
                       config=app.config)
-        assert run.detail == {"webhook_bodies_dropped": 2, "webhook_events_deleted": 0,
-                              "webhook_months_added": 0,
+        assert run.detail == {"webhook_bodies_dropped": 2,
                               "message_texts_redacted": 0,
                               "documents_deleted": 0, "import_rows_deleted": 0,
                               "job_runs_deleted": 1,
@@ -140,6 +139,10 @@ def purge(app) -> dict:
     return run_now(app, "purge_retention")
 
 
+def expire(app) -> dict:
+    return run_now(app, "expire_webhook_events")
+
+
 def test_past_the_dedup_window_finished_rows_go_and_a_repeat_of_their_key_is_new(
         make_app, monkeypatch):
     monkeypatch.setenv("T_STRIPE", STRIPE_SECRET)
@@ -161,15 +164,15 @@ def test_past_the_dedup_window_finished_rows_go_and_a_repeat_of_their_key_is_new
         subjects.link(session, subjects.WEBHOOK_EVENT, ids["evt_done"], {"a" * 64})
         subjects.link(session, subjects.WEBHOOK_EVENT, ids["evt_recent"], {"b" * 64})
         session.commit()
-        detail = purge(app)
-        assert (detail["webhook_events_deleted"], detail["webhook_bodies_dropped"]) == (2, 3)
+        assert purge(app)["webhook_bodies_dropped"] == 3
+        assert expire(app) == {"webhook_events_deleted": 2, "webhook_months_added": 0}
         left = dict(session.execute(select(WebhookEvent.event_key, WebhookEvent.status)).all())
         # work still owed stays whatever its age; the recent one keeps its row, not its body
         assert left == {"evt_failed": "failed", "evt_received": "received",
                         "evt_recent": "processed"}
         assert list(session.scalars(select(subjects.SubjectLink.record_id))) == [
             ids["evt_recent"]]
-        assert purge(app)["webhook_events_deleted"] == 0  # a second run finds nothing
+        assert expire(app)["webhook_events_deleted"] == 0  # a second run finds nothing
     # a repeat of a forgotten key is a new delivery; of a remembered one, a duplicate
     again = post_stripe(client, stripe_event("evt_done"))
     assert again.status_code == 202 and again.get_json()["id"] not in ids.values()
@@ -182,8 +185,9 @@ def test_a_dedup_window_of_zero_keeps_every_row(make_app):
     with app.app_context():
         event(db.session, "ancient", "processed", 400)
         db.session.commit()
-        assert purge(app)["webhook_events_deleted"] == 0
-        assert db.session.scalar(select(WebhookEvent.body)) is None  # the body still goes
+        assert expire(app)["webhook_events_deleted"] == 0
+        assert purge(app)["webhook_bodies_dropped"] == 1  # the body still goes
+        assert db.session.scalar(select(WebhookEvent.body)) is None
         assert db.session.scalar(select(WebhookEvent.event_key)) == "ancient"
 
 
@@ -248,7 +252,7 @@ def test_a_month_past_the_window_is_dropped_whole_unless_a_row_must_stay(
         subjects.link(session, subjects.WEBHOOK_EVENT, ids["evt_a"], {"a" * 64})
         assert session.scalar(text(f"SELECT count(*) FROM {name}")) == 3
         session.commit()
-        assert purge(app)["webhook_events_deleted"] == (2 if owed else 3)
+        assert expire(app)["webhook_events_deleted"] == (2 if owed else 3)
         left = set(session.scalars(select(WebhookEvent.event_key)))
         linked = list(session.scalars(select(subjects.SubjectLink.record_id)))
     if owed:  # the month stays for the work it owes; its finished rows go one by one

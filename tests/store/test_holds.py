@@ -187,8 +187,9 @@ def test_retention_keeps_the_bodies_that_name_a_held_subject(app, client):
         db.session.execute(update(WebhookEvent).values(
             received_at=utcnow() - dt.timedelta(days=60)))
         db.session.commit()
-        run_job(db.session, app.extensions["sluice.redis"],
-                registry(app.config)["purge_retention"], trigger="manual", config=app.config)
+        for job in ("purge_retention", "expire_webhook_events"):
+            run_job(db.session, app.extensions["sluice.redis"], registry(app.config)[job],
+                    trigger="manual", config=app.config)
         kept = list(db.session.execute(select(WebhookEvent.body.is_not(None))
                                        .order_by(WebhookEvent.id)).scalars())
     # past DEDUP_WINDOW_DAYS (35) too: evt_free's row is gone, evt_held's and the dead

@@ -64,7 +64,7 @@ def test_jobs_are_listed_with_their_last_run(app, client, tokens):
     jobs = {job["name"]: job for job in body["jobs"]}
     assert set(jobs) == {"relay_outbox", "redrive_stuck_work", "reconcile_payments",
                          "rescan_documents", "purge_retention", "verify_storage",
-                         "dispatch_deliveries", "rotate_data_keys"}
+                         "dispatch_deliveries", "rotate_data_keys", "expire_webhook_events"}
     assert jobs["redrive_stuck_work"]["last_run"]["outcome"] == "succeeded"
     assert jobs["relay_outbox"]["last_run"] is None
     runs = client.get("/v1/admin/jobs/redrive_stuck_work/runs",
