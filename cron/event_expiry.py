@@ -20,6 +20,7 @@ from store.db import utcnow
 from store.holds import held_subjects
 from webhooks import partitions
 from webhooks.models import DEAD, FAILED, PROCESSED, RECEIVED, WebhookEvent, WebhookEventKey
+from webhooks.processing import link_pending
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,12 @@ MONTH_BATCH = 10_000  # ids whose keys and links go in one transaction, a month 
 
 def expire_webhook_events(ctx: JobContext) -> dict:
     now, window = utcnow(), ctx.config["DEDUP_WINDOW_DAYS"]
-    added = partitions.add_ahead(ctx.session.connection(), now)
+    added = partitions.add_ahead(ctx.session.connection(), now,
+                                 ctx.config["EVENT_PARTITION_SPAN"])
     ctx.session.commit()
+    if window and ctx.session.scalar(select(held_subjects().exists())):
+        link_pending(ctx.session)  # a held person's unlinked (dead) events are found too
+        ctx.session.commit()
     deleted = _expired_events(ctx, now - dt.timedelta(days=window)) if window else 0
     return {"webhook_events_deleted": deleted, "webhook_months_added": len(added)}
 
@@ -94,7 +99,7 @@ def _drop_month(ctx: JobContext, part: partitions.Partition, in_month) -> int:
     """Forget a month's rows a range of MONTH_BATCH ids at a time, then drop it in one
     statement. Each batch is three statements over a range of the month's primary
     key, sent as a subquery, not as a list of ids: bench/scale measured the list
-    (10,000 bound parameters) at a tenth of the rate."""
+    (10,000 bound parameters) at a quarter of the rate, 25,700 against 105,000 rows/s."""
     after, total = 0, 0
     while True:
         ctx.check()

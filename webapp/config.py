@@ -122,6 +122,9 @@ DEFAULTS: dict[str, Any] = {
     # then a finished webhook event's row goes too, and a repeat of its key is new:
     # above Stripe's 3 and Meta's 7 days of retries, with room for replays; 0: kept
     "DEDUP_WINDOW_DAYS": 35,
+    # PostgreSQL's partitions of webhook_events: month, or day for large installs
+    # (smaller drops, a row kept at most a day past the window)
+    "EVENT_PARTITION_SPAN": "month",
     "RETENTION_JOB_RUNS_DAYS": 30,
     # then a finished import keeps its counts, not its rows that name no document
     # (rejected ones: its error report); 0: kept
@@ -268,6 +271,8 @@ def finalize(config: dict[str, Any], instance_path: str) -> None:
                           "(amqp://): quorum queues are RabbitMQ's")
     if config["DEDUP_WINDOW_DAYS"] < 0:
         raise ConfigError("DEDUP_WINDOW_DAYS must be 0 (rows kept) or more")
+    if config["EVENT_PARTITION_SPAN"] not in ("month", "day"):
+        raise ConfigError("EVENT_PARTITION_SPAN is month or day")
     if 0 < config["DEDUP_WINDOW_DAYS"] < config["RETENTION_WEBHOOK_BODY_DAYS"]:
         raise ConfigError("RETENTION_WEBHOOK_BODY_DAYS must not exceed DEDUP_WINDOW_DAYS, "
                           "when the row and its body go")

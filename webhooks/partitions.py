@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 MONTHS_AHEAD = 3
+DAYS_AHEAD = 14
 DEFAULT = "webhook_events_default"
 # migration 0028's, on a populated table until it is partitioned
 CLAIM_TRIGGER = "webhook_events_claim_key"
@@ -39,7 +40,7 @@ ORDER BY 3 NULLS FIRST
 @dataclasses.dataclass(frozen=True)
 class Partition:
     name: str
-    lower: dt.datetime | None   # None: from the beginning (the table the migration attached)
+    lower: dt.datetime | None   # None: from the beginning (the plain table, attached whole)
     upper: dt.datetime | None   # None: the DEFAULT partition, which takes what no month does
     default: bool
 
@@ -52,19 +53,22 @@ def months(connection: Connection) -> list[Partition]:
     return sorted((Partition(*row) for row in rows), key=lambda part: part.default)
 
 
-def add_ahead(connection: Connection, now: dt.datetime, months_ahead: int = MONTHS_AHEAD
-              ) -> list[str]:
-    """Add the months from the last one's end until `months_ahead` months after `now`'s:
-    the names added. A row no month covers would land in the DEFAULT partition."""
+def add_ahead(connection: Connection, now: dt.datetime, span: str = "month") -> list[str]:
+    """Add partitions of one `span` (month or day) from the last one's end until
+    MONTHS_AHEAD months (DAYS_AHEAD days) after `now`'s: the names added. A row no
+    partition covers would land in the DEFAULT partition."""
     ranges = [part.upper for part in months(connection) if not part.default]
     if not ranges:
         return []
-    start, until = max(ranges), first_of_month(now)
-    for _ in range(months_ahead + 1):
-        until = month_after(until)
-    added = []
+    if span == "day":
+        step, until = day_after, first_of_day(now) + dt.timedelta(days=DAYS_AHEAD + 1)
+    else:
+        step, until = month_after, first_of_month(now)
+        for _ in range(MONTHS_AHEAD + 1):
+            until = month_after(until)
+    start, added = max(ranges), []
     while start < until:
-        upper = month_after(start)
+        upper = step(start)
         added.append(connection.scalar(
             text("SELECT sluice_add_webhook_events_partition(:lower, :upper)"),
             {"lower": start, "upper": upper}))
@@ -78,6 +82,14 @@ def drop(connection: Connection, name: str) -> None:
     at most 2 s for its lock, so ingest is never held up for longer."""
     connection.execute(text("SELECT sluice_drop_webhook_events_partition(:name)"),
                        {"name": name})
+
+
+def first_of_day(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_after(moment: dt.datetime) -> dt.datetime:
+    return first_of_day(moment) + dt.timedelta(days=1)
 
 
 def first_of_month(moment: dt.datetime) -> dt.datetime:

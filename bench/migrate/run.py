@@ -81,9 +81,7 @@ def main() -> None:
     upgrade(url, "0027")
     engine = create_engine(url)
     print(f"filling webhook_events (at 0027) with {ROWS:,} rows", flush=True)
-    fill_seconds = fill(engine, text(EVENTS), ROWS)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE webhook_events"))
+    fill_seconds = fill(engine, text(EVENTS), ROWS)  # and VACUUM ANALYZE
 
     writer = OldWriter(url)
     writer.start()

@@ -18,6 +18,10 @@ or drop a partition: two SECURITY DEFINER functions do exactly that and no more.
 
 SQLite keeps a plain table, its keys in the same key table.
 
+The DDL that swaps the tables is shared with `flask db partition-events`, so it lives
+in webhooks/partitions.py (`swap`); a later change there must keep this migration's
+result the same.
+
 Revision ID: 0028
 Revises: 0027
 Create Date: 2026-12-07

@@ -266,7 +266,7 @@ def test_a_month_past_the_window_is_dropped_whole_unless_a_row_must_stay(
     assert still.get_json()["status"] == "duplicate"
 
 
-def test_retention_adds_the_months_ahead_and_refuses_to_drop_what_is_not_a_past_month(app):
+def test_the_months_or_days_ahead_are_added_and_only_a_past_one_is_dropped(app):
     from sqlalchemy.exc import DBAPIError
 
     from tests import services
@@ -283,6 +283,16 @@ def test_retention_adds_the_months_ahead_and_refuses_to_drop_what_is_not_a_past_
         connection.execute(text("SAVEPOINT before"))
         added = partitions.add_ahead(connection, utcnow() + dt.timedelta(days=40))
         assert len(added) in (1, 2) and months(app) >= set(added)
+        connection.execute(text("ROLLBACK TO SAVEPOINT before"))
+        # EVENT_PARTITION_SPAN=day: days, from where the months already added end
+        connection.execute(text("SAVEPOINT before"))
+        later = last + dt.timedelta(days=10)
+        added = partitions.add_ahead(connection, later, "day")
+        days = [part for part in partitions.months(connection) if part.name in added]
+        assert len(days) == 10 + partitions.DAYS_AHEAD + 1
+        assert [part.lower for part in days] == [last + dt.timedelta(days=n)
+                                                 for n in range(len(days))]
+        assert all(part.upper - part.lower == dt.timedelta(days=1) for part in days)
         connection.execute(text("ROLLBACK TO SAVEPOINT before"))
         for name in ("webhook_events_default", "webhook_events", "documents"):
             connection.execute(text("SAVEPOINT before"))

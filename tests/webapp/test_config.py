@@ -47,6 +47,7 @@ def test_without_database_url_the_embedded_sqlite_file_lives_in_the_instance_fol
     ({"DATABASE_URL": "mysql://x/y"}, "PostgreSQL or SQLite"),
     ({"TRUSTED_PROXY_COUNT": -1}, "TRUSTED_PROXY_COUNT"),
     ({"CELERY_QUEUE_TYPE": "stream"}, "CELERY_QUEUE_TYPE is classic or quorum"),
+    ({"EVENT_PARTITION_SPAN": "week"}, "EVENT_PARTITION_SPAN is month or day"),
     ({"CELERY_QUEUE_TYPE": "quorum"}, "needs a RabbitMQ CELERY_BROKER_URL"),
 ])
 def test_unusable_settings_stop_the_app_from_starting(app_config, overrides, message):
