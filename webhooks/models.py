@@ -5,7 +5,7 @@ A delivery's key is claimed in `webhook_event_keys` before its event is written
 The events themselves need no unique index of their own, and that is what lets
 PostgreSQL range-partition them by `received_at` (migration 0028,
 webhooks/partitions.py): a unique constraint on a partitioned table must include the
-partition key, which (source, event_key) does not. The key table stays small (a key,
+partition key, which (source, event_key) does not. The key table stays narrow (a key,
 an id and a time) and unpartitioned; retention deletes a key with its event.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ range-partitioned by received_at, one partition a month, so that retention drops
 month instead of deleting its rows one by one (webhooks/partitions.py).
 
 A unique constraint on a partitioned table must include the partition key, and
-(source, event_key) does not: so the key moves to a small unpartitioned table of its
+(source, event_key) does not: so the key moves to a narrow unpartitioned table of its
 own, claimed before the event is written (store/outbox.insert_with_message).
 
 An empty table is partitioned here. A populated one is partitioned later, without

@@ -299,3 +299,30 @@ def test_the_months_or_days_ahead_are_added_and_only_a_past_one_is_dropped(app):
             with pytest.raises(DBAPIError, match="not a month of webhook_events"):
                 partitions.drop(connection, name)
             connection.execute(text("ROLLBACK TO SAVEPOINT before"))
+
+
+def test_a_row_in_the_default_partition_is_said_to_stop_its_month_and_expires_there(app):
+    """A row no partition covered lands in the DEFAULT partition: adding the partition
+    that would cover it then fails, the run says so, and the row expires in place."""
+    from tests import services
+    from webhooks import partitions
+
+    services.require_postgres()
+    with app.app_context():
+        connection = db.session.connection()
+        last = max((part for part in partitions.months(connection) if part.upper),
+                   key=lambda part: part.upper)
+        partitions.drop(connection, last.name)  # as if no run had added it
+        then = last.lower + dt.timedelta(days=1)
+        db.session.add(WebhookEvent(source="s", event_key="stray", kind="payment",
+                                    provider="stripe", status="processed",
+                                    received_at=then, enqueued_at=then))
+        event(db.session, "old", "processed", 400)  # before every partition: DEFAULT
+        db.session.commit()
+        in_default = db.session.scalar(text(f"SELECT count(*) FROM {partitions.DEFAULT}"))
+        detail = expire(app)
+        left = set(db.session.scalars(select(WebhookEvent.event_key)))
+    assert in_default == 2
+    assert detail == {"webhook_events_deleted": 1, "webhook_months_added": 0,
+                      "webhook_months_refused": "CheckViolation"}
+    assert left == {"stray"}
