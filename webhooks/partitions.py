@@ -69,11 +69,15 @@ def add_ahead(connection: Connection, now: dt.datetime, span: str = "month") -> 
     start, added = max(ranges), []
     while start < until:
         upper = step(start)
-        added.append(connection.scalar(
-            text("SELECT sluice_add_webhook_events_partition(:lower, :upper)"),
-            {"lower": start, "upper": upper}))
+        added.append(add(connection, start, upper))
         start = upper
     return added
+
+
+def add(connection: Connection, lower: dt.datetime, upper: dt.datetime) -> str:
+    """Add the partition [lower, upper), through the owner's function: its name."""
+    return connection.scalar(text("SELECT sluice_add_webhook_events_partition(:lower, :upper)"),
+                             {"lower": lower, "upper": upper})
 
 
 def drop(connection: Connection, name: str) -> None:
@@ -100,10 +104,6 @@ def month_after(moment: dt.datetime) -> dt.datetime:
     return (first_of_month(moment) + dt.timedelta(days=32)).replace(day=1)
 
 
-def day_after_tomorrow(now: dt.datetime) -> dt.datetime:
-    return dt.datetime.combine(now.date(), dt.time(), dt.timezone.utc) + dt.timedelta(days=2)
-
-
 def create_indexes(connection: Connection) -> None:
     """The indexes of webhooks/models.py, by the names migrations gave them."""
     connection.execute(text("CREATE INDEX ix_webhook_events_status_received_at "
@@ -128,7 +128,7 @@ def partition_events(engine: Engine, now: dt.datetime) -> str:
     with engine.connect() as connection:
         if months(connection):
             return "nothing to do: webhook_events is partitioned already"
-    bound = day_after_tomorrow(now)
+    bound = first_of_day(now) + dt.timedelta(days=2)  # the day after tomorrow
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text(
             "INSERT INTO webhook_event_keys (source, event_key, event_id, received_at) "
@@ -190,6 +190,5 @@ def swap(connection: Connection, now: dt.datetime, bound: dt.datetime | None) ->
         connection.execute(text(f"DROP TABLE {old}"))
         start = first_of_month(now)
     connection.execute(text(f"CREATE TABLE {DEFAULT} PARTITION OF webhook_events DEFAULT"))
-    connection.execute(text("SELECT sluice_add_webhook_events_partition(:lower, :upper)"),
-                       {"lower": start, "upper": month_after(start)})
+    add(connection, start, month_after(start))
     add_ahead(connection, now)

@@ -90,9 +90,7 @@ def add_past_months(engine) -> list[str]:
         start = partitions.first_of_month(utcnow() - dt.timedelta(days=DAYS))
         added = []
         while start < first:
-            added.append(connection.scalar(
-                text("SELECT sluice_add_webhook_events_partition(:lower, :upper)"),
-                {"lower": start, "upper": partitions.month_after(start)}))
+            added.append(partitions.add(connection, start, partitions.month_after(start)))
             start = partitions.month_after(start)
     return added
 

@@ -217,9 +217,7 @@ def month_gone_by(app):
     services.require_postgres()
     lower = partitions.first_of_month(utcnow() - dt.timedelta(days=120))
     with app.app_context():
-        name = db.session.scalar(text(
-            "SELECT sluice_add_webhook_events_partition(:lower, :upper)"),
-            {"lower": lower, "upper": partitions.month_after(lower)})
+        name = partitions.add(db.session.connection(), lower, partitions.month_after(lower))
         db.session.commit()
     return name, lower + dt.timedelta(days=3)
 
